@@ -1,0 +1,48 @@
+"""Shared hypothesis strategies: shapes, broadcastable pairs, and float64 tensors whose values
+stay away from an op's kinks and overflow."""
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import tinygradlm as tg
+
+# Every backend present on this machine; tests parametrised over it run once per backend.
+DEVICES = ["cpu"] + (["cuda"] if tg.cuda.is_available() else [])
+
+
+def shapes(min_dims=0, max_dims=4, min_side=1, max_side=4):
+    return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side,
+                            max_side=max_side)
+
+
+def broadcastable_pair(max_dims=4, max_side=4):
+    """Two shapes that broadcast together (size-1 axes and missing leading axes)."""
+    return hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=max_dims,
+                                             max_side=max_side).map(lambda s: s.input_shapes)
+
+
+@st.composite
+def arrays(draw, shape, low=-2.0, high=2.0, avoid=(), gap=0.1):
+    """float64 values in [low, high]; every value is at least ``gap`` from each point in
+    ``avoid`` (kinks such as relu's 0, where finite differences straddle two slopes).  Sometimes the array is a non-contiguous
+    (transposed) view, to catch ops that assume C order."""
+    a = draw(hnp.arrays(np.float64, shape, elements=st.floats(low, high, allow_nan=False,
+                                                               allow_infinity=False)))
+    for c in avoid:
+        d = a - c
+        a = np.where(np.abs(d) < gap, c + np.where(d >= 0, gap, -gap), a)
+    if a.ndim >= 2 and draw(st.booleans()):
+        a = np.ascontiguousarray(a.T).T          # same values, Fortran order
+    return a
+
+
+@st.composite
+def distinct_arrays(draw, shape, gap=0.05):
+    """float64 values that differ pairwise by at least ``gap`` (no ties for max)."""
+    n = int(np.prod(shape))
+    perm = draw(st.permutations(range(n)))
+    return (np.array(perm, dtype=np.float64) * gap - n * gap / 2).reshape(shape)
+
+
+def T(a, requires_grad=True, device="cpu"):
+    return tg.Tensor(np.asarray(a, dtype=np.float64), requires_grad=requires_grad, device=device)

@@ -1,0 +1,39 @@
+"""tinygradlm: a small, honest tensor + autograd library for learning how language models work.
+
+    import tinygradlm as tg
+    x = tg.randn(3, 4, requires_grad=True)
+    loss = (x @ x.T).sum()
+    loss.backward()          # x.grad now holds d loss / d x
+"""
+from . import backend
+from .backend import get_rng_state, manual_seed, set_rng_state
+from .function import Function, enable_grad, is_grad_enabled, no_grad
+from .tensor import (Tensor, arange, bool_, cat, float16, float32, float64, full,
+                     get_default_device, int32, int64, ones, ones_like, rand, randint, randn,
+                     randn_like, set_default_device, stack, tril, triu, where, zeros, zeros_like)
+from .gradcheck import gradcheck
+from . import functional, nn, optim, viz
+
+__version__ = "0.1.0"
+
+
+class cuda:
+    """``tinygradlm.cuda.is_available()``: a CuPy install with a CUDA device that answers."""
+
+    @staticmethod
+    def is_available() -> bool:
+        return backend.cuda_is_available()
+
+
+def tensor(data, requires_grad=False, dtype=None, device=None) -> Tensor:
+    """Same as ``Tensor(...)``; PyTorch's lowercase spelling."""
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype, device=device)
+
+
+__all__ = [
+    "Tensor", "tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "manual_seed",
+    "get_rng_state", "set_rng_state", "gradcheck", "functional", "nn", "optim", "viz", "cuda",
+    "arange", "cat", "stack", "where", "tril", "triu", "zeros", "ones", "full", "randn", "rand",
+    "randint", "zeros_like", "ones_like", "randn_like", "set_default_device",
+    "get_default_device", "float16", "float32", "float64", "int32", "int64", "bool_",
+]

@@ -1,0 +1,146 @@
+"""Array backends: NumPy for ``"cpu"``, CuPy for ``"cuda"``.
+
+Everything above this module asks a tensor for its array module (``xp``) instead of importing
+numpy or cupy to touch tensor data, so the same model code runs on both devices.  CuPy is
+optional: without it (or without a working GPU) asking for ``"cuda"`` raises an error that
+says why and how to fix it.
+"""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+_cupy = None            # the cupy module once it has been imported successfully
+_cupy_error = None      # why cupy could not be used, as a sentence for the user
+
+DEVICES = ("cpu", "cuda")
+
+
+def _load_cupy():
+    """Import cupy lazily and check that a device answers (``import cupy`` alone succeeds on
+    machines without a GPU and only fails at the first allocation)."""
+    global _cupy, _cupy_error
+    if _cupy is not None or _cupy_error is not None:
+        return _cupy
+    try:
+        import cupy
+    except ImportError as exc:
+        _cupy_error = (f"CuPy is not installed ({exc}). Install the GPU extra: "
+                       "pip install -e \".[gpu]\"")
+        return None
+    try:
+        cupy.cuda.runtime.getDeviceCount()
+        cupy.zeros(1)
+    except Exception as exc:  # driver missing, no device, CUDA runtime mismatch, ...
+        _cupy_error = f"CuPy is installed but no CUDA device is usable ({type(exc).__name__}: {exc})"
+        return None
+    _cupy = cupy
+    return _cupy
+
+
+def cuda_is_available() -> bool:
+    """True only when CuPy imports and a CUDA device answers."""
+    return _load_cupy() is not None
+
+
+def normalize_device(device) -> str:
+    """Accept ``"cpu"``, ``"cuda"``, ``"cuda:0"`` (or a Tensor's device) and return the canonical name."""
+    name = str(device).lower()
+    if name.startswith("cuda"):
+        name = "cuda"
+    if name not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; expected one of {DEVICES}")
+    return name
+
+
+def xp_for(device: str):
+    """The array module (numpy or cupy) that holds data on ``device``."""
+    if device == "cpu":
+        return np
+    cp = _load_cupy()
+    if cp is None:
+        raise RuntimeError(f"device 'cuda' is not available: {_cupy_error}")
+    return cp
+
+
+def device_of(array) -> str:
+    """``"cpu"`` for a NumPy array, ``"cuda"`` for a CuPy array."""
+    return "cpu" if isinstance(array, (np.ndarray, np.generic)) else "cuda"
+
+
+def get_array_module(array):
+    """numpy or cupy, whichever owns ``array`` (DeZero's ``get_array_module``)."""
+    return np if device_of(array) == "cpu" else _load_cupy()
+
+
+def to_device(array, device: str):
+    """Copy ``array`` to ``device`` (no copy when it is already there)."""
+    if device_of(array) == device:
+        return array
+    if device == "cpu":
+        return array.get()
+    return xp_for("cuda").asarray(array)
+
+
+def to_numpy(array) -> np.ndarray:
+    return to_device(array, "cpu")
+
+
+# --- random numbers ---------------------------------------------------------------------
+# One generator per backend so that manual_seed() makes every random draw in the library
+# (initialisation, dropout, batches, sampling) repeatable.  CPU and GPU streams differ.
+_generators: dict = {"cpu": np.random.default_rng(0)}
+
+
+def generator(device: str = "cpu"):
+    if device not in _generators:
+        _generators[device] = xp_for(device).random.default_rng(0)
+    return _generators[device]
+
+
+def manual_seed(seed: int) -> None:
+    """Seed every random source: Python's ``random``, NumPy's global and ours, and CuPy's."""
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    _generators["cpu"] = np.random.default_rng(seed)
+    if "cuda" in _generators or _cupy is not None:
+        cp = _load_cupy()
+        cp.random.seed(seed)
+        _generators["cuda"] = cp.random.default_rng(seed)
+
+
+def get_rng_state() -> dict:
+    """The CPU generator's state as plain data (JSON-friendly), for exact resume."""
+    return _generators["cpu"].bit_generator.state
+
+
+def set_rng_state(state: dict) -> None:
+    _generators["cpu"] = np.random.default_rng()
+    _generators["cpu"].bit_generator.state = state
+
+
+# --- special functions ------------------------------------------------------------------
+def erf(x):
+    """Elementwise error function (NumPy has none; ``math.erf`` through a numba ufunc)."""
+    if device_of(x) == "cuda":
+        from cupyx.scipy.special import erf as cupy_erf
+        return cupy_erf(x)
+    return _erf_ufunc()(x)
+
+
+_ERF = None
+
+
+def _erf_ufunc():
+    global _ERF
+    if _ERF is None:
+        import math
+        import numba
+
+        @numba.vectorize(["float32(float32)", "float64(float64)"], cache=True)
+        def erf_ufunc(v):
+            return math.erf(v)
+        _ERF = erf_ufunc
+    return _ERF

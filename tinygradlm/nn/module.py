@@ -1,0 +1,209 @@
+"""``Module`` and ``Parameter``: the containers every layer and model is built from."""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from .. import backend
+from ..tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A tensor that is a learnable weight of a module: it requires grad, and assigning it as
+    a module attribute registers it (so ``parameters()`` and ``state_dict()`` find it)."""
+
+    def __init__(self, data, requires_grad=True):
+        super().__init__(data.data if isinstance(data, Tensor) else data,
+                         requires_grad=requires_grad)
+
+    def __repr__(self):
+        return "Parameter containing:\n" + super().__repr__()
+
+
+class Module:
+    """Base class of layers and models.  Subclasses set sub-modules and parameters as
+    attributes in ``__init__`` and compute in ``forward``; call the module like a function.
+
+    Parameters, buffers and sub-modules are kept in insertion order, so ``state_dict()`` keys
+    come out in the order the model was built, every time.
+    """
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() "
+                                 f"before assigning {name!r}")
+        for store in (self._parameters, self._buffers, self._modules):
+            store.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        else:
+            object.__setattr__(self, name, value)
+
+    def __getattr__(self, name):
+        # Called only when normal lookup fails: look in the registries.
+        d = self.__dict__
+        for store in ("_parameters", "_buffers", "_modules"):
+            if store in d and name in d[store]:
+                return d[store][name]
+        raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r}")
+
+    def __delattr__(self, name):
+        for store in (self._parameters, self._buffers, self._modules):
+            if name in store:
+                del store[name]
+                return
+        object.__delattr__(self, name)
+
+    def register_buffer(self, name, tensor):
+        """A non-learnable tensor that belongs to the module's state (e.g. a fixed mask)."""
+        self._buffers[name] = tensor
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # --- walking the tree -----------------------------------------------------------------
+    def named_modules(self, prefix=""):
+        """(name, module) for this module and every descendant, depth first, each once."""
+        seen, stack = set(), [(prefix, self)]
+        while stack:
+            name, m = stack.pop()
+            if id(m) in seen:
+                continue
+            seen.add(id(m))
+            yield name, m
+            children = [(f"{name}.{k}" if name else k, c) for k, c in m._modules.items()]
+            stack.extend(reversed(children))
+
+    def modules(self):
+        return (m for _, m in self.named_modules())
+
+    def named_children(self):
+        return iter(self._modules.items())
+
+    def children(self):
+        return iter(self._modules.values())
+
+    def named_parameters(self, prefix=""):
+        """(name, parameter) pairs; a parameter shared by two modules (tied weights) is
+        listed once, under the first name."""
+        seen = set()
+        for mod_name, m in self.named_modules(prefix):
+            for k, p in m._parameters.items():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield (f"{mod_name}.{k}" if mod_name else k), p
+
+    def parameters(self):
+        return (p for _, p in self.named_parameters())
+
+    def named_buffers(self):
+        for mod_name, m in self.named_modules():
+            for k, b in m._buffers.items():
+                yield (f"{mod_name}.{k}" if mod_name else k), b
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def apply(self, fn):
+        """Call ``fn(module)`` on every sub-module and then on self (e.g. for initialisation)."""
+        for m in reversed(list(self.modules())):
+            fn(m)
+        return self
+
+    # --- modes, gradients, devices --------------------------------------------------------
+    def train(self, mode: bool = True):
+        for m in self.modules():
+            object.__setattr__(m, "training", mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def zero_grad(self, set_to_none: bool = True):
+        for p in self.parameters():
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad = Tensor._from_op(p.grad.xp.zeros_like(p.grad.data))
+
+    def to(self, target):
+        """Move (or cast) every parameter and buffer in place; returns self."""
+        for m in self.modules():
+            for store in (m._parameters, m._buffers):
+                for t in store.values():
+                    moved = t.detach().to(target)
+                    t.data = moved.data
+                    if t.grad is not None:
+                        t.grad = t.grad.to(target)
+        return self
+
+    def float(self):
+        return self.to("float32")
+
+    def double(self):
+        return self.to("float64")
+
+    # --- state ----------------------------------------------------------------------------
+    def state_dict(self):
+        """Name -> tensor (sharing data with the module) for every parameter and buffer, in
+        build order.  Tied parameters appear under each of their names, as in PyTorch."""
+        out = OrderedDict()
+        for mod_name, m in self.named_modules():
+            for store in (m._parameters, m._buffers):
+                for k, t in store.items():
+                    out[f"{mod_name}.{k}" if mod_name else k] = t.detach()
+        return out
+
+    def load_state_dict(self, state_dict, strict: bool = True):
+        """Copy values into the module's own tensors (in place, so optimizers keep working).
+        Raises a KeyError/ValueError that names every missing, unexpected or mis-shaped entry."""
+        own = OrderedDict()
+        for mod_name, m in self.named_modules():
+            for store in (m._parameters, m._buffers):
+                for k, t in store.items():
+                    own[f"{mod_name}.{k}" if mod_name else k] = t
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        problems = []
+        if strict and missing:
+            problems.append(f"missing keys: {', '.join(missing)}")
+        if strict and unexpected:
+            problems.append(f"unexpected keys: {', '.join(unexpected)}")
+        for k, t in own.items():
+            if k in state_dict:
+                shape = tuple(np.shape(state_dict[k].data if isinstance(state_dict[k], Tensor)
+                                       else state_dict[k]))
+                if shape != t.shape:
+                    problems.append(f"size mismatch for {k}: the checkpoint has {shape}, "
+                                    f"the model has {t.shape}")
+        if problems:
+            raise KeyError(f"load_state_dict into {type(self).__name__}: " + "; ".join(problems))
+        for k, t in own.items():
+            if k in state_dict:
+                value = state_dict[k]
+                value = value.data if isinstance(value, Tensor) else value
+                t.data[...] = backend.to_device(value, t.device).astype(t.dtype, copy=False)
+        return self
+
+    # --- printing -------------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self):
+        lines = [f"({k}): " + repr(m).replace("\n", "\n  ") for k, m in self._modules.items()]
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        if not lines:
+            return head + ")"
+        return head + "\n  " + "\n  ".join(lines) + "\n)"

@@ -1,0 +1,716 @@
+"""``Tensor``: an array (NumPy or CuPy) plus what reverse-mode autograd needs.
+
+A tensor made by an op remembers the ``Function`` that made it (``_ctx``); ``backward()`` walks
+those links from the output back to the leaves in topological order and adds up gradients.
+The operators below are thin wrappers: every piece of differentiation lives in ``ops.py``.
+"""
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+
+from . import backend, ops
+from .function import reduce_to_shape
+
+float32, float64, float16 = np.dtype("float32"), np.dtype("float64"), np.dtype("float16")
+int32, int64, bool_ = np.dtype("int32"), np.dtype("int64"), np.dtype("bool")
+
+MaxResult = namedtuple("MaxResult", ["values", "indices"])
+
+_default = {"device": "cpu"}
+
+
+def set_default_device(device) -> None:
+    """Device used by factories and ``Tensor(...)`` when none is given."""
+    _default["device"] = backend.normalize_device(device)
+
+
+def get_default_device() -> str:
+    return _default["device"]
+
+
+def _to_array(data, dtype, device):
+    """Turn ``data`` into an array on ``device``: arrays keep their dtype, Python floats and
+    lists of floats become float32, lists of ints int64 (ids and targets), bools stay bool."""
+    if isinstance(data, Tensor):
+        data = data.data
+    if hasattr(data, "__cuda_array_interface__") or isinstance(data, (np.ndarray, np.generic)):
+        array = backend.to_device(data, device)
+    else:
+        array = np.asarray(data)
+        if array.dtype.kind == "f":
+            array = array.astype(float32)
+        elif array.dtype.kind in "iu":
+            array = array.astype(int64)
+        elif array.dtype.kind not in "b":
+            raise TypeError(f"Tensor: cannot make a tensor from {type(data).__name__} "
+                            f"(numpy dtype {array.dtype})")
+        array = backend.to_device(array, device)
+    if dtype is not None and array.dtype != np.dtype(dtype):
+        array = array.astype(dtype)
+    return array
+
+
+class Tensor:
+    """A multi-dimensional array that can record the ops applied to it and differentiate them.
+
+    >>> x = Tensor([1.0, 2.0, 3.0], requires_grad=True)
+    >>> (x * x).sum().backward()
+    >>> x.grad
+    tensor([2., 4., 6.])
+    """
+
+    __array_ufunc__ = None      # numpy_array + tensor calls Tensor.__radd__, not numpy
+
+    def __init__(self, data, requires_grad=False, dtype=None, device=None):
+        if device is None:      # arrays stay where they are; Python data goes to the default
+            device = data.device if isinstance(data, Tensor) else (
+                "cuda" if hasattr(data, "__cuda_array_interface__") else _default["device"])
+        self.data = _to_array(data, dtype, backend.normalize_device(device))
+        self.grad = None
+        self._ctx = None            # the Function that produced this tensor (None for leaves)
+        self._retains_grad = False
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @classmethod
+    def _from_op(cls, array, requires_grad=False):
+        """Wrap an op's output array without any conversion (the fast path)."""
+        t = cls.__new__(cls)
+        t.data, t.grad, t._ctx, t._retains_grad = array, None, None, False
+        t.requires_grad = requires_grad
+        return t
+
+    # --- what it is ---------------------------------------------------------------------
+    @property
+    def shape(self):
+        return tuple(self.data.shape)
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def device(self):
+        return backend.device_of(self.data)
+
+    @property
+    def xp(self):
+        """The array module (numpy or cupy) that holds this tensor's data."""
+        return backend.get_array_module(self.data)
+
+    @property
+    def is_leaf(self):
+        return self._ctx is None
+
+    @property
+    def grad_fn(self):
+        return self._ctx
+
+    def size(self, dim=None):
+        return self.shape if dim is None else self.shape[dim]
+
+    def numel(self):
+        return int(self.data.size)
+
+    def __len__(self):
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def numpy(self):
+        """The data as a NumPy array (copied off the GPU when needed; no graph)."""
+        return backend.to_numpy(self.data)
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item: only a one-element tensor converts to a Python number; "
+                             f"this one has shape {self.shape}")
+        return self.data.reshape(()).item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def __bool__(self):
+        return bool(self.item())
+
+    def __repr__(self):
+        body = np.array2string(self.numpy(), separator=", ", precision=4, prefix="tensor(")
+        extras = []
+        if self.device != "cpu":
+            extras.append(f"device='{self.device}'")
+        if self.dtype not in (float32, int64, bool_):
+            extras.append(f"dtype={self.dtype}")
+        if self._ctx is not None:
+            extras.append(f"grad_fn=<{self._ctx.name}>")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return f"tensor({body}{''.join(', ' + e for e in extras)})"
+
+    # --- autograd bookkeeping -----------------------------------------------------------
+    def requires_grad_(self, requires_grad=True):
+        if requires_grad and self.dtype.kind != "f":
+            raise TypeError(f"requires_grad: only floating-point tensors can require "
+                            f"gradients; this one is {self.dtype} (ids and masks never do)")
+        self.requires_grad = requires_grad
+        return self
+
+    def retain_grad(self):
+        """Keep ``.grad`` on this non-leaf tensor after backward (leaves always keep it)."""
+        self._retains_grad = True
+        return self
+
+    def zero_grad(self):
+        self.grad = None
+
+    def detach(self):
+        """The same data, cut from the graph (no copy)."""
+        return Tensor._from_op(self.data)
+
+    def backward(self, gradient=None, retain_graph=False):
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
+
+        The graph is walked in reverse topological order with an explicit stack (no recursion,
+        so a 20,000-op chain is fine).  Each node's saved arrays are freed afterwards unless
+        ``retain_graph=True``; a second backward through freed nodes raises an error.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward: this tensor does not require grad; it was computed "
+                               "from tensors without requires_grad=True, or under no_grad()")
+        if gradient is None:
+            if self.data.size != 1:
+                raise RuntimeError(f"backward: the gradient can only be implied for a "
+                                   f"one-element output, but this one has shape {self.shape}; "
+                                   f"pass gradient=... of that shape or reduce with .sum()")
+            grad = self.xp.ones_like(self.data)
+        else:
+            grad = _to_array(gradient, self.dtype, self.device)
+            if grad.shape != self.data.shape:
+                raise ValueError(f"backward: gradient has shape {tuple(grad.shape)} but the "
+                                 f"tensor has shape {self.shape}")
+        if self._ctx is None:
+            self._accumulate(grad)
+            return
+        grads = {id(self): grad}            # gradients of non-leaf tensors still to propagate
+        for t in self._topological_order():
+            g = grads.pop(id(t), None)
+            if g is None:
+                continue
+            if t._retains_grad:
+                t._accumulate(g)
+            fn = t._ctx
+            inputs = fn.inputs
+            in_grads = fn.backward(g)
+            if not retain_graph:
+                fn.saved, fn.inputs, fn.freed = (), (), True
+            for inp, ig in zip(inputs, in_grads):
+                if ig is None or not inp.requires_grad:
+                    continue
+                ig = _fit(ig, inp, fn)
+                if inp._ctx is None:
+                    inp._accumulate(ig)
+                elif id(inp) in grads:
+                    grads[id(inp)] = grads[id(inp)] + ig
+                else:
+                    grads[id(inp)] = ig
+
+    def _topological_order(self):
+        """Non-leaf tensors reachable from self, each after every tensor that uses it."""
+        order, visited = [], set()
+        stack = [(self, False)]
+        while stack:
+            t, children_done = stack.pop()
+            if children_done:
+                order.append(t)
+                continue
+            if id(t) in visited:
+                continue
+            visited.add(id(t))
+            fn = t._ctx
+            if fn.freed:
+                raise RuntimeError(
+                    f"backward: trying to backward through the graph a second time (the "
+                    f"values saved by {fn.name} were freed by the first backward); call "
+                    f"backward(retain_graph=True) the first time if you need two")
+            stack.append((t, True))
+            for inp in fn.inputs:
+                if inp.requires_grad and inp._ctx is not None and id(inp) not in visited:
+                    stack.append((inp, False))
+        order.reverse()
+        return order
+
+    def _accumulate(self, g):
+        # A fresh array each time: an op may hand the same gradient array to several
+        # inputs, so accumulating in place could change another tensor's gradient.
+        if self.grad is None:
+            self.grad = Tensor._from_op(g.copy())
+        else:
+            self.grad = Tensor._from_op(self.grad.data + g)
+
+    # --- conversion ---------------------------------------------------------------------
+    def to(self, target):
+        """``.to("cuda")``, ``.to("cpu")`` or ``.to(tinygradlm.float64)``; differentiable."""
+        if isinstance(target, Tensor):
+            return self.to(target.device).to(target.dtype)
+        if isinstance(target, str) and target.split(":")[0] in backend.DEVICES:
+            device = backend.normalize_device(target)
+            return self if device == self.device else ops.ToDevice.apply(self, device=device)
+        dtype = np.dtype(target)
+        return self if dtype == self.dtype else ops.Cast.apply(self, dtype=dtype)
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self):
+        return self.to("cuda")
+
+    def float(self):
+        return self.to(float32)
+
+    def double(self):
+        return self.to(float64)
+
+    def long(self):
+        return Tensor._from_op(self.data.astype(int64))
+
+    def bool(self):
+        return Tensor._from_op(self.data.astype(bool_))
+
+    def _operand(self, other):
+        """A Python number or array as a tensor that matches ``self`` (a float scalar takes
+        the tensor's float dtype, so float64 stays float64 and float32 stays float32)."""
+        if isinstance(other, Tensor):
+            return other
+        if isinstance(other, (int, float, bool)) and self.dtype.kind == "f":
+            return Tensor._from_op(self.xp.asarray(other, dtype=self.dtype))
+        return Tensor(other, device=self.device)
+
+    # --- arithmetic (differentiable) ----------------------------------------------------
+    def __add__(self, other):
+        return ops.Add.apply(self, self._operand(other))
+
+    def __radd__(self, other):
+        return ops.Add.apply(self._operand(other), self)
+
+    def __sub__(self, other):
+        return ops.Sub.apply(self, self._operand(other))
+
+    def __rsub__(self, other):
+        return ops.Sub.apply(self._operand(other), self)
+
+    def __mul__(self, other):
+        return ops.Mul.apply(self, self._operand(other))
+
+    def __rmul__(self, other):
+        return ops.Mul.apply(self._operand(other), self)
+
+    def __truediv__(self, other):
+        x, y = self, self._operand(other)
+        if x.dtype.kind != "f" and y.dtype.kind != "f":     # int / int gives float32, as torch
+            x = x.float()
+        return ops.Div.apply(x, y)
+
+    def __rtruediv__(self, other):
+        return self._operand(other).__truediv__(self)
+
+    def __pow__(self, other):
+        return ops.Pow.apply(self, self._operand(other))
+
+    def __rpow__(self, other):
+        return ops.Pow.apply(self._operand(other), self)
+
+    def __neg__(self):
+        return ops.Neg.apply(self)
+
+    def __matmul__(self, other):
+        return self.matmul(other)
+
+    def __rmatmul__(self, other):
+        return self._operand(other).matmul(self)
+
+    def matmul(self, other):
+        """Matrix product with NumPy's rules: 1-D operands are promoted to a row (left) or a
+        column (right) matrix and the added axis is removed from the result."""
+        a, b = self, self._operand(other)
+        if a.ndim == 0 or b.ndim == 0:
+            raise ValueError(f"matmul: both operands need at least one dimension; got shapes "
+                             f"{a.shape} and {b.shape} (use * for scalars)")
+        a2 = a.unsqueeze(0) if a.ndim == 1 else a
+        b2 = b.unsqueeze(-1) if b.ndim == 1 else b
+        out = ops.MatMul.apply(a2, b2)
+        if b.ndim == 1:
+            out = out.squeeze(-1)
+        if a.ndim == 1:
+            out = out.squeeze(-2 if b.ndim > 1 else -1)
+        return out
+
+    def exp(self):
+        return ops.Exp.apply(self)
+
+    def log(self):
+        return ops.Log.apply(self)
+
+    def sqrt(self):
+        return ops.Sqrt.apply(self)
+
+    def tanh(self):
+        return ops.Tanh.apply(self)
+
+    def sigmoid(self):
+        return ops.Sigmoid.apply(self)
+
+    def relu(self):
+        return ops.ReLU.apply(self)
+
+    def abs(self):
+        return ops.Abs.apply(self)
+
+    def erf(self):
+        return ops.Erf.apply(self)
+
+    def clip(self, min=None, max=None):
+        return ops.Clip.apply(self, low=min, high=max)
+
+    clamp = clip
+
+    # --- comparisons (no gradient) ------------------------------------------------------
+    def _compare(self, other, op):
+        other = self._operand(other)
+        if other.device != self.device:
+            raise RuntimeError(f"comparison: tensors on different devices: {self.device} and "
+                               f"{other.device}")
+        return Tensor._from_op(op(self.data, other.data))
+
+    def __eq__(self, other):
+        return self._compare(other, lambda a, b: a == b)
+
+    def __ne__(self, other):
+        return self._compare(other, lambda a, b: a != b)
+
+    def __lt__(self, other):
+        return self._compare(other, lambda a, b: a < b)
+
+    def __le__(self, other):
+        return self._compare(other, lambda a, b: a <= b)
+
+    def __gt__(self, other):
+        return self._compare(other, lambda a, b: a > b)
+
+    def __ge__(self, other):
+        return self._compare(other, lambda a, b: a >= b)
+
+    def __invert__(self):
+        if self.dtype != bool_:
+            raise TypeError(f"~ is only defined for boolean tensors, not {self.dtype}")
+        return Tensor._from_op(~self.data)
+
+    def __and__(self, other):
+        return self._compare(other, lambda a, b: a & b)
+
+    def __or__(self, other):
+        return self._compare(other, lambda a, b: a | b)
+
+    __hash__ = object.__hash__      # == is elementwise, so hash by identity
+
+    # --- reductions -----------------------------------------------------------------------
+    def sum(self, dim=None, keepdim=False):
+        return ops.Sum.apply(self, dim=dim, keepdim=keepdim)
+
+    def mean(self, dim=None, keepdim=False):
+        dims = ops.normalize_dims("mean", dim, self.ndim)
+        count = int(np.prod([self.shape[d] for d in dims]))
+        return self.sum(dim=dims, keepdim=keepdim) / count
+
+    def var(self, dim=None, keepdim=False, correction=1, unbiased=None):
+        """Variance with Bessel's correction by default (divide by N - 1), as PyTorch."""
+        if unbiased is not None:
+            correction = 1 if unbiased else 0
+        dims = ops.normalize_dims("var", dim, self.ndim)
+        count = int(np.prod([self.shape[d] for d in dims]))
+        centred = self - self.mean(dim=dims, keepdim=True)
+        return (centred * centred).sum(dim=dims, keepdim=keepdim) / max(count - correction, 0)
+
+    def std(self, dim=None, keepdim=False, correction=1, unbiased=None):
+        return self.var(dim, keepdim, correction, unbiased).sqrt()
+
+    def amax(self, dim=None, keepdim=False):
+        return ops.Max.apply(self, dim=dim, keepdim=keepdim)
+
+    def amin(self, dim=None, keepdim=False):
+        return -(-self).amax(dim=dim, keepdim=keepdim)
+
+    def max(self, dim=None, keepdim=False):
+        """``x.max()`` is the largest element; ``x.max(dim)`` with an int returns
+        ``(values, indices)`` as in PyTorch; with a tuple of dims it returns the values."""
+        values = self.amax(dim=dim, keepdim=keepdim)
+        if isinstance(dim, int):
+            return MaxResult(values, self.argmax(dim=dim, keepdim=keepdim))
+        return values
+
+    def min(self, dim=None, keepdim=False):
+        values = self.amin(dim=dim, keepdim=keepdim)
+        if isinstance(dim, int):
+            indices = Tensor._from_op(self.xp.expand_dims(self.data.argmin(axis=dim), dim)
+                                      if keepdim else self.data.argmin(axis=dim))
+            return MaxResult(values, indices)
+        return values
+
+    def argmax(self, dim=None, keepdim=False):
+        if dim is None:
+            return Tensor._from_op(self.xp.asarray(self.data.argmax()))
+        dim = ops.normalize_dims("argmax", dim, self.ndim)[0]
+        idx = self.data.argmax(axis=dim)
+        return Tensor._from_op(self.xp.expand_dims(idx, dim) if keepdim else idx)
+
+    # --- shape and movement -------------------------------------------------------------
+    def reshape(self, *shape):
+        shape = _shape_arg(shape)
+        if -1 in shape:
+            known = int(np.prod([n for n in shape if n != -1]))
+            if shape.count(-1) > 1 or known == 0 or self.numel() % known:
+                raise ValueError(f"reshape: cannot view a tensor of shape {self.shape} "
+                                 f"({self.numel()} elements) as shape {shape}")
+            shape = tuple(self.numel() // known if n == -1 else n for n in shape)
+        return self if shape == self.shape else ops.Reshape.apply(self, shape=shape)
+
+    view = reshape
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        if self.ndim == 0:
+            return self.reshape(1)
+        s, e = start_dim % self.ndim, end_dim % self.ndim
+        return self.reshape(self.shape[:s] + (-1,) + self.shape[e + 1:])
+
+    def unsqueeze(self, dim):
+        dim = dim % (self.ndim + 1)
+        return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
+
+    def squeeze(self, dim=None):
+        if dim is None:
+            return self.reshape(tuple(n for n in self.shape if n != 1))
+        dims = ops.normalize_dims("squeeze", dim, self.ndim)
+        return self.reshape(tuple(n for i, n in enumerate(self.shape)
+                                  if not (i in dims and n == 1)))
+
+    def permute(self, *dims):
+        return ops.Permute.apply(self, dims=_shape_arg(dims))
+
+    def transpose(self, dim0, dim1):
+        dims = list(range(self.ndim))
+        dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
+        return self.permute(dims)
+
+    @property
+    def T(self):
+        """All axes reversed (NumPy's ``.T``); use ``.mT`` or ``transpose(-2, -1)`` for a
+        batch of matrices."""
+        return self.permute(tuple(reversed(range(self.ndim))))
+
+    @property
+    def mT(self):
+        return self.transpose(-2, -1)
+
+    def expand(self, *shape):
+        shape = _shape_arg(shape)
+        lead = len(shape) - self.ndim
+        if lead < 0:
+            raise ValueError(f"expand: shape {shape} has fewer dims than the tensor {self.shape}")
+        shape = tuple(self.shape[i - lead] if n == -1 else n for i, n in enumerate(shape))
+        return self if shape == self.shape else ops.Expand.apply(self, shape=shape)
+
+    def expand_as(self, other):
+        return self.expand(other.shape)
+
+    def __getitem__(self, index):
+        return ops.GetItem.apply(self, index=_index_arg(index))
+
+    def split(self, split_size_or_sections, dim=0):
+        """Pieces of ``split_size`` along ``dim`` (the last may be smaller), or pieces of the
+        listed sizes."""
+        n = self.shape[dim]
+        if isinstance(split_size_or_sections, int):
+            size = split_size_or_sections
+            sizes = [size] * (n // size) + ([n % size] if n % size else [])
+        else:
+            sizes = list(split_size_or_sections)
+            if sum(sizes) != n:
+                raise ValueError(f"split: sizes {sizes} add up to {sum(sizes)}, but dim {dim} "
+                                 f"has size {n}")
+        pieces, start = [], 0
+        lead = (slice(None),) * (dim % self.ndim)
+        for size in sizes:
+            pieces.append(self[lead + (slice(start, start + size),)])
+            start += size
+        return tuple(pieces)
+
+    def chunk(self, chunks, dim=0):
+        n = self.shape[dim]
+        return self.split(-(-n // chunks), dim)
+
+    def masked_fill(self, mask, value):
+        """``value`` where ``mask`` is True, ``self`` elsewhere (mask broadcasts)."""
+        mask = mask if isinstance(mask, Tensor) else Tensor(mask, device=self.device)
+        if mask.dtype != bool_:
+            raise TypeError(f"masked_fill: the mask must be boolean, not {mask.dtype}")
+        return where(mask, self._operand(value), self)
+
+    def tril(self, diagonal=0):
+        return tril(self, diagonal)
+
+    def triu(self, diagonal=0):
+        return triu(self, diagonal)
+
+    def softmax(self, dim=-1):
+        from . import functional
+        return functional.softmax(self, dim)
+
+    def log_softmax(self, dim=-1):
+        from . import functional
+        return functional.log_softmax(self, dim)
+
+
+def _shape_arg(shape):
+    """Accept ``f(2, 3)`` and ``f((2, 3))`` alike."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = shape[0]
+    return tuple(int(n) for n in shape)
+
+
+def _index_arg(index):
+    """Tensors inside an index become their arrays (integer or boolean)."""
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return index
+
+
+def _fit(grad, inp, fn):
+    """The engine's single place for broadcasting: sum a gradient back to its input's shape
+    (and dtype), and catch an op whose backward returned the wrong shape."""
+    if grad.ndim < inp.ndim or grad.size % max(inp.numel(), 1):
+        raise RuntimeError(f"{fn.name}.backward returned a gradient of shape "
+                           f"{tuple(grad.shape)} for an input of shape {inp.shape}")
+    grad = reduce_to_shape(grad, inp.shape)
+    if grad.dtype != inp.dtype:
+        grad = grad.astype(inp.dtype)
+    return grad
+
+
+# --- functions on several tensors -------------------------------------------------------
+def where(cond, x, y):
+    """Elementwise ``x if cond else y``; ``cond`` is a boolean tensor (not differentiated)."""
+    ref = x if isinstance(x, Tensor) else y
+    if not isinstance(ref, Tensor):
+        ref = Tensor(x)
+    x, y = ref._operand(x), ref._operand(y)
+    cond = cond if isinstance(cond, Tensor) else Tensor(cond, device=ref.device)
+    if cond.device != ref.device:
+        raise RuntimeError(f"where: condition on {cond.device} but values on {ref.device}")
+    return ops.Where.apply(x, y, cond=cond.data.astype(bool))
+
+
+def cat(tensors, dim=0):
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat: expected a non-empty list of tensors")
+    return tensors[0] if len(tensors) == 1 else ops.Cat.apply(*tensors, dim=dim)
+
+
+def stack(tensors, dim=0):
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack: expected a non-empty list of tensors")
+    shapes = {t.shape for t in tensors}
+    if len(shapes) > 1:
+        raise ValueError(f"stack: all tensors must have the same shape; got {sorted(shapes)}")
+    return cat([t.unsqueeze(dim) for t in tensors], dim=dim)
+
+
+def _triangle_mask(shape, diagonal, lower, xp):
+    n, m = shape[-2], shape[-1]
+    rows, cols = xp.arange(n)[:, None], xp.arange(m)[None, :]
+    return cols - rows <= diagonal if lower else cols - rows >= diagonal
+
+
+def tril(x, diagonal=0):
+    """Keep the lower triangle (``col - row <= diagonal``) of the last two axes, zero the rest."""
+    return where(Tensor._from_op(_triangle_mask(x.shape, diagonal, True, x.xp)), x, 0.0)
+
+
+def triu(x, diagonal=0):
+    """Keep the upper triangle (``col - row >= diagonal``) of the last two axes, zero the rest."""
+    return where(Tensor._from_op(_triangle_mask(x.shape, diagonal, False, x.xp)), x, 0.0)
+
+
+# --- factories --------------------------------------------------------------------------
+def _factory(make, shape, dtype, device, requires_grad):
+    device = backend.normalize_device(device or _default["device"])
+    array = make(backend.xp_for(device), _shape_arg(shape), np.dtype(dtype))
+    return Tensor._from_op(array).requires_grad_(requires_grad)
+
+
+def zeros(*shape, dtype=float32, device=None, requires_grad=False):
+    return _factory(lambda xp, s, d: xp.zeros(s, d), shape, dtype, device, requires_grad)
+
+
+def ones(*shape, dtype=float32, device=None, requires_grad=False):
+    return _factory(lambda xp, s, d: xp.ones(s, d), shape, dtype, device, requires_grad)
+
+
+def full(shape, fill_value, dtype=float32, device=None, requires_grad=False):
+    return _factory(lambda xp, s, d: xp.full(s, fill_value, d), (shape,), dtype, device,
+                    requires_grad)
+
+
+def randn(*shape, dtype=float32, device=None, requires_grad=False):
+    """Standard normal samples from the library's seeded generator (see ``manual_seed``)."""
+    def make(xp, s, d):
+        dev = backend.device_of(xp.empty(0))
+        return backend.generator(dev).standard_normal(s, dtype=d)
+    return _factory(make, shape, dtype, device, requires_grad)
+
+
+def rand(*shape, dtype=float32, device=None, requires_grad=False):
+    """Uniform samples in [0, 1) from the library's seeded generator."""
+    def make(xp, s, d):
+        dev = backend.device_of(xp.empty(0))
+        return backend.generator(dev).random(s, dtype=d)
+    return _factory(make, shape, dtype, device, requires_grad)
+
+
+def randint(low, high, size, device=None):
+    device = backend.normalize_device(device or _default["device"])
+    return Tensor._from_op(backend.generator(device).integers(low, high, _shape_arg((size,)),
+                                                              dtype=np.int64))
+
+
+def arange(start, end=None, step=1, dtype=None, device=None):
+    """Like ``range`` as a tensor: int64 when all bounds are ints, float32 otherwise."""
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        dtype = int64 if all(isinstance(v, int) for v in (start, end, step)) else float32
+    device = backend.normalize_device(device or _default["device"])
+    return Tensor._from_op(backend.xp_for(device).arange(start, end, step, dtype=dtype))
+
+
+def zeros_like(t, dtype=None):
+    return zeros(t.shape, dtype=dtype or t.dtype, device=t.device)
+
+
+def ones_like(t, dtype=None):
+    return ones(t.shape, dtype=dtype or t.dtype, device=t.device)
+
+
+def randn_like(t):
+    return randn(t.shape, dtype=t.dtype, device=t.device)

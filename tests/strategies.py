@@ -26,7 +26,7 @@ def arrays(draw, shape, low=-2.0, high=2.0, avoid=(), gap=0.1):
     """float64 values in [low, high]; every value is at least ``gap`` from each point in
     ``avoid`` (kinks such as relu's 0, where finite differences straddle two slopes).  Sometimes the array is a non-contiguous
     (transposed) view, to catch ops that assume C order."""
-    a = draw(hnp.arrays(np.float64, shape, elements=st.floats(low, high, allow_nan=False,
+    a = draw(hnp.arrays(np.float64, shape, elements=st.floats(low, high, allow_nan=False, allow_subnormal=False,
                                                                allow_infinity=False)))
     for c in avoid:
         d = a - c

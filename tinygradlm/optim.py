@@ -62,7 +62,7 @@ class Optimizer:
         """``{"state": {index: {name: array or number}}, "param_groups": [...]}`` with
         parameters referred to by their position, as in PyTorch."""
         index = {id(p): i for i, p in enumerate(self._params())}
-        state = {index[pid]: {k: (backend.to_numpy(v) if hasattr(v, "shape") else v)
+        state = {index[pid]: {k: (backend.to_numpy(v).copy() if hasattr(v, "shape") else v)
                               for k, v in s.items()}
                  for pid, s in self.state.items() if pid in index}
         groups = [{**{k: v for k, v in g.items() if k != "params"},
@@ -173,6 +173,8 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0) -> floa
     """Scale all gradients together so their joint norm is at most ``max_norm``; returns the
     norm before clipping.  (Gradients are replaced, not scaled in place, so a gradient array
     shared between tensors is never scaled twice.)"""
+    if isinstance(parameters, Tensor):
+        parameters = [parameters]
     grads = [p for p in parameters if p.grad is not None]
     if not grads:
         return 0.0

@@ -39,12 +39,14 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() "
                                  f"before assigning {name!r}")
+        if name in self._buffers and not isinstance(value, (Parameter, Module)):
+            self._buffers[name] = value         # a new value for a buffer keeps it a buffer
+            return
         for store in (self._parameters, self._buffers, self._modules):
             store.pop(name, None)
-        if isinstance(value, Parameter):
-            self._parameters[name] = value
-        elif isinstance(value, Module):
-            self._modules[name] = value
+        if isinstance(value, (Parameter, Module)):
+            self.__dict__.pop(name, None)       # or the old plain attribute would shadow it
+            (self._parameters if isinstance(value, Parameter) else self._modules)[name] = value
         else:
             object.__setattr__(self, name, value)
 
@@ -74,6 +76,24 @@ class Module:
         return self.forward(*args, **kwargs)
 
     # --- walking the tree -----------------------------------------------------------------
+    def _all_paths(self, prefix=""):
+        """(name, module) for every path in the tree, a shared sub-module under each of its
+        names (what ``state_dict`` needs; ``named_modules`` lists each module once)."""
+        stack = [(prefix, self)]
+        while stack:
+            name, m = stack.pop()
+            yield name, m
+            stack.extend(reversed([(f"{name}.{k}" if name else k, c)
+                                   for k, c in m._modules.items()]))
+
+    def _named_tensors(self):
+        """Every parameter and buffer under every name it has, in build order."""
+        for mod_name, m in self._all_paths():
+            for store in (m._parameters, m._buffers):
+                for k, t in store.items():
+                    if t is not None:
+                        yield (f"{mod_name}.{k}" if mod_name else k), t
+
     def named_modules(self, prefix=""):
         """(name, module) for this module and every descendant, depth first, each once."""
         seen, stack = set(), [(prefix, self)]
@@ -139,10 +159,14 @@ class Module:
                 p.grad = Tensor._from_op(p.grad.xp.zeros_like(p.grad.data))
 
     def to(self, target):
-        """Move (or cast) every parameter and buffer in place; returns self."""
+        """Move every parameter and buffer to a device, or cast the floating-point ones to a
+        dtype (integer and boolean buffers such as masks keep theirs), in place; returns self."""
+        to_device = isinstance(target, str) and target.split(":")[0] in backend.DEVICES
         for m in self.modules():
             for store in (m._parameters, m._buffers):
                 for t in store.values():
+                    if t is None or (not to_device and t.dtype.kind != "f"):
+                        continue
                     moved = t.detach().to(target)
                     t.data = moved.data
                     if t.grad is not None:
@@ -159,21 +183,12 @@ class Module:
     def state_dict(self):
         """Name -> tensor (sharing data with the module) for every parameter and buffer, in
         build order.  Tied parameters appear under each of their names, as in PyTorch."""
-        out = OrderedDict()
-        for mod_name, m in self.named_modules():
-            for store in (m._parameters, m._buffers):
-                for k, t in store.items():
-                    out[f"{mod_name}.{k}" if mod_name else k] = t.detach()
-        return out
+        return OrderedDict((name, t.detach()) for name, t in self._named_tensors())
 
     def load_state_dict(self, state_dict, strict: bool = True):
         """Copy values into the module's own tensors (in place, so optimizers keep working).
         Raises a KeyError/ValueError that names every missing, unexpected or mis-shaped entry."""
-        own = OrderedDict()
-        for mod_name, m in self.named_modules():
-            for store in (m._parameters, m._buffers):
-                for k, t in store.items():
-                    own[f"{mod_name}.{k}" if mod_name else k] = t
+        own = OrderedDict(self._named_tensors())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         problems = []

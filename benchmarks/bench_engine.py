@@ -1,0 +1,468 @@
+"""How much does tinygradlm's autograd engine cost?  Ratios against references in the same run.
+
+Timings on a shared, noisy machine mean little on their own, so every case times tinygradlm and
+one or more references back to back in one process and reports the *ratio*.  Each measurement
+runs a few warm-up calls, then ``repeats`` timed calls (``time.perf_counter``); the table shows
+the median and the min, and the ratios use medians.
+
+Cases
+  1. ``mlp``:    one training step of a 3-layer MLP (float32, batch 256, 512 -> 512 -> 512 -> 10,
+                 ReLU, cross-entropy, AdamW): forward + backward + optimizer step.
+                 References: the same step hand-written in plain NumPy (manual backward, no
+                 autograd) and PyTorch autograd.  All three start from the same weights and see
+                 the same batch; their final losses go into the JSON as a check that they did
+                 the same work.
+  2. ``chain``:  20,000 tiny ops (``x = x * 1.0001 + 0.0`` on a 1-element tensor), forward and
+                 backward, in microseconds per op.  The NumPy reference runs the same chain on a
+                 1-element array, forward only, so the ratio is the engine's bookkeeping cost
+                 (Tensor objects, Function nodes, dtype/device checks, the backward walk).
+  3. ``matmul``: a batched matmul forward + backward at GPT-ish shapes,
+                 (B=12, T=64, C=128) @ (128, 512), against NumPy by hand (the weight gradient as
+                 one 2-D GEMM over the flattened batch) and, for reference, NumPy doing what the
+                 engine does (a batched matmul, then a sum over the batch axis).
+
+PyTorch is optional: without it the torch columns are skipped.  Torch gets as many intra-op
+threads as NumPy's BLAS uses (recorded in the JSON with the versions and CPU count).
+
+Run from the repository root:
+
+    python benchmarks/bench_engine.py [--quick] [--out PATH] [--act relu|gelu] [--profile]
+
+``--quick`` shrinks sizes and repeats (about 20 s); ``--profile`` also prints a cProfile of the
+tinygradlm MLP step (top 10 functions by own time).  Results go to
+``benchmarks/results/bench_engine.json`` unless ``--out`` says otherwise.  Nothing here asserts
+on a time.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import glob
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)            # run from a checkout without installing
+
+import tinygradlm as tg             # noqa: E402
+from tinygradlm import nn           # noqa: E402
+from tinygradlm import functional as F  # noqa: E402
+
+try:
+    import torch
+except ImportError:                 # torch is an optional peer: its columns are skipped
+    torch = None
+
+DEFAULT_OUT = os.path.join(ROOT, "benchmarks", "results", "bench_engine.json")
+
+
+# --- timing -------------------------------------------------------------------------------
+def timeit(fns, repeats, warmup):
+    """Seconds per call of each ``fn()`` in the dict ``fns``: min and median of ``repeats``
+    calls after ``warmup`` calls, one function after the other.  (Not round-robin: on a small
+    machine, alternating NumPy's OpenBLAS and PyTorch's OpenMP thread pools makes each wait
+    for the other's idle-spinning threads, and the medians then measure that contention.)"""
+    out = {}
+    for name, fn in fns.items():
+        for _ in range(warmup):
+            fn()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        out[name] = summary(times)
+    return out
+
+
+def summary(ts):
+    return {"min_s": min(ts), "median_s": statistics.median(ts), "repeats": len(ts)}
+
+
+def numpy_blas_threads():
+    """Threads NumPy's BLAS uses: threadpoolctl if present, else ask the OpenBLAS that NumPy
+    wheels bundle, else the environment, else the CPUs this process may run on."""
+    try:
+        import threadpoolctl
+        infos = [i for i in threadpoolctl.threadpool_info() if i.get("user_api") == "blas"]
+        if infos:
+            return infos[0]["num_threads"], "threadpoolctl"
+    except ImportError:
+        pass
+    libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "*openblas*")
+    for path in glob.glob(libs):
+        lib = ctypes.CDLL(path)
+        for name in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
+                     "openblas_get_num_threads"):
+            if hasattr(lib, name):
+                return int(getattr(lib, name)()), f"{os.path.basename(path)}:{name}"
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var]), var
+    return len(os.sched_getaffinity(0)), "cpu affinity (guess)"
+
+
+def environment(threads, thread_source):
+    env = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "numpy": np.__version__,
+        "numpy_blas_threads": threads,
+        "numpy_blas_threads_from": thread_source,
+        "tinygradlm": tg.__version__,
+        "torch": torch.__version__ if torch else None,
+        "loadavg_at_start": os.getloadavg(),
+        "thread_env": {k: os.environ.get(k) for k in
+                       ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
+    }
+    if torch:
+        env["torch_num_threads"] = torch.get_num_threads()
+        env["torch_num_interop_threads"] = torch.get_num_interop_threads()
+        env["torch_threads_note"] = "torch.set_num_threads(numpy_blas_threads) before timing"
+    return env
+
+
+# --- case 1: MLP training step ------------------------------------------------------------
+def mlp_weights(sizes, rng):
+    """(W, b) per layer, W stored (in, out) as tinygradlm's Linear; PyTorch-style uniform init."""
+    out = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        bound = 1.0 / np.sqrt(fan_in)
+        out.append((rng.uniform(-bound, bound, (fan_in, fan_out)).astype(np.float32),
+                    rng.uniform(-bound, bound, fan_out).astype(np.float32)))
+    return out
+
+
+GELU_C = np.float32(np.sqrt(2.0 / np.pi))
+
+
+def np_act(h, act):
+    """Activation and what its backward needs."""
+    if act == "relu":
+        return np.maximum(h, 0), h > 0
+    t = np.tanh(GELU_C * (h + 0.044715 * h ** 3))       # GELU, tanh approximation
+    return 0.5 * h * (1 + t), t
+
+
+def np_act_backward(g, h, saved, act):
+    if act == "relu":
+        return g * saved
+    t = saved
+    return g * (0.5 * (1 + t) + 0.5 * h * (1 - t * t) * GELU_C * (1 + 3 * 0.044715 * h * h))
+
+
+class NumpyAdamW:
+    """The same AdamW update as tinygradlm.optim.AdamW, in place on plain arrays."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        self.params, self.lr, self.betas, self.eps, self.wd = params, lr, betas, eps, weight_decay
+        self.m = [np.zeros_like(p) for p in params]
+        self.v = [np.zeros_like(p) for p in params]
+        self.t = 0
+
+    def step(self, grads):
+        self.t += 1
+        b1, b2 = self.betas
+        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+            p *= 1 - self.lr * self.wd
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * (g * g)
+            p -= (self.lr / (1 - b1 ** self.t)) * m / (np.sqrt(v / (1 - b2 ** self.t)) + self.eps)
+
+
+def numpy_mlp_step_fn(weights, x, y, act):
+    params = [a.copy() for wb in weights for a in wb]     # W1, b1, W2, b2, W3, b3
+    opt = NumpyAdamW(params)
+    n = x.shape[0]
+    rows = np.arange(n)
+
+    def step():
+        # forward
+        hs, acts, saved = [], [x], []
+        for i in range(0, len(params) - 2, 2):
+            h = acts[-1] @ params[i] + params[i + 1]
+            a, s = np_act(h, act)
+            hs.append(h), acts.append(a), saved.append(s)
+        logits = acts[-1] @ params[-2] + params[-1]                 # (N, 10)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        e = np.exp(shifted)
+        sum_e = e.sum(axis=1, keepdims=True)
+        loss = -(shifted[rows, y] - np.log(sum_e[:, 0])).mean()
+        # backward: dL/dlogits = (softmax - onehot) / N
+        g = e / sum_e
+        g[rows, y] -= 1
+        g /= n
+        grads = [None] * len(params)
+        for i in range(len(params) - 2, -1, -2):
+            grads[i] = acts[i // 2].T @ g
+            grads[i + 1] = g.sum(axis=0)
+            if i:
+                g = np_act_backward(g @ params[i].T, hs[i // 2 - 1], saved[i // 2 - 1], act)
+        opt.step(grads)
+        return float(loss)
+    return step
+
+
+def tinygradlm_mlp_step_fn(weights, x, y, act):
+    layers = []
+    for W, b in weights:
+        lin = nn.Linear(*W.shape)
+        lin.weight.data[...] = W
+        lin.bias.data[...] = b
+        layers.append(lin)
+    activation = nn.ReLU() if act == "relu" else nn.GELU("tanh")
+    model = nn.Sequential(layers[0], activation, layers[1], activation, layers[2])
+    opt = tg.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
+    xt, yt = tg.Tensor(x), tg.Tensor(y)
+
+    def step():
+        opt.zero_grad()
+        loss = F.cross_entropy(model(xt), yt)
+        loss.backward()
+        opt.step()
+        return loss.item()
+    return step
+
+
+def torch_mlp_step_fn(weights, x, y, act):
+    params = [torch.tensor(a, requires_grad=True) for wb in weights for a in wb]
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-2)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    act_fn = torch.relu if act == "relu" else (
+        lambda h: torch.nn.functional.gelu(h, approximate="tanh"))
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        h = xt
+        for i in range(0, len(params) - 2, 2):
+            h = act_fn(h @ params[i] + params[i + 1])
+        loss = torch.nn.functional.cross_entropy(h @ params[-2] + params[-1], yt)
+        loss.backward()
+        opt.step()
+        return loss.item()
+    return step
+
+
+def case_mlp(cfg, act):
+    rng = np.random.default_rng(0)
+    sizes = [cfg["in"], cfg["hidden"], cfg["hidden"], 10]
+    weights = mlp_weights(sizes, rng)
+    x = rng.standard_normal((cfg["batch"], cfg["in"])).astype(np.float32)
+    y = rng.integers(0, 10, cfg["batch"]).astype(np.int64)
+    makers = {"tinygradlm": tinygradlm_mlp_step_fn, "numpy": numpy_mlp_step_fn}
+    if torch:
+        makers["torch"] = torch_mlp_step_fn
+    steps = {name: make(weights, x, y, act) for name, make in makers.items()}
+    times = timeit(steps, cfg["repeats"], cfg["warmup"])
+    # Same init, batch and number of steps: the losses should agree to float32 rounding.
+    final_loss = {name: step() for name, step in steps.items()}
+    return {"name": "mlp", "unit": "ms/step",
+            "what": f"MLP train step {sizes}, batch {cfg['batch']}, {act}, float32, "
+                    "cross-entropy + AdamW",
+            "config": {**cfg, "sizes": sizes, "act": act}, "times": times,
+            "final_loss_after_identical_steps": final_loss,
+            "ratios": ratios(times, "tinygradlm", ["numpy", "torch"])}
+
+
+# --- case 2: per-op engine overhead -------------------------------------------------------
+def case_chain(cfg):
+    n_ops = cfg["n_ops"]                  # one Mul + one Add per iteration
+
+    def tinygradlm_fwd():
+        x = tg.Tensor(np.ones(1, np.float32), requires_grad=True)
+        y = x
+        for _ in range(n_ops // 2):
+            y = y * 1.0001 + 0.0
+        return x, y
+
+    split = {"forward": [], "backward": []}
+
+    def tinygradlm_fwd_bwd():
+        t0 = time.perf_counter()
+        x, y = tinygradlm_fwd()
+        t1 = time.perf_counter()
+        y.sum().backward()
+        split["forward"].append(t1 - t0)
+        split["backward"].append(time.perf_counter() - t1)
+
+    def tinygradlm_no_grad():
+        with tg.no_grad():
+            tinygradlm_fwd()
+
+    def numpy_fwd():
+        y = np.ones(1, np.float32)
+        for _ in range(n_ops // 2):
+            y = y * 1.0001 + 0.0
+
+    fns = {"tinygradlm fwd+bwd": tinygradlm_fwd_bwd, "tinygradlm no_grad fwd": tinygradlm_no_grad,
+           "numpy fwd": numpy_fwd}
+    if torch:
+        def torch_fwd_bwd():
+            x = torch.ones(1, requires_grad=True)
+            y = x
+            for _ in range(n_ops // 2):
+                y = y * 1.0001 + 0.0
+            y.sum().backward()
+        fns["torch fwd+bwd"] = torch_fwd_bwd
+    times = {name: per_op(t, n_ops) for name, t in
+             timeit(fns, cfg["repeats"], cfg["warmup"]).items()}
+    for part, ts in split.items():      # the timed calls of tinygradlm fwd+bwd, split in two
+        times[f"  of which {part}"] = per_op(summary(ts[cfg["warmup"]:]), n_ops)
+    return {"name": "chain", "unit": "us/op",
+            "what": f"chain of {n_ops} ops (x * 1.0001 + 0.0) on a 1-element float32 tensor",
+            "config": cfg, "times": times,
+            "ratios": ratios(times, "tinygradlm fwd+bwd", ["numpy fwd", "torch fwd+bwd"])}
+
+
+def per_op(t, n_ops):
+    """Add microseconds-per-op figures to a timing."""
+    return {**t, "min_us_per_op": t["min_s"] / n_ops * 1e6,
+            "median_us_per_op": t["median_s"] / n_ops * 1e6}
+
+
+# --- case 3: batched matmul forward + backward --------------------------------------------
+def case_matmul(cfg):
+    B, T, C, H = cfg["B"], cfg["T"], cfg["C"], cfg["H"]
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((B, T, C)).astype(np.float32)
+    w = (rng.standard_normal((C, H)) / np.sqrt(C)).astype(np.float32)
+    g = rng.standard_normal((B, T, H)).astype(np.float32)    # upstream gradient dL/dout
+
+    at, wt = tg.Tensor(a, requires_grad=True), tg.Tensor(w, requires_grad=True)
+
+    def tinygradlm_fb():
+        at.grad = wt.grad = None
+        (at @ wt).backward(gradient=g)
+
+    def numpy_2d():                          # what a person writes: one GEMM for dL/dW
+        _ = a @ w
+        _ = g @ w.T                          # dL/da (B, T, C)
+        _ = a.reshape(-1, C).T @ g.reshape(-1, H)              # dL/dW (C, H)
+
+    def numpy_batched():                     # what the engine does: batched, then sum
+        _ = a @ w
+        _ = g @ w.swapaxes(-1, -2)
+        _ = (a.swapaxes(-1, -2) @ g).sum(axis=0)
+
+    fns = {"tinygradlm": tinygradlm_fb, "numpy (2-D GEMM)": numpy_2d,
+           "numpy (batched + sum)": numpy_batched}
+    if torch:
+        a_t = torch.tensor(a, requires_grad=True)
+        w_t = torch.tensor(w, requires_grad=True)
+        g_t = torch.from_numpy(g)
+
+        def torch_fb():
+            a_t.grad = w_t.grad = None
+            (a_t @ w_t).backward(g_t)
+        fns["torch"] = torch_fb
+    times = timeit(fns, cfg["repeats"], cfg["warmup"])
+    return {"name": "matmul", "unit": "ms/call",
+            "what": f"({B}, {T}, {C}) @ ({C}, {H}) forward + backward, float32",
+            "config": cfg, "times": times,
+            "ratios": ratios(times, "tinygradlm",
+                             ["numpy (2-D GEMM)", "numpy (batched + sum)", "torch"])}
+
+
+# --- reporting ------------------------------------------------------------------------------
+def ratios(times, ours, refs):
+    return {f"{ours} / {ref}": times[ours]["median_s"] / times[ref]["median_s"]
+            for ref in refs if ref in times}
+
+
+def print_case(case):
+    per_op_unit = case["unit"] == "us/op"
+    print(f"\n[{case['name']}] {case['what']}")
+    print(f"  {'implementation':<26}{'median ' + case['unit']:>18}{'min ' + case['unit']:>16}")
+    for name, t in case["times"].items():
+        if per_op_unit:
+            med, lo = t["median_us_per_op"], t["min_us_per_op"]
+        else:
+            med, lo = t["median_s"] * 1e3, t["min_s"] * 1e3
+        print(f"  {name:<26}{med:>18.3f}{lo:>16.3f}")
+    for name, r in case["ratios"].items():
+        print(f"  ratio {name:<40} {r:8.2f}x")
+    if "final_loss_after_identical_steps" in case:
+        losses = ", ".join(f"{k} {v:.6f}" for k, v in
+                           case["final_loss_after_identical_steps"].items())
+        print(f"  final loss (same init, same steps): {losses}")
+
+
+def profile_mlp(cfg, act):
+    import cProfile
+    import pstats
+    rng = np.random.default_rng(0)
+    weights = mlp_weights([cfg["in"], cfg["hidden"], cfg["hidden"], 10], rng)
+    x = rng.standard_normal((cfg["batch"], cfg["in"])).astype(np.float32)
+    y = rng.integers(0, 10, cfg["batch"]).astype(np.int64)
+    step = tinygradlm_mlp_step_fn(weights, x, y, act)
+    step()
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(cfg["repeats"]):
+        step()
+    prof.disable()
+    print(f"\ncProfile of {cfg['repeats']} tinygradlm MLP steps, top 10 by tottime:")
+    pstats.Stats(prof).sort_stats("tottime").print_stats(10)
+
+
+CONFIGS = {
+    "full": {"mlp": {"batch": 256, "in": 512, "hidden": 512, "repeats": 20, "warmup": 3},
+             "chain": dict(n_ops=20_000, repeats=7, warmup=1),
+             "matmul": dict(B=12, T=64, C=128, H=512, repeats=50, warmup=5)},
+    "quick": {"mlp": {"batch": 128, "in": 256, "hidden": 256, "repeats": 5, "warmup": 1},
+              "chain": dict(n_ops=5_000, repeats=3, warmup=1),
+              "matmul": dict(B=12, T=64, C=128, H=512, repeats=10, warmup=2)},
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, few repeats (~20 s)")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="where to write the JSON results")
+    parser.add_argument("--act", choices=("relu", "gelu"), default="relu",
+                        help="MLP activation (gelu = tanh approximation, a composite here)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also cProfile the tinygradlm MLP step (top 10 by tottime)")
+    args = parser.parse_args(argv)
+    cfg = CONFIGS["quick" if args.quick else "full"]
+
+    threads, thread_source = numpy_blas_threads()
+    if torch:
+        torch.set_num_threads(threads)
+    env = environment(threads, thread_source)
+    print(f"tinygradlm {env['tinygradlm']} | python {env['python']} | numpy {env['numpy']} "
+          f"({threads} BLAS threads) | torch {env['torch'] or 'not installed'}"
+          f"{' (%d threads)' % env['torch_num_threads'] if torch else ''} | "
+          f"{env['cpus_usable']} usable CPUs | {'quick' if args.quick else 'full'} mode")
+
+    cases = [case_mlp(cfg["mlp"], args.act), case_chain(cfg["chain"]),
+             case_matmul(cfg["matmul"])]
+    for case in cases:
+        print_case(case)
+    if args.profile:
+        profile_mlp(cfg["mlp"], args.act)
+
+    result = {"benchmark": "bench_engine", "mode": "quick" if args.quick else "full",
+              "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": env,
+              "loadavg_at_end": os.getloadavg(),
+              "ratios_are": "median(tinygradlm) / median(reference)",
+              "cases": {c["name"]: c for c in cases}}
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,9 +1,10 @@
 """How much does tinygradlm's autograd engine cost?  Ratios against references in the same run.
 
 Timings on a shared, noisy machine mean little on their own, so every case times tinygradlm and
-one or more references back to back in one process and reports the *ratio*.  Each measurement
-runs a few warm-up calls, then ``repeats`` timed calls (``time.perf_counter``); the table shows
-the median and the min, and the ratios use medians.
+one or more references in the same process and reports the *ratio* of the medians.  Every
+implementation warms up, then each in turn warms up again and makes ``repeats`` timed calls
+(``time.perf_counter``); the table shows the median and the min per call, and the minor page
+faults per call (fresh memory from the OS: a sign of allocation churn).
 
 Cases
   1. ``mlp``:    one training step of a 3-layer MLP (float32, batch 256, 512 -> 512 -> 512 -> 10,
@@ -26,17 +27,32 @@ threads as NumPy's BLAS uses (recorded in the JSON with the versions and CPU cou
 
 Run from the repository root:
 
-    python benchmarks/bench_engine.py [--quick] [--out PATH] [--act relu|gelu] [--profile]
+    python benchmarks/bench_engine.py [--quick] [--out PATH] [--act relu|gelu] [--threads N]
+                                      [--profile] [--system-malloc]
 
-``--quick`` shrinks sizes and repeats (about 20 s); ``--profile`` also prints a cProfile of the
-tinygradlm MLP step (top 10 functions by own time).  Results go to
+``--quick`` shrinks repeats and the chain (a few seconds; sizes stay the same); ``--profile``
+also prints a cProfile of the tinygradlm MLP step (top 10 functions by own time).  Results go to
 ``benchmarks/results/bench_engine.json`` unless ``--out`` says otherwise.  Nothing here asserts
 on a time.
+
+Measurement hygiene (each found to swing a ratio by 1.5-2x on a 2-vCPU VM):
+  * ``gc.freeze()`` before each case: torch's imports (and its lazily imported modules, on
+    first use) leave 100k+ objects that every full garbage collection would walk, which made
+    the object-heavy engine look 30-40% slower per op than in a process without torch.
+  * glibc is asked to keep freed memory (``mallopt``; ``--system-malloc`` skips this): by
+    default it may hand big blocks back to the OS and fault them in again on the next step,
+    and whether it does depends on what ran before, so the first implementation timed used to
+    pay thousands of page faults per step and the next none.
+  * A pause before each implementation's turn: idle OpenBLAS / OpenMP worker threads keep
+    spinning for a while, and on 2 CPUs they starve the next library's threads.
+  * A multi-threaded BLAS can still stall when a vCPU is taken away; ``--threads 1`` (NumPy and
+    torch on one thread each) gives steadier numbers on such a machine.
 """
 from __future__ import annotations
 
 import argparse
 import ctypes
+import gc
 import glob
 import json
 import os
@@ -63,26 +79,71 @@ DEFAULT_OUT = os.path.join(ROOT, "benchmarks", "results", "bench_engine.json")
 
 
 # --- timing -------------------------------------------------------------------------------
+SETTLE_S = 0.3
+
+
 def timeit(fns, repeats, warmup):
     """Seconds per call of each ``fn()`` in the dict ``fns``: min and median of ``repeats``
-    calls after ``warmup`` calls, one function after the other.  (Not round-robin: on a small
-    machine, alternating NumPy's OpenBLAS and PyTorch's OpenMP thread pools makes each wait
-    for the other's idle-spinning threads, and the medians then measure that contention.)"""
-    out = {}
-    for name, fn in fns.items():
+    calls after ``warmup`` calls, one function after the other, and page faults per call.
+
+    Not round-robin: an idle OpenBLAS or OpenMP thread pool keeps spinning for a while after
+    its last call, so on a small machine alternating NumPy and PyTorch makes each wait for the
+    other's spinning threads.  Every function warms up once before any is timed, so that none
+    pays for growing the memory allocator's heap (which made whichever ran first look slower).
+    """
+    for fn in fns.values():         # first every one warms up: caches, the allocator's heap
         for _ in range(warmup):
             fn()
+    out = {}
+    for name, fn in fns.items():
+        time.sleep(SETTLE_S)        # let the last one's idle BLAS/OpenMP threads stop spinning
+        for _ in range(warmup):     # and warm up again just before its turn
+            fn()
         times = []
+        faults = minor_page_faults()
         for _ in range(repeats):
             t0 = time.perf_counter()
             fn()
             times.append(time.perf_counter() - t0)
-        out[name] = summary(times)
+        out[name] = {**summary(times),
+                     "page_faults_per_call": (minor_page_faults() - faults) / repeats}
     return out
 
 
 def summary(ts):
     return {"min_s": min(ts), "median_s": statistics.median(ts), "repeats": len(ts)}
+
+
+def minor_page_faults():
+    """Page faults of this process so far: a fresh page for every big temporary array that
+    the allocator had to get from the OS (costly in a VM), a sign of allocation churn."""
+    try:
+        import resource         # Unix only
+    except ImportError:
+        return float("nan")
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def usable_cpus():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def loadavg():
+    return os.getloadavg() if hasattr(os, "getloadavg") else None
+
+
+def _bundled_openblas():
+    """The OpenBLAS library that NumPy wheels bundle (in ``numpy.libs``), or None."""
+    libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "*openblas*")
+    for path in glob.glob(libs):
+        lib = ctypes.CDLL(path)
+        for prefix in ("scipy_openblas_", "openblas_"):
+            for suffix in ("64_", ""):
+                if hasattr(lib, f"{prefix}get_num_threads{suffix}"):
+                    return (getattr(lib, f"{prefix}get_num_threads{suffix}"),
+                            getattr(lib, f"{prefix}set_num_threads{suffix}"),
+                            f"{os.path.basename(path)}:{prefix}get_num_threads{suffix}")
+    return None
 
 
 def numpy_blas_threads():
@@ -95,17 +156,44 @@ def numpy_blas_threads():
             return infos[0]["num_threads"], "threadpoolctl"
     except ImportError:
         pass
-    libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "*openblas*")
-    for path in glob.glob(libs):
-        lib = ctypes.CDLL(path)
-        for name in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
-                     "openblas_get_num_threads"):
-            if hasattr(lib, name):
-                return int(getattr(lib, name)()), f"{os.path.basename(path)}:{name}"
+    openblas = _bundled_openblas()
+    if openblas:
+        return int(openblas[0]()), openblas[2]
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         if os.environ.get(var, "").isdigit():
             return int(os.environ[var]), var
-    return len(os.sched_getaffinity(0)), "cpu affinity (guess)"
+    return usable_cpus(), "usable CPUs (guess)"
+
+
+def set_numpy_blas_threads(n):
+    """Best effort: threadpoolctl if present, else NumPy's bundled OpenBLAS directly."""
+    try:
+        import threadpoolctl
+        threadpoolctl.threadpool_limits(n, user_api="blas")
+        return
+    except ImportError:
+        pass
+    openblas = _bundled_openblas()
+    if openblas:
+        openblas[1](int(n))
+    else:
+        print(f"warning: cannot set NumPy's BLAS threads here; set OPENBLAS_NUM_THREADS={n} "
+              "(or OMP_NUM_THREADS) in the environment instead", file=sys.stderr)
+
+
+def steady_malloc():
+    """Ask glibc to keep freed memory for reuse instead of handing big blocks back to the OS
+    (and faulting fresh pages in again on the next step).  Whether it hands them back depends
+    on what ran before in the process, so without this the same code flips between two speeds
+    from run to run.  Returns a note for the JSON."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        ok = libc.mallopt(M_MMAP_THRESHOLD, 64 << 20) and libc.mallopt(M_TRIM_THRESHOLD, 256 << 20)
+    except (OSError, AttributeError):
+        ok = False
+    return ("glibc mallopt: mmap threshold 64 MiB, trim threshold 256 MiB" if ok
+            else "system default (mallopt unavailable)")
 
 
 def environment(threads, thread_source):
@@ -114,13 +202,14 @@ def environment(threads, thread_source):
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)),
+        "cpus_usable": usable_cpus(),
         "numpy": np.__version__,
         "numpy_blas_threads": threads,
         "numpy_blas_threads_from": thread_source,
         "tinygradlm": tg.__version__,
         "torch": torch.__version__ if torch else None,
-        "loadavg_at_start": os.getloadavg(),
+        "loadavg_at_start": loadavg(),
+        "gc": "gc.collect(); gc.freeze() before each case",
         "thread_env": {k: os.environ.get(k) for k in
                        ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
     }
@@ -149,7 +238,7 @@ def np_act(h, act):
     """Activation and what its backward needs."""
     if act == "relu":
         return np.maximum(h, 0), h > 0
-    t = np.tanh(GELU_C * (h + 0.044715 * h ** 3))       # GELU, tanh approximation
+    t = np.tanh(GELU_C * (h + 0.044715 * (h * h * h)))      # GELU, tanh approximation
     return 0.5 * h * (1 + t), t
 
 
@@ -315,10 +404,12 @@ def case_chain(cfg):
                 y = y * 1.0001 + 0.0
             y.sum().backward()
         fns["torch fwd+bwd"] = torch_fwd_bwd
-    times = {name: per_op(t, n_ops) for name, t in
-             timeit(fns, cfg["repeats"], cfg["warmup"]).items()}
+    measured = timeit(fns, cfg["repeats"], cfg["warmup"])
     for part, ts in split.items():      # the timed calls of tinygradlm fwd+bwd, split in two
-        times[f"  of which {part}"] = per_op(summary(ts[cfg["warmup"]:]), n_ops)
+        measured[f"  of which {part}"] = summary(ts[-cfg["repeats"]:])
+    order = ["tinygradlm fwd+bwd", "  of which forward", "  of which backward"]
+    order += [name for name in measured if name not in order]
+    times = {name: per_op(measured[name], n_ops) for name in order}
     return {"name": "chain", "unit": "us/op",
             "what": f"chain of {n_ops} ops (x * 1.0001 + 0.0) on a 1-element float32 tensor",
             "config": cfg, "times": times,
@@ -383,13 +474,15 @@ def ratios(times, ours, refs):
 def print_case(case):
     per_op_unit = case["unit"] == "us/op"
     print(f"\n[{case['name']}] {case['what']}")
-    print(f"  {'implementation':<26}{'median ' + case['unit']:>18}{'min ' + case['unit']:>16}")
+    print(f"  {'implementation':<26}{'median ' + case['unit']:>18}{'min ' + case['unit']:>16}"
+          f"{'page faults/call':>18}")
     for name, t in case["times"].items():
         if per_op_unit:
             med, lo = t["median_us_per_op"], t["min_us_per_op"]
         else:
             med, lo = t["median_s"] * 1e3, t["min_s"] * 1e3
-        print(f"  {name:<26}{med:>18.3f}{lo:>16.3f}")
+        faults = f"{t['page_faults_per_call']:.0f}" if "page_faults_per_call" in t else ""
+        print(f"  {name:<26}{med:>18.3f}{lo:>16.3f}{faults:>18}")
     for name, r in case["ratios"].items():
         print(f"  ratio {name:<40} {r:8.2f}x")
     if "final_loss_after_identical_steps" in case:
@@ -418,44 +511,57 @@ def profile_mlp(cfg, act):
 
 CONFIGS = {
     "full": {"mlp": {"batch": 256, "in": 512, "hidden": 512, "repeats": 20, "warmup": 3},
-             "chain": dict(n_ops=20_000, repeats=7, warmup=1),
-             "matmul": dict(B=12, T=64, C=128, H=512, repeats=50, warmup=5)},
-    "quick": {"mlp": {"batch": 128, "in": 256, "hidden": 256, "repeats": 5, "warmup": 1},
-              "chain": dict(n_ops=5_000, repeats=3, warmup=1),
-              "matmul": dict(B=12, T=64, C=128, H=512, repeats=10, warmup=2)},
+             "chain": {"n_ops": 20_000, "repeats": 7, "warmup": 1},
+             "matmul": {"B": 12, "T": 64, "C": 128, "H": 512, "repeats": 50, "warmup": 5}},
+    "quick": {"mlp": {"batch": 256, "in": 512, "hidden": 512, "repeats": 7, "warmup": 2},
+              "chain": {"n_ops": 5_000, "repeats": 5, "warmup": 1},
+              "matmul": {"B": 12, "T": 64, "C": 128, "H": 512, "repeats": 20, "warmup": 3}},
 }
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, few repeats (~20 s)")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer repeats and a shorter chain (a few seconds)")
     parser.add_argument("--out", default=DEFAULT_OUT, help="where to write the JSON results")
     parser.add_argument("--act", choices=("relu", "gelu"), default="relu",
                         help="MLP activation (gelu = tanh approximation, a composite here)")
     parser.add_argument("--profile", action="store_true",
                         help="also cProfile the tinygradlm MLP step (top 10 by tottime)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="set NumPy's BLAS threads (and torch's) to N; default: leave "
+                             "NumPy as configured")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="leave the memory allocator as it is (see steady_malloc)")
     args = parser.parse_args(argv)
     cfg = CONFIGS["quick" if args.quick else "full"]
 
+    malloc = "system default" if args.system_malloc else steady_malloc()
+    if args.threads:
+        set_numpy_blas_threads(args.threads)
     threads, thread_source = numpy_blas_threads()
     if torch:
         torch.set_num_threads(threads)
-    env = environment(threads, thread_source)
-    print(f"tinygradlm {env['tinygradlm']} | python {env['python']} | numpy {env['numpy']} "
-          f"({threads} BLAS threads) | torch {env['torch'] or 'not installed'}"
-          f"{' (%d threads)' % env['torch_num_threads'] if torch else ''} | "
-          f"{env['cpus_usable']} usable CPUs | {'quick' if args.quick else 'full'} mode")
+    env = {**environment(threads, thread_source), "threads_requested": args.threads,
+           "malloc": malloc}
+    torch_note = f"torch {torch.__version__} ({threads} threads)" if torch else "no torch"
+    print(f"tinygradlm {tg.__version__} | python {env['python']} | numpy {np.__version__} "
+          f"({threads} BLAS threads) | {torch_note} | {env['cpus_usable']} usable CPUs | "
+          f"{'quick' if args.quick else 'full'} mode")
 
-    cases = [case_mlp(cfg["mlp"], args.act), case_chain(cfg["chain"]),
-             case_matmul(cfg["matmul"])]
-    for case in cases:
-        print_case(case)
+    cases = []
+    for run_case in (lambda: case_mlp(cfg["mlp"], args.act), lambda: case_chain(cfg["chain"]),
+                     lambda: case_matmul(cfg["matmul"])):
+        gc.collect()
+        gc.freeze()         # what exists now (imports, torch's lazy modules): out of gc's way
+        cases.append(run_case())
+        print_case(cases[-1])
     if args.profile:
         profile_mlp(cfg["mlp"], args.act)
 
     result = {"benchmark": "bench_engine", "mode": "quick" if args.quick else "full",
               "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": env,
-              "loadavg_at_end": os.getloadavg(),
+              "loadavg_at_end": loadavg(),
               "ratios_are": "median(tinygradlm) / median(reference)",
               "cases": {c["name"]: c for c in cases}}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -122,6 +122,9 @@ def _check_devices(op, inputs):
 
 
 def _check_broadcast(op, inputs):
+    first = inputs[0].shape
+    if all(t.shape == first for t in inputs):       # the common case needs no work
+        return
     try:
         np.broadcast_shapes(*(t.shape for t in inputs))
     except ValueError:

@@ -464,5 +464,12 @@ class MatMul(Function):
     def backward(self, g):
         a, b = self.saved
         ga = g @ b.swapaxes(-1, -2) if self.needs_input_grad[0] else None
-        gb = a.swapaxes(-1, -2) @ g if self.needs_input_grad[1] else None
+        gb = None
+        if self.needs_input_grad[1]:
+            if b.ndim == 2 and a.ndim > 2:
+                # A shared weight (x @ W in a Linear): fold the batch axes into one product
+                # instead of a batch of products that the engine would then sum.
+                gb = a.reshape(-1, a.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+            else:
+                gb = a.swapaxes(-1, -2) @ g
         return ga, gb

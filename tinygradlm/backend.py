@@ -33,7 +33,8 @@ def _load_cupy():
         cupy.cuda.runtime.getDeviceCount()
         cupy.zeros(1)
     except Exception as exc:  # driver missing, no device, CUDA runtime mismatch, ...
-        _cupy_error = f"CuPy is installed but no CUDA device is usable ({type(exc).__name__}: {exc})"
+        _cupy_error = (f"CuPy is installed but no CUDA device is usable "
+                       f"({type(exc).__name__}: {exc})")
         return None
     _cupy = cupy
     return _cupy
@@ -45,7 +46,7 @@ def cuda_is_available() -> bool:
 
 
 def normalize_device(device) -> str:
-    """Accept ``"cpu"``, ``"cuda"``, ``"cuda:0"`` (or a Tensor's device) and return the canonical name."""
+    """``"cpu"``, ``"cuda"`` or ``"cuda:0"`` -> the canonical device name."""
     name = str(device).lower()
     if name.startswith("cuda"):
         name = "cuda"

@@ -129,8 +129,9 @@ def _check_broadcast(op, inputs):
         np.broadcast_shapes(*(t.shape for t in inputs))
     except ValueError:
         shapes = " and ".join(str(tuple(t.shape)) for t in inputs)
-        raise ValueError(f"{op.lower()}: shapes {shapes} cannot be broadcast together (aligned from "
-                         "the right, each pair of sizes must match or one must be 1)") from None
+        raise ValueError(f"{op.lower()}: shapes {shapes} cannot be broadcast together "
+                         "(aligned from the right, each pair of sizes must match or one must "
+                         "be 1)") from None
 
 
 def _unify_dtypes(op, inputs):

@@ -14,7 +14,7 @@ from . import backend
 from .tensor import Tensor, where
 
 
-def _check_dim_size(op, x, dim=-1):
+def _check_dim_size(op, x):
     if x.ndim == 0:
         raise ValueError(f"{op}: expected at least one dimension, got a 0-d tensor")
 

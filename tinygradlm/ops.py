@@ -290,7 +290,7 @@ class Sum(Function):
 
 
 class Max(Function):
-    """z = max of x over ``dim``;  the gradient goes to the maximal elements (split evenly on ties)"""
+    """z = max of x over ``dim``; the gradient goes to the maximal elements (split on ties)"""
 
     def __init__(self, dim=None, keepdim=False):
         self.dim, self.keepdim = dim, keepdim

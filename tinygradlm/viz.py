@@ -18,7 +18,8 @@ def _tensor_label(t: Tensor, names: dict) -> str:
 def to_dot(tensor: Tensor, names: dict | None = None) -> str:
     """DOT text of the graph that produced ``tensor``: ellipses are tensors (shape, dtype,
     and a name from ``names`` -- e.g. ``dict(model.named_parameters())`` -- when given),
-    boxes are ops.  Arrows follow the forward computation."""
+    boxes are ops.  Arrows follow the forward computation.  Draw before ``backward()``
+    (or backward with ``retain_graph=True``): backward frees the graph's links."""
     label_of = {id(t): n for n, t in (names or {}).items()}
     lines = ["digraph g {", "  rankdir=LR;", '  node [fontname="Helvetica", fontsize=10];']
     seen, stack = set(), [tensor]

@@ -10,7 +10,9 @@ import math
 
 import numpy as np
 
-from . import backend
+from . import backend, kernels
+from .kernels.cross_entropy import CrossEntropy
+from .kernels.softmax import Softmax
 from .tensor import Tensor, where
 
 
@@ -23,9 +25,12 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
     """exp(x) / sum(exp(x)) along ``dim``.
 
     Subtracting the row max first keeps exp() from overflowing; softmax is unchanged by the
-    shift, so the max is detached and never differentiated.
+    shift, so the max is detached and never differentiated.  Over the last axis on the CPU
+    this runs the fused kernel (``kernels/softmax.py``) unless the reference is selected.
     """
     _check_dim_size("softmax", x)
+    if dim % x.ndim == x.ndim - 1 and x.device == "cpu" and kernels.fused():
+        return Softmax.apply(x)
     e = (x - x.amax(dim=dim, keepdim=True).detach()).exp()
     return e / e.sum(dim=dim, keepdim=True)
 
@@ -62,6 +67,10 @@ def cross_entropy(logits: Tensor, targets: Tensor, ignore_index: int = -100,
         first = int(t[bad][0])
         raise IndexError(f"cross_entropy: target id {first} is out of range for {C} classes "
                          f"(valid ids are 0..{C - 1}, or ignore_index={ignore_index})")
+    if logits.device == "cpu" and kernels.fused():
+        loss = CrossEntropy.apply(logits.reshape(-1, C), targets=t, ignore_index=ignore_index,
+                                  reduction=reduction)
+        return loss.reshape(targets.shape) if reduction == "none" else loss
     xp = logits.xp
     logp = log_softmax(logits.reshape(-1, C))                       # (N, C)
     picked = logp[xp.arange(t.shape[0]), xp.where(valid, t, 0)]    # (N,)

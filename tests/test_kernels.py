@@ -1,0 +1,183 @@
+"""Fused kernels against their plain references, forward and backward, float32 and float64,
+and the switch that selects between them."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import tinygradlm as tg
+import tinygradlm.nn.functional as F
+from tinygradlm import kernels
+from tinygradlm.gradcheck import gradcheck
+from tinygradlm.kernels.softmax import softmax_reference
+
+TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-11, atol=1e-13)}
+
+
+def both_paths(fn, *arrays, grad=None):
+    """Run ``fn`` fused and reference on the same inputs; return (outputs, input grads)."""
+    results = []
+    for mode in kernels.MODES:
+        ts = [tg.Tensor(a, requires_grad=True) for a in arrays]
+        with kernels.use(mode):
+            out = fn(*ts)
+        g = np.ones(out.shape, out.dtype) if grad is None else grad.astype(out.dtype)
+        out.backward(gradient=tg.Tensor(g))
+        results.append((out.numpy(), [t.grad.numpy() for t in ts], out.grad_fn.name))
+    return results
+
+
+@st.composite
+def logits(draw, max_rows=70, max_cols=70, scale=5.0):
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    lead = draw(st.sampled_from([(), (1,), (3,), (2, 3)]))
+    rows, cols = draw(st.integers(1, max_rows)), draw(st.integers(1, max_cols))
+    seed = draw(st.integers(0, 2**31 - 1))
+    a = np.random.default_rng(seed).standard_normal(lead + (rows, cols)) * scale
+    return a.astype(dtype), seed
+
+
+@given(data=logits())
+def test_softmax_fused_equals_reference(data):
+    a, seed = data
+    g = np.random.default_rng(seed + 1).standard_normal(a.shape)
+    (yf, gf, name_f), (yr, gr, name_r) = both_paths(lambda t: F.softmax(t, -1), a, grad=g)
+    assert name_f == "Softmax" and name_r != "Softmax"
+    np.testing.assert_allclose(yf, yr, **TOL[a.dtype.type])
+    np.testing.assert_allclose(yf, softmax_reference(a), **TOL[a.dtype.type])
+    np.testing.assert_allclose(gf[0], gr[0], **TOL[a.dtype.type])
+    assert yf.dtype == a.dtype and gf[0].dtype == a.dtype
+
+
+@given(data=logits(max_rows=8, max_cols=8))
+def test_softmax_fused_gradcheck(data):
+    a, _ = data
+    assert gradcheck(lambda t: F.softmax(t), tg.Tensor(a.astype(np.float64), requires_grad=True))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@given(data=logits(), ignore_frac=st.sampled_from([0.0, 0.3, 0.9]))
+def test_cross_entropy_fused_equals_reference(reduction, data, ignore_frac):
+    a, seed = data
+    rng = np.random.default_rng(seed + 2)
+    t = rng.integers(0, a.shape[-1], a.shape[:-1])
+    t[rng.random(t.shape) < ignore_frac] = -100
+    t.reshape(-1)[0] = 0                      # at least one target counts
+    g = rng.standard_normal(t.shape) if reduction == "none" else None
+    targets = tg.Tensor(t)
+    (lf, gf, name_f), (lr, gr, name_r) = both_paths(
+        lambda z: F.cross_entropy(z, targets, reduction=reduction), a, grad=g)
+    np.testing.assert_allclose(lf, lr, **TOL[a.dtype.type])
+    np.testing.assert_allclose(gf[0], gr[0], **TOL[a.dtype.type])
+    assert gf[0].dtype == a.dtype
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@given(data=logits(max_rows=6, max_cols=6))
+def test_cross_entropy_fused_gradcheck(reduction, data):
+    a, seed = data
+    t = np.random.default_rng(seed).integers(0, a.shape[-1], a.shape[:-1])
+    t.reshape(-1)[-1] = -100
+    x = tg.Tensor(a.astype(np.float64), requires_grad=True)
+    targets = tg.Tensor(t)
+    fn = lambda z: F.cross_entropy(z, targets, reduction=reduction)  # noqa: E731
+    if reduction == "mean" and (t == -100).all():
+        return
+    assert gradcheck(fn, x)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_extremes(dtype):
+    a = np.array([[1e4, 0.0, -1e4], [-1e4, -1e4, -1e4]], dtype=dtype)
+    x = tg.Tensor(a, requires_grad=True)
+    y = F.softmax(x)
+    y.backward(gradient=tg.Tensor(np.ones(a.shape, dtype)))
+    assert np.isfinite(y.numpy()).all() and np.isfinite(x.grad.numpy()).all()
+    np.testing.assert_allclose(y.numpy()[1], [1 / 3] * 3, rtol=1e-6)
+    x.grad = None
+    loss = F.cross_entropy(x, tg.Tensor([2, 0]))
+    loss.backward()
+    assert np.isfinite(loss.item()) and np.isfinite(x.grad.numpy()).all()
+    np.testing.assert_allclose(loss.item(), (2e4 + math.log(3)) / 2, rtol=1e-6)
+
+
+def test_ignore_index_everywhere_but_one_and_everywhere():
+    a = np.random.default_rng(0).standard_normal((5, 4))
+    t = np.full(5, -100)
+    t[3] = 2
+    for mode in kernels.MODES:
+        x = tg.Tensor(a, requires_grad=True)
+        with kernels.use(mode):
+            loss = F.cross_entropy(x, tg.Tensor(t))
+        loss.backward()
+        expected = -np.log(softmax_reference(a[3]))[2]
+        np.testing.assert_allclose(loss.item(), expected, rtol=1e-12)
+        assert (x.grad.numpy()[[0, 1, 2, 4]] == 0).all()
+        with kernels.use(mode):
+            assert math.isnan(F.cross_entropy(x, tg.Tensor(np.full(5, -100))).item())
+
+
+def test_single_class_and_single_row():
+    x = tg.Tensor(np.array([[3.0]]), requires_grad=True)
+    assert F.softmax(x).item() == 1.0
+    loss = F.cross_entropy(x, tg.Tensor([0]))
+    loss.backward()
+    assert loss.item() == 0.0 and x.grad.item() == 0.0
+
+
+def test_switch_context_manager_env_and_errors(monkeypatch):
+    x = tg.Tensor(np.ones((2, 3)), requires_grad=True)
+    assert kernels.mode() == "fused" and F.softmax(x).grad_fn.name == "Softmax"
+    with kernels.use("reference"):
+        assert kernels.mode() == "reference" and F.softmax(x).grad_fn.name != "Softmax"
+        with kernels.use("fused"):
+            assert F.softmax(x).grad_fn.name == "Softmax"
+    t = tg.Tensor([0, 2])
+    assert F.cross_entropy(x, t).grad_fn.name == "CrossEntropy"
+    with kernels.use("reference"):
+        assert F.cross_entropy(x, t).grad_fn.name != "CrossEntropy"
+    monkeypatch.setenv("TINYGRADLM_KERNELS", "reference")
+    assert kernels.mode() == "reference" and F.softmax(x).grad_fn.name != "Softmax"
+    monkeypatch.setenv("TINYGRADLM_KERNELS", "fast")
+    with pytest.raises(ValueError, match="TINYGRADLM_KERNELS='fast'"):
+        kernels.mode()
+    with pytest.raises(ValueError, match="unknown mode"):
+        with kernels.use("turbo"):
+            pass
+
+
+def test_softmax_on_other_axes_uses_the_reference():
+    a = np.random.default_rng(1).standard_normal((3, 4))
+    y = F.softmax(tg.Tensor(a), dim=0)
+    np.testing.assert_allclose(y.numpy(), softmax_reference(a.T).T, rtol=1e-12)
+
+
+FORK_SCRIPT = """
+import multiprocessing as mp
+import numpy as np
+import tinygradlm as tg
+import tinygradlm.nn.functional as F
+
+def work(seed):
+    x = tg.Tensor(np.random.default_rng(seed).standard_normal((64, 33)))
+    return float(F.softmax(x).numpy().sum())
+
+if __name__ == "__main__":
+    work(0)                                  # the parallel kernel has run in the parent
+    with mp.get_context("fork").Pool(2) as pool:
+        print(pool.map(work, range(4)))
+"""
+
+
+def test_parallel_kernels_survive_fork(tmp_path):
+    """Numba's OpenMP layer can deadlock a forked child; the workqueue layer must not."""
+    import subprocess
+    import sys
+    script = tmp_path / "fork.py"
+    script.write_text(FORK_SCRIPT)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    sums = [float(v) for v in out.stdout.strip().strip("[]").split(",")]
+    np.testing.assert_allclose(sums, [64.0] * 4, rtol=1e-6)

@@ -1,0 +1,53 @@
+"""Fused kernels and the switch between them and the plain references.
+
+Each kernel module holds a ``Function`` with a hand-written forward and backward, the Numba
+CPU kernels it runs, and a plain NumPy reference beside them.  ``tinygradlm.nn.functional``
+uses the fused kernels by default; select the references (the composites in
+``functional.py``) to compare, either for the whole process with the environment variable
+``TINYGRADLM_KERNELS=reference`` or for a block of code with::
+
+    with tinygradlm.kernels.use("reference"):
+        loss = model(x, y)
+
+Numba's default OpenMP threading layer can hang a process that forks (multiprocessing,
+pytest-xdist); the ``workqueue`` layer is fork-safe and needs no extra library, so it is
+chosen here before any parallel kernel runs (set ``NUMBA_THREADING_LAYER`` to override).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import numba
+
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
+
+MODES = ("fused", "reference")
+_override: list = []        # stack of modes set by use(); the innermost wins
+
+
+def mode() -> str:
+    """The kernel mode in force now: the innermost ``use(...)``, else the environment."""
+    if _override:
+        return _override[-1]
+    env = os.environ.get("TINYGRADLM_KERNELS", "fused").strip().lower() or "fused"
+    if env not in MODES:
+        raise ValueError(f"TINYGRADLM_KERNELS={env!r}; expected one of {MODES}")
+    return env
+
+
+def fused() -> bool:
+    return mode() == "fused"
+
+
+@contextlib.contextmanager
+def use(name: str):
+    """``with kernels.use("reference"):`` runs the plain composites inside the block."""
+    if name not in MODES:
+        raise ValueError(f"kernels.use: unknown mode {name!r}; expected one of {MODES}")
+    _override.append(name)
+    try:
+        yield
+    finally:
+        _override.pop()

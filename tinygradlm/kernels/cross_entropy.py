@@ -1,0 +1,89 @@
+"""Fused cross-entropy from logits: log-softmax and the negative log-likelihood in one pass.
+
+Reference (``functional.cross_entropy`` under ``kernels.use("reference")``)::
+
+    loss_i = logsumexp(x_i) - x_i[t_i]            (0 where t_i == ignore_index)
+    dx_i   = w_i * (softmax(x_i) - onehot(t_i))   w_i = dL/dloss_i
+
+The composite materialises the (N, C) log-probability matrix and several temporaries of the
+same size; the kernel saves one number per row (the log-sum-exp) and recomputes softmax in
+backward, which matters for the LM head where C is the vocabulary.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange
+
+from ..function import Function
+
+
+@numba.njit(parallel=True, cache=True)
+def cross_entropy_forward_cpu(x, targets, ignore_index, loss, lse):
+    # x (N, C), targets (N,) -> loss (N,), lse (N,); ignored rows get loss 0.
+    N, C = x.shape
+    for i in prange(N):
+        m = x[i, 0]
+        for j in range(1, C):
+            if x[i, j] > m:
+                m = x[i, j]
+        s = x[i, 0] - x[i, 0]
+        for j in range(C):
+            s += np.exp(x[i, j] - m)
+        lse[i] = m + np.log(s)
+        t = targets[i]
+        loss[i] = lse[i] - x[i, t] if t != ignore_index else lse[i] - lse[i]
+
+
+@numba.njit(parallel=True, cache=True)
+def cross_entropy_backward_cpu(x, targets, ignore_index, lse, weight, dx):
+    # dx[i] = weight[i] * (exp(x[i] - lse[i]) - onehot(t_i)); zero rows where ignored.
+    N, C = x.shape
+    for i in prange(N):
+        t = targets[i]
+        if t == ignore_index:
+            for j in range(C):
+                dx[i, j] = x[i, j] - x[i, j]
+            continue
+        w = weight[i]
+        for j in range(C):
+            dx[i, j] = w * np.exp(x[i, j] - lse[i])
+        dx[i, t] -= w
+
+
+class CrossEntropy(Function):
+    """Mean / sum / per-row cross-entropy of (N, C) logits against (N,) ids, fused.
+    Targets are checked by ``functional.cross_entropy`` before they reach the kernel."""
+
+    def __init__(self, targets, ignore_index=-100, reduction="mean"):
+        self.targets = np.ascontiguousarray(targets, dtype=np.int64)
+        self.ignore_index, self.reduction = int(ignore_index), reduction
+
+    def forward(self, x):
+        x = np.ascontiguousarray(x)
+        N = x.shape[0]
+        loss, lse = np.empty(N, x.dtype), np.empty(N, x.dtype)
+        if N:
+            cross_entropy_forward_cpu(x, self.targets, self.ignore_index, loss, lse)
+        self.count = int((self.targets != self.ignore_index).sum())
+        self.save_for_backward(x, lse)
+        if self.reduction == "none":
+            return loss
+        total = loss.sum(dtype=x.dtype)
+        if self.reduction == "sum":
+            return total
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.asarray(total / x.dtype.type(self.count), dtype=x.dtype)  # nan if 0
+
+    def backward(self, g):
+        x, lse = self.saved
+        N = x.shape[0]
+        if self.reduction == "none":
+            weight = np.ascontiguousarray(g, dtype=x.dtype)
+        else:
+            scale = g if self.reduction == "sum" else g / max(self.count, 1)
+            weight = np.full(N, scale, dtype=x.dtype)
+        dx = np.empty_like(x)
+        if N:
+            cross_entropy_backward_cpu(x, self.targets, self.ignore_index, lse, weight, dx)
+        return (dx,)

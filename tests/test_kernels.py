@@ -181,3 +181,71 @@ def test_parallel_kernels_survive_fork(tmp_path):
     assert out.returncode == 0, out.stderr
     sums = [float(v) for v in out.stdout.strip().strip("[]").split(",")]
     np.testing.assert_allclose(sums, [64.0] * 4, rtol=1e-6)
+
+
+@st.composite
+def attention_case(draw):
+    B, H = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    Tq, D = draw(st.integers(1, 70)), draw(st.integers(1, 64))
+    kind = draw(st.sampled_from(["none", "causal", "padding", "full_mask"]))
+    Tk = Tq if kind == "causal" else draw(st.integers(1, 70))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    q, k, v = (rng.standard_normal((B, H, T, D)).astype(dtype) for T in (Tq, Tk, Tk))
+    mask = None
+    if kind == "padding":            # (B, 1, 1, Tk): some sequences may be fully padded
+        mask = rng.random((B, 1, 1, Tk)) < 0.7
+    elif kind == "full_mask":        # an arbitrary (Tq, Tk) mask, rows may be all False
+        mask = rng.random((Tq, Tk)) < 0.5
+    return q, k, v, kind == "causal", mask, rng.standard_normal((B, H, Tq, D))
+
+
+@given(case=attention_case())
+def test_attention_fused_equals_reference(case):
+    q, k, v, causal, mask, g = case
+    m = None if mask is None else tg.Tensor(mask)
+    (of, gf, name_f), (orf, gr, name_r) = both_paths(
+        lambda a, b, c: F.scaled_dot_product_attention(a, b, c, attn_mask=m, is_causal=causal),
+        q, k, v, grad=g)
+    assert name_f == "Attention" and name_r != "Attention"
+    tol = dict(rtol=1e-4, atol=1e-5) if q.dtype == np.float32 else TOL[np.float64]
+    np.testing.assert_allclose(of, orf, **tol)
+    for a, b in zip(gf, gr):
+        assert a.dtype == q.dtype
+        np.testing.assert_allclose(a, b, **tol)
+    assert np.isfinite(of).all() and all(np.isfinite(a).all() for a in gf)
+
+
+@given(case=attention_case())
+def test_attention_fused_gradcheck(case):
+    q, k, v, causal, mask, _ = case
+    small = (slice(None, 2), slice(None, 2), slice(None, 5), slice(None, 4))
+    q, k, v = (tg.Tensor(a[small].astype(np.float64), requires_grad=True) for a in (q, k, v))
+    if mask is not None:
+        mask = mask[..., :q.shape[2], :k.shape[2]] if mask.ndim == 2 else mask[:q.shape[0], ...,
+                                                                                :k.shape[2]]
+    m = None if mask is None else tg.Tensor(mask)
+    assert gradcheck(lambda a, b, c: F.scaled_dot_product_attention(
+        a, b, c, attn_mask=m, is_causal=causal), q, k, v)
+
+
+def test_attention_single_token_and_all_masked():
+    rng = np.random.default_rng(3)
+    q, k, v = (tg.Tensor(rng.standard_normal((1, 2, 1, 8)), requires_grad=True)
+               for _ in range(3))
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    np.testing.assert_allclose(out.numpy(), v.numpy(), rtol=1e-12)     # one key: weight 1
+    mask = tg.Tensor(np.zeros((1, 1, 1, 1), bool))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    out.sum().backward()
+    assert (out.numpy() == 0).all()
+    for t in (q, k, v):
+        assert np.isfinite(t.grad.numpy()).all()
+
+
+def test_attention_dropout_and_float_masks_use_the_reference():
+    x = tg.Tensor(np.ones((1, 1, 3, 2)), requires_grad=True)
+    assert F.scaled_dot_product_attention(x, x, x).grad_fn.name == "Attention"
+    fmask = tg.Tensor(np.zeros((3, 3)))
+    assert F.scaled_dot_product_attention(x, x, x, attn_mask=fmask).grad_fn.name != "Attention"
+    assert F.scaled_dot_product_attention(x, x, x, dropout_p=0.5).grad_fn.name != "Attention"

@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from . import backend, kernels
+from .kernels.attention import Attention
 from .kernels.cross_entropy import CrossEntropy
 from .kernels.softmax import Softmax
 from .tensor import Tensor, where
@@ -199,6 +200,10 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask=None
         raise ValueError("scaled_dot_product_attention: pass either attn_mask or is_causal")
     Tq, Tk = q.shape[-2], k.shape[-2]
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    mask = attn_mask.data if isinstance(attn_mask, Tensor) else attn_mask
+    if (kernels.fused() and q.device == "cpu" and q.ndim == 4 and
+            (dropout_p == 0.0 or not training) and (mask is None or mask.dtype == np.bool_)):
+        return Attention.apply(q, k, v, scale=scale, causal=is_causal, mask=mask)
     scores = (q @ k.transpose(-2, -1)) * scale                     # (B, H, Tq, Tk)
     xp = q.xp
     allowed = None

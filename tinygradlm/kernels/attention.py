@@ -24,55 +24,53 @@ from numba import prange
 
 from ..function import Function
 
+
 # Fast-math without "no infinities": -inf marks masked keys and empty rows below.
+FASTMATH = {"reassoc", "contract", "arcp"}
 
 
-@numba.njit(inline="always")
-def _allowed(mask, has_mask, causal, b, h, i, j):
-    if causal and j > i:
-        return False
-    if has_mask and not mask[b, h, i, j]:
-        return False
-    return True
-
-
-@numba.njit(parallel=True, cache=True, fastmath={"reassoc", "contract", "arcp"})
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def attention_forward_cpu(q, k, v, scale, causal, mask, has_mask, H, out, lse):
     # q (BH, Tq, D), k (BH, Tk, D), v (BH, Tk, Dv) -> out (BH, Tq, Dv), lse (BH, Tq)
     BH, Tq, D = q.shape
     Tk, Dv = k.shape[1], v.shape[2]
     for bh in prange(BH):
         b, h = bh // H, bh % H
-        s = np.empty(Tk, q.dtype)                       # one row of scores: O(T) memory
+        kT = np.ascontiguousarray(k[bh].T)          # (D, Tk): score loops run along keys
+        s = np.empty(Tk, q.dtype)                   # one row of scores: O(T) memory
         for i in range(Tq):
+            n = min(i + 1, Tk) if causal else Tk    # causal: keys 0..i only
+            s[:n] = 0
+            for d in range(D):                      # s = scale * K q_i, vectorised over keys
+                qd = q[bh, i, d] * scale
+                for j in range(n):
+                    s[j] += qd * kT[d, j]
             m = -np.inf
-            for j in range(Tk):
-                if _allowed(mask, has_mask, causal, b, h, i, j):
-                    acc = q[bh, i, 0] * k[bh, j, 0]
-                    for d in range(1, D):
-                        acc += q[bh, i, d] * k[bh, j, d]
-                    s[j] = acc * scale
-                    if s[j] > m:
-                        m = s[j]
-            for d in range(Dv):
-                out[bh, i, d] = 0
-            if m == -np.inf:                            # no key allowed: zeros
+            for j in range(n):
+                if has_mask and not mask[b, h, i, j]:
+                    s[j] = -np.inf
+                elif s[j] > m:
+                    m = s[j]
+            o = out[bh, i]
+            o[:] = 0
+            if m == -np.inf:                        # no key allowed: zeros
                 lse[bh, i] = -np.inf
                 continue
-            total = m - m                               # a zero of the data's dtype
-            for j in range(Tk):
-                if _allowed(mask, has_mask, causal, b, h, i, j):
+            total = m - m                           # a zero of the data's dtype
+            for j in range(n):
+                if s[j] != -np.inf:
                     p = np.exp(s[j] - m)
                     total += p
+                    vj = v[bh, j]
                     for d in range(Dv):
-                        out[bh, i, d] += p * v[bh, j, d]
+                        o[d] += p * vj[d]
             inv = 1 / total
             for d in range(Dv):
-                out[bh, i, d] *= inv
+                o[d] *= inv
             lse[bh, i] = m + np.log(total)
 
 
-@numba.njit(parallel=True, cache=True, fastmath={"reassoc", "contract", "arcp"})
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def attention_backward_cpu(q, k, v, out, dout, lse, scale, causal, mask, has_mask, H,
                            dq, dk, dv):
     # dq, dk, dv arrive zeroed; each (batch, head) pair is one thread's work, so the
@@ -81,29 +79,40 @@ def attention_backward_cpu(q, k, v, out, dout, lse, scale, causal, mask, has_mas
     Tk, Dv = k.shape[1], v.shape[2]
     for bh in prange(BH):
         b, h = bh // H, bh % H
+        kT = np.ascontiguousarray(k[bh].T)          # (D, Tk)
+        vT = np.ascontiguousarray(v[bh].T)          # (Dv, Tk)
+        p = np.empty(Tk, q.dtype)
+        dp = np.empty(Tk, q.dtype)
         for i in range(Tq):
             L = lse[bh, i]
             if L == -np.inf:
                 continue
-            delta = dout[bh, i, 0] * out[bh, i, 0]
+            n = min(i + 1, Tk) if causal else Tk
+            go, qi, dqi = dout[bh, i], q[bh, i], dq[bh, i]
+            delta = go[0] * out[bh, i, 0]
             for d in range(1, Dv):
-                delta += dout[bh, i, d] * out[bh, i, d]
-            for j in range(Tk):
-                if not _allowed(mask, has_mask, causal, b, h, i, j):
+                delta += go[d] * out[bh, i, d]
+            p[:n] = 0
+            dp[:n] = 0
+            for d in range(D):                      # recompute the scores
+                qd = qi[d] * scale
+                for j in range(n):
+                    p[j] += qd * kT[d, j]
+            for d in range(Dv):                     # dP_ij = dO_i . V_j
+                gd = go[d]
+                for j in range(n):
+                    dp[j] += gd * vT[d, j]
+            for j in range(n):
+                if has_mask and not mask[b, h, i, j]:
                     continue
-                acc = q[bh, i, 0] * k[bh, j, 0]
-                for d in range(1, D):
-                    acc += q[bh, i, d] * k[bh, j, d]
-                p = np.exp(acc * scale - L)
-                dp = dout[bh, i, 0] * v[bh, j, 0]
-                for d in range(1, Dv):
-                    dp += dout[bh, i, d] * v[bh, j, d]
+                pj = np.exp(p[j] - L)
+                ds = pj * (dp[j] - delta) * scale
+                dvj, dkj, kj = dv[bh, j], dk[bh, j], k[bh, j]
                 for d in range(Dv):
-                    dv[bh, j, d] += p * dout[bh, i, d]
-                ds = p * (dp - delta) * scale
+                    dvj[d] += pj * go[d]
                 for d in range(D):
-                    dq[bh, i, d] += ds * k[bh, j, d]
-                    dk[bh, j, d] += ds * q[bh, i, d]
+                    dqi[d] += ds * kj[d]
+                    dkj[d] += ds * qi[d]
 
 
 def attention_reference(q, k, v, allowed=None, scale=None):

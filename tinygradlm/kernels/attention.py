@@ -32,87 +32,100 @@ FASTMATH = {"reassoc", "contract", "arcp"}
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def attention_forward_cpu(q, k, v, scale, causal, mask, has_mask, H, out, lse):
     # q (BH, Tq, D), k (BH, Tk, D), v (BH, Tk, Dv) -> out (BH, Tq, Dv), lse (BH, Tq)
-    BH, Tq, D = q.shape
-    Tk, Dv = k.shape[1], v.shape[2]
-    for bh in prange(BH):
-        b, h = bh // H, bh % H
-        kT = np.ascontiguousarray(k[bh].T)          # (D, Tk): score loops run along keys
-        s = np.empty(Tk, q.dtype)                   # one row of scores: O(T) memory
-        for i in range(Tq):
-            n = min(i + 1, Tk) if causal else Tk    # causal: keys 0..i only
-            s[:n] = 0
-            for d in range(D):                      # s = scale * K q_i, vectorised over keys
-                qd = q[bh, i, d] * scale
-                for j in range(n):
-                    s[j] += qd * kT[d, j]
-            m = -np.inf
-            for j in range(n):
-                if has_mask and not mask[b, h, i, j]:
-                    s[j] = -np.inf
-                elif s[j] > m:
-                    m = s[j]
-            o = out[bh, i]
-            o[:] = 0
-            if m == -np.inf:                        # no key allowed: zeros
-                lse[bh, i] = -np.inf
-                continue
-            total = m - m                           # a zero of the data's dtype
-            for j in range(n):
-                if s[j] != -np.inf:
-                    p = np.exp(s[j] - m)
-                    total += p
-                    vj = v[bh, j]
-                    for d in range(Dv):
-                        o[d] += p * vj[d]
-            inv = 1 / total
-            for d in range(Dv):
-                o[d] *= inv
-            lse[bh, i] = m + np.log(total)
-
-
-@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
-def attention_backward_cpu(q, k, v, out, dout, lse, scale, causal, mask, has_mask, H,
-                           dq, dk, dv):
-    # dq, dk, dv arrive zeroed; each (batch, head) pair is one thread's work, so the
-    # accumulations into dK_j and dV_j never race.
+    # Every inner loop runs along the keys j over contiguous memory (K and V are transposed
+    # once per head), so LLVM turns it into SIMD code.
     BH, Tq, D = q.shape
     Tk, Dv = k.shape[1], v.shape[2]
     for bh in prange(BH):
         b, h = bh // H, bh % H
         kT = np.ascontiguousarray(k[bh].T)          # (D, Tk)
         vT = np.ascontiguousarray(v[bh].T)          # (Dv, Tk)
+        s = np.empty(Tk, q.dtype)                   # one row of scores: O(T) memory
+        for i in range(Tq):
+            n = min(i + 1, Tk) if causal else Tk    # causal: keys 0..i only
+            s[:n] = 0
+            for d in range(D):                      # s = scale * K q_i
+                qd = q[bh, i, d] * scale
+                for j in range(n):
+                    s[j] += qd * kT[d, j]
+            if has_mask:
+                for j in range(n):
+                    if not mask[b, h, i, j]:
+                        s[j] = -np.inf
+            m = -np.inf
+            for j in range(n):
+                m = max(m, s[j])
+            if m == -np.inf:                        # no key allowed: zeros
+                out[bh, i, :] = 0
+                lse[bh, i] = -np.inf
+                continue
+            total = m - m                           # a zero of the data's dtype
+            for j in range(n):
+                s[j] = np.exp(s[j] - m)             # masked keys: exp(-inf) = 0
+                total += s[j]
+            inv = 1 / total
+            for d in range(Dv):                     # O_i = sum_j P_ij V_j
+                acc = total - total
+                for j in range(n):
+                    acc += s[j] * vT[d, j]
+                out[bh, i, d] = acc * inv
+            lse[bh, i] = m + np.log(total)
+
+
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
+def attention_backward_cpu(q, k, v, out, dout, lse, scale, causal, mask, has_mask, H,
+                           dq, dk, dv):
+    # dq arrives zeroed; each (batch, head) pair is one thread's work, so the
+    # accumulations into dK_j and dV_j never race.  dK and dV are summed in transposed
+    # (D, Tk) buffers so that every inner loop runs along contiguous keys.
+    BH, Tq, D = q.shape
+    Tk, Dv = k.shape[1], v.shape[2]
+    for bh in prange(BH):
+        b, h = bh // H, bh % H
+        kT = np.ascontiguousarray(k[bh].T)          # (D, Tk)
+        vT = np.ascontiguousarray(v[bh].T)          # (Dv, Tk)
+        dkT = np.zeros((D, Tk), q.dtype)
+        dvT = np.zeros((Dv, Tk), q.dtype)
         p = np.empty(Tk, q.dtype)
-        dp = np.empty(Tk, q.dtype)
+        ds = np.empty(Tk, q.dtype)
         for i in range(Tq):
             L = lse[bh, i]
             if L == -np.inf:
                 continue
             n = min(i + 1, Tk) if causal else Tk
-            go, qi, dqi = dout[bh, i], q[bh, i], dq[bh, i]
-            delta = go[0] * out[bh, i, 0]
+            delta = out[bh, i, 0] * dout[bh, i, 0]
             for d in range(1, Dv):
-                delta += go[d] * out[bh, i, d]
+                delta += out[bh, i, d] * dout[bh, i, d]
             p[:n] = 0
-            dp[:n] = 0
+            ds[:n] = 0
             for d in range(D):                      # recompute the scores
-                qd = qi[d] * scale
+                qd = q[bh, i, d] * scale
                 for j in range(n):
                     p[j] += qd * kT[d, j]
             for d in range(Dv):                     # dP_ij = dO_i . V_j
-                gd = go[d]
+                gd = dout[bh, i, d]
                 for j in range(n):
-                    dp[j] += gd * vT[d, j]
+                    ds[j] += gd * vT[d, j]
+            if has_mask:
+                for j in range(n):
+                    if not mask[b, h, i, j]:
+                        p[j] = -np.inf
             for j in range(n):
-                if has_mask and not mask[b, h, i, j]:
-                    continue
-                pj = np.exp(p[j] - L)
-                ds = pj * (dp[j] - delta) * scale
-                dvj, dkj, kj = dv[bh, j], dk[bh, j], k[bh, j]
-                for d in range(Dv):
-                    dvj[d] += pj * go[d]
-                for d in range(D):
-                    dqi[d] += ds * kj[d]
-                    dkj[d] += ds * qi[d]
+                p[j] = np.exp(p[j] - L)             # P_ij (0 for masked keys)
+                ds[j] = p[j] * (ds[j] - delta) * scale
+            for d in range(Dv):                     # dV_j += P_ij dO_i
+                gd = dout[bh, i, d]
+                for j in range(n):
+                    dvT[d, j] += p[j] * gd
+            for d in range(D):                      # dQ_i = sum_j dS_ij K_j;  dK_j += dS_ij Q_i
+                acc = delta - delta
+                qd = q[bh, i, d]
+                for j in range(n):
+                    acc += ds[j] * kT[d, j]
+                    dkT[d, j] += ds[j] * qd
+                dq[bh, i, d] = acc
+        dk[bh] = dkT.T
+        dv[bh] = dvT.T
 
 
 def attention_reference(q, k, v, allowed=None, scale=None):
@@ -155,7 +168,8 @@ class Attention(Function):
 
     def backward(self, g):
         q3, k3, v3, out, lse = self.saved
-        dq, dk, dv = np.zeros_like(q3), np.zeros_like(k3), np.zeros_like(v3)
+        # dq stays zero on rows with no allowed key; dk and dv are written whole.
+        dq, dk, dv = np.zeros_like(q3), np.empty_like(k3), np.empty_like(v3)
         g3 = np.ascontiguousarray(g.reshape(out.shape), dtype=q3.dtype)
         attention_backward_cpu(q3, k3, v3, out, g3, lse, self.scale_, self.causal, self.mask4,
                                self.mask is not None, self.H, dq, dk, dv)

@@ -1,0 +1,183 @@
+"""The numba.cuda kernels (``kernels/cuda_kernels.py``) against the plain NumPy references,
+forward and backward, float32 and float64, run under the Numba CUDA simulator:
+
+    NUMBA_ENABLE_CUDASIM=1 python -m pytest -m cudasim tests/test_cudasim.py
+
+The simulator runs every GPU thread as a Python thread, so shapes stay tiny (a few rows,
+C = 130 to cross one 128-thread block).  Deselected by default (``addopts``) and skipped
+unless the simulator is switched on before numba is imported.
+"""
+import importlib
+import os
+
+import numpy as np
+import pytest
+
+from tinygradlm.kernels.attention import attention_reference
+from tinygradlm.kernels.softmax import softmax_reference
+
+pytestmark = [
+    pytest.mark.cudasim,
+    pytest.mark.skipif(os.environ.get("NUMBA_ENABLE_CUDASIM") != "1",
+                       reason="run as NUMBA_ENABLE_CUDASIM=1 pytest -m cudasim"),
+]
+
+TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-10, atol=1e-12)}
+DTYPES = [np.float32, np.float64]
+
+
+@pytest.fixture(scope="module")
+def ck():
+    # Imported here, not at the top: collecting this file must never touch numba.cuda.
+    return importlib.import_module("tinygradlm.kernels.cuda_kernels")
+
+
+def rng(seed):
+    return np.random.default_rng(seed)
+
+
+# ---- softmax -----------------------------------------------------------------------------
+
+@pytest.mark.cudasim
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("N,C", [(3, 1), (4, 7), (2, 130)])
+def test_softmax_forward_backward(ck, dtype, N, C):
+    r = rng(N * 1000 + C)
+    x = (r.standard_normal((N, C)) * 4).astype(dtype)
+    dy = r.standard_normal((N, C)).astype(dtype)
+    y = np.empty_like(x)
+    ck.softmax_forward_cuda(x, y)
+    y_ref = softmax_reference(x.astype(np.float64))
+    np.testing.assert_allclose(y, y_ref, **TOL[dtype])
+    dx = np.empty_like(x)
+    ck.softmax_backward_cuda(y, dy, dx)
+    yr, dyr = y.astype(np.float64), dy.astype(np.float64)
+    dx_ref = yr * (dyr - (dyr * yr).sum(-1, keepdims=True))
+    np.testing.assert_allclose(dx, dx_ref, **TOL[dtype])
+    assert y.dtype == dx.dtype == dtype
+
+
+# ---- cross-entropy -----------------------------------------------------------------------
+
+def ce_reference(x, t, ignore_index, w):
+    """Plain NumPy per-row cross-entropy, log-sum-exp and gradient (float64)."""
+    x = x.astype(np.float64)
+    m = x.max(-1, keepdims=True)
+    lse = (m + np.log(np.exp(x - m).sum(-1, keepdims=True)))[:, 0]
+    keep = t != ignore_index
+    rows = np.arange(len(t))
+    loss = np.where(keep, lse - x[rows, np.where(keep, t, 0)], 0.0)
+    onehot = np.zeros_like(x)
+    onehot[rows[keep], t[keep]] = 1
+    dx = w[:, None] * (np.exp(x - lse[:, None]) - onehot) * keep[:, None]
+    return loss, lse, dx
+
+
+@pytest.mark.cudasim
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("N,C", [(3, 1), (5, 7), (2, 130)])
+def test_cross_entropy_forward_backward(ck, dtype, N, C):
+    r = rng(N * 7 + C)
+    ignore_index = -100
+    x = (r.standard_normal((N, C)) * 3).astype(dtype)
+    t = r.integers(0, C, N).astype(np.int64)
+    t[0] = ignore_index                                     # an ignored row
+    t[-1] = C - 1                                           # the last column, past block 0
+    w = r.standard_normal(N).astype(dtype)
+    loss, lse = np.empty(N, dtype), np.empty(N, dtype)
+    ck.cross_entropy_forward_cuda(x, t, ignore_index, loss, lse)
+    loss_ref, lse_ref, dx_ref = ce_reference(x, t, ignore_index, w.astype(np.float64))
+    np.testing.assert_allclose(loss, loss_ref, **TOL[dtype])
+    np.testing.assert_allclose(lse, lse_ref, **TOL[dtype])
+    assert loss[0] == 0
+    dx = np.full_like(x, np.nan)                            # every element must be written
+    ck.cross_entropy_backward_cuda(x, t, ignore_index, lse, w, dx)
+    np.testing.assert_allclose(dx, dx_ref, **TOL[dtype])
+    assert np.all(dx[0] == 0)
+
+
+@pytest.mark.cudasim
+def test_cross_entropy_all_rows_ignored(ck):
+    N, C, ignore_index = 3, 7, 2                            # ignore_index can be a real class
+    x = rng(5).standard_normal((N, C))
+    t = np.full(N, ignore_index, np.int64)
+    loss, lse = np.empty(N), np.empty(N)
+    ck.cross_entropy_forward_cuda(x, t, ignore_index, loss, lse)
+    assert np.all(loss == 0)
+    np.testing.assert_allclose(lse, ce_reference(x, t, ignore_index, np.ones(N))[1],
+                               **TOL[np.float64])
+    dx = np.full_like(x, np.nan)
+    ck.cross_entropy_backward_cuda(x, t, ignore_index, lse, np.ones(N), dx)
+    assert np.all(dx == 0)
+
+
+# ---- attention ---------------------------------------------------------------------------
+
+def attention_grads_reference(q, k, v, dout, allowed, scale):
+    """Plain NumPy attention backward through the materialised P (float64); rows with no
+    allowed key get zero gradient."""
+    s = q @ np.swapaxes(k, -1, -2) * scale
+    s = np.where(allowed, s, -np.inf)
+    m = s.max(-1, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        p = np.exp(s - np.where(np.isfinite(m), m, 0))
+        p = np.nan_to_num(p / p.sum(-1, keepdims=True))
+    dv = np.swapaxes(p, -1, -2) @ dout
+    dp = dout @ np.swapaxes(v, -1, -2)
+    ds = p * (dp - (dp * p).sum(-1, keepdims=True)) * scale
+    return ds @ k, np.swapaxes(ds, -1, -2) @ q, dv
+
+
+def run_attention(ck, q, k, v, dout, scale, causal):
+    BH, Tq, _ = q.shape
+    Dv = v.shape[2]
+    out = np.full((BH, Tq, Dv), np.nan, q.dtype)
+    lse = np.full((BH, Tq), np.nan, q.dtype)
+    ck.attention_forward_cuda(q, k, v, scale, causal, out, lse)
+    dq, dk, dv = (np.full_like(a, np.nan) for a in (q, k, v))  # all must be overwritten
+    ck.attention_backward_cuda(q, k, v, out, dout, lse, scale, causal, dq, dk, dv)
+    return out, lse, dq, dk, dv
+
+
+@pytest.mark.cudasim
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("BH,Tq,Tk,D,Dv", [(2, 9, 9, 5, 5), (1, 4, 6, 3, 2), (3, 6, 4, 1, 3)])
+def test_attention_forward_backward(ck, dtype, causal, BH, Tq, Tk, D, Dv):
+    r = rng(BH * 100 + Tq * 10 + Tk + causal)
+    q, k = (r.standard_normal((BH, T, D)).astype(dtype) for T in (Tq, Tk))
+    v = r.standard_normal((BH, Tk, Dv)).astype(dtype)
+    dout = r.standard_normal((BH, Tq, Dv)).astype(dtype)
+    scale = 1 / np.sqrt(D)
+    out, lse, dq, dk, dv = run_attention(ck, q, k, v, dout, scale, causal)
+
+    q64, k64, v64, g64 = (a.astype(np.float64) for a in (q, k, v, dout))
+    i, j = np.arange(Tq)[:, None], np.arange(Tk)[None, :]
+    allowed = (j <= i) if causal else np.ones((Tq, Tk), bool)
+    np.testing.assert_allclose(out, attention_reference(q64, k64, v64, allowed, scale),
+                               **TOL[dtype])
+    s = np.where(allowed, q64 @ np.swapaxes(k64, -1, -2) * scale, -np.inf)
+    m = s.max(-1)
+    lse_ref = m + np.log(np.exp(s - m[..., None]).sum(-1))
+    np.testing.assert_allclose(lse, lse_ref, **TOL[dtype])
+    for got, want in zip((dq, dk, dv), attention_grads_reference(q64, k64, v64, g64,
+                                                                 allowed, scale)):
+        np.testing.assert_allclose(got, want, **TOL[dtype])
+        assert got.dtype == dtype
+
+
+@pytest.mark.cudasim
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_attention_row_with_no_key(ck, dtype):
+    # A causal mask never empties a row when Tk >= 1 and the boolean mask is not supported
+    # here, so the only "no allowed key" case is Tk == 0: every row gives zeros and
+    # lse = -inf, and every gradient is zero.
+    BH, Tq, D = 2, 3, 4
+    q = rng(1).standard_normal((BH, Tq, D)).astype(dtype)
+    k = np.empty((BH, 0, D), dtype)
+    v = np.empty((BH, 0, D), dtype)
+    dout = rng(2).standard_normal((BH, Tq, D)).astype(dtype)
+    for causal in (False, True):
+        out, lse, dq, dk, dv = run_attention(ck, q, k, v, dout, 0.5, causal)
+        assert np.all(out == 0) and np.all(lse == -np.inf) and np.all(dq == 0)
+        assert dk.shape == dv.shape == (BH, 0, D)

@@ -1,0 +1,350 @@
+"""GPU versions of the fused kernels, written with ``numba.cuda``.
+
+Import this module only when GPU kernels are wanted: it imports ``numba.cuda`` at the top.
+Without a GPU the kernels still run under the Numba CUDA simulator, which must be switched
+on *before* numba is first imported::
+
+    NUMBA_ENABLE_CUDASIM=1 python -m pytest -m cudasim tests/test_cudasim.py
+
+The host-side launchers take anything that speaks ``__cuda_array_interface__`` (CuPy arrays
+on a real GPU; under the simulator plain NumPy arrays work too) and follow the argument
+conventions of the CPU kernels in ``softmax.py``, ``cross_entropy.py`` and ``attention.py``.
+Outputs are written in place; all arrays must be C-contiguous and share one float dtype
+(float32 or float64), except the int64 targets.
+
+Why one kernel set per dtype: a shared-memory array needs its dtype at compile time, and
+constants such as 0 and -inf must have the data's dtype so that float32 data is never
+silently computed in float64.  ``_kernels(dtype)`` builds the set once per dtype and caches it.
+
+Left out on purpose: the optional boolean attention ``mask`` of the CPU kernel (only the
+``causal`` flag is supported here), and any tiling / shared-memory reuse in attention (one
+thread per query row or key row is slow but easy to read and has no atomics).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda
+
+# Threads per block for the row kernels (softmax, cross-entropy).  A power of two, so that
+# the tree reduction halves cleanly; also the size of the shared-memory scratch buffer.
+BLOCK = 128
+# Threads per block for the attention kernels (one thread per query row or key row).
+ATTN_BLOCK = 64
+
+_CACHE = {}
+
+
+def _kernels(dtype):
+    """Compile (once) and return the kernel set for a float dtype."""
+    dtype = np.dtype(dtype)
+    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"GPU kernels support float32 and float64, got {dtype}")
+    if dtype not in _CACHE:
+        _CACHE[dtype] = _build(dtype.type)
+    return _CACHE[dtype]
+
+
+def _build(ty):
+    # Constants of the data's dtype, frozen into the kernels as compile-time values.
+    ZERO = ty(0)
+    ONE = ty(1)
+    NEG_INF = ty(-np.inf)
+
+    # ---- block-wide reductions over a shared buffer of BLOCK values -------------------
+    # Every thread of the block must call these (they contain syncthreads); on return
+    # every thread holds the result, and the buffer is free to be reused.
+
+    @cuda.jit(device=True)
+    def block_max(buf, tid, value):
+        buf[tid] = value
+        cuda.syncthreads()
+        step = BLOCK // 2
+        while step > 0:                             # tree: 128 -> 64 -> ... -> 1
+            if tid < step:
+                buf[tid] = max(buf[tid], buf[tid + step])
+            cuda.syncthreads()
+            step //= 2
+        result = buf[0]
+        cuda.syncthreads()                          # everyone has read buf[0] before reuse
+        return result
+
+    @cuda.jit(device=True)
+    def block_sum(buf, tid, value):
+        buf[tid] = value
+        cuda.syncthreads()
+        step = BLOCK // 2
+        while step > 0:
+            if tid < step:
+                buf[tid] = buf[tid] + buf[tid + step]
+            cuda.syncthreads()
+            step //= 2
+        result = buf[0]
+        cuda.syncthreads()
+        return result
+
+    @cuda.jit(device=True)
+    def row_max_lse(x, row, tid, buf):
+        # log-sum-exp of x[row, :] (C >= 1): max first, so that exp never overflows.
+        C = x.shape[1]
+        m = x[row, 0]                               # a real element: safe start for max
+        for j in range(tid, C, BLOCK):              # threads stride over the columns
+            m = max(m, x[row, j])
+        m = block_max(buf, tid, m)
+        s = ZERO
+        for j in range(tid, C, BLOCK):
+            s += math.exp(x[row, j] - m)
+        s = block_sum(buf, tid, s)
+        return m + math.log(s)                      # s >= 1 (the max contributes exp(0))
+
+    # ---- softmax -------------------------------------------------------------------
+
+    @cuda.jit
+    def softmax_forward(x, y):
+        # x, y: (N, C); grid = N blocks (one per row), BLOCK threads per block.
+        row = cuda.blockIdx.x
+        tid = cuda.threadIdx.x
+        C = x.shape[1]
+        buf = cuda.shared.array(BLOCK, ty)
+        m = x[row, 0]
+        for j in range(tid, C, BLOCK):
+            m = max(m, x[row, j])
+        m = block_max(buf, tid, m)
+        s = ZERO
+        for j in range(tid, C, BLOCK):
+            e = math.exp(x[row, j] - m)
+            y[row, j] = e                           # unnormalised; scaled below
+            s += e
+        s = block_sum(buf, tid, s)
+        inv = ONE / s
+        for j in range(tid, C, BLOCK):              # each thread rescales its own columns
+            y[row, j] *= inv
+
+    @cuda.jit
+    def softmax_backward(y, dy, dx):
+        # y, dy, dx: (N, C); dx = y * (dy - sum(dy * y)), one block per row.
+        row = cuda.blockIdx.x
+        tid = cuda.threadIdx.x
+        C = y.shape[1]
+        buf = cuda.shared.array(BLOCK, ty)
+        dot = ZERO
+        for j in range(tid, C, BLOCK):
+            dot += dy[row, j] * y[row, j]
+        dot = block_sum(buf, tid, dot)
+        for j in range(tid, C, BLOCK):
+            dx[row, j] = y[row, j] * (dy[row, j] - dot)
+
+    # ---- cross-entropy -------------------------------------------------------------
+
+    @cuda.jit
+    def cross_entropy_forward(x, targets, ignore_index, loss, lse):
+        # x (N, C), targets (N,) int64 -> loss (N,), lse (N,); one block per row.
+        # lse is computed for ignored rows too (as on the CPU); their loss is 0.
+        row = cuda.blockIdx.x
+        tid = cuda.threadIdx.x
+        buf = cuda.shared.array(BLOCK, ty)
+        L = row_max_lse(x, row, tid, buf)
+        if tid == 0:                                # one writer per row
+            lse[row] = L
+            t = targets[row]
+            if t != ignore_index:
+                loss[row] = L - x[row, t]
+            else:
+                loss[row] = ZERO
+
+    @cuda.jit
+    def cross_entropy_backward(x, targets, ignore_index, lse, weight, dx):
+        # dx[i] = weight[i] * (exp(x[i] - lse[i]) - onehot(t_i)); zero rows where ignored.
+        # No reduction needed (lse is saved), so no shared memory: threads stride columns.
+        row = cuda.blockIdx.x
+        tid = cuda.threadIdx.x
+        C = x.shape[1]
+        t = targets[row]
+        if t == ignore_index:
+            for j in range(tid, C, BLOCK):
+                dx[row, j] = ZERO
+            return
+        w = weight[row]
+        L = lse[row]
+        for j in range(tid, C, BLOCK):
+            g = w * math.exp(x[row, j] - L)
+            if j == t:
+                g -= w
+            dx[row, j] = g
+
+    # ---- attention -----------------------------------------------------------------
+
+    @cuda.jit
+    def attention_forward(q, k, v, scale, causal, out, lse):
+        # q (BH, Tq, D), k (BH, Tk, D), v (BH, Tk, Dv) -> out (BH, Tq, Dv), lse (BH, Tq).
+        # One thread per (bh, query row i), flat index = bh * Tq + i.  Online softmax:
+        # keep the running max m and running sum l, and rescale the output row (used as the
+        # accumulator, so no per-thread array of unknown size) whenever m grows.
+        BH, Tq, D = q.shape
+        Tk, Dv = k.shape[1], v.shape[2]
+        idx = cuda.grid(1)
+        if idx >= BH * Tq:                          # the last block may be partly empty
+            return
+        bh = idx // Tq
+        i = idx % Tq
+        n = min(i + 1, Tk) if causal else Tk        # causal: keys 0..i only
+        for d in range(Dv):
+            out[bh, i, d] = ZERO
+        m = NEG_INF
+        total = ZERO
+        for j in range(n):
+            s = ZERO
+            for d in range(D):                      # s = scale * q_i . k_j
+                s += q[bh, i, d] * k[bh, j, d]
+            s *= scale
+            m_new = max(m, s)
+            corr = math.exp(m - m_new)              # first key: exp(-inf) = 0
+            p = math.exp(s - m_new)
+            total = total * corr + p
+            for d in range(Dv):
+                out[bh, i, d] = out[bh, i, d] * corr + p * v[bh, j, d]
+            m = m_new
+        if n == 0:                                  # no key allowed: zeros, lse = -inf
+            lse[bh, i] = NEG_INF
+            return
+        inv = ONE / total
+        for d in range(Dv):
+            out[bh, i, d] *= inv
+        lse[bh, i] = m + math.log(total)
+
+    @cuda.jit
+    def attention_backward_dq(q, k, v, out, dout, lse, scale, causal, dq):
+        # One thread per (bh, query row i): dQ_i = scale * sum_j dS_ij K_j, with
+        # P_ij = exp(S_ij - L_i) recomputed from the saved lse and D_i = dO_i . O_i.
+        BH, Tq, D = q.shape
+        Tk, Dv = k.shape[1], v.shape[2]
+        idx = cuda.grid(1)
+        if idx >= BH * Tq:
+            return
+        bh = idx // Tq
+        i = idx % Tq
+        for d in range(D):
+            dq[bh, i, d] = ZERO
+        L = lse[bh, i]
+        if L == NEG_INF:                            # row with no key: zero gradient
+            return
+        n = min(i + 1, Tk) if causal else Tk
+        delta = ZERO
+        for d in range(Dv):
+            delta += out[bh, i, d] * dout[bh, i, d]
+        for j in range(n):
+            s = ZERO
+            for d in range(D):
+                s += q[bh, i, d] * k[bh, j, d]
+            p = math.exp(s * scale - L)
+            dp = ZERO
+            for d in range(Dv):                     # dP_ij = dO_i . V_j
+                dp += dout[bh, i, d] * v[bh, j, d]
+            ds = p * (dp - delta) * scale
+            for d in range(D):
+                dq[bh, i, d] += ds * k[bh, j, d]
+
+    @cuda.jit
+    def attention_backward_dkv(q, k, v, out, dout, lse, scale, causal, dk, dv):
+        # One thread per (bh, key row j), looping over the queries that may see key j, so
+        # every thread owns its dK_j and dV_j rows: no atomics.  It recomputes P_ij and
+        # D_i = dO_i . O_i itself (an extra O(Tq * Dv) per thread, kept for simplicity).
+        #   dV_j = sum_i P_ij dO_i,   dK_j = scale * sum_i dS_ij Q_i
+        BH, Tq, D = q.shape
+        Tk, Dv = k.shape[1], v.shape[2]
+        idx = cuda.grid(1)
+        if idx >= BH * Tk:
+            return
+        bh = idx // Tk
+        j = idx % Tk
+        for d in range(D):
+            dk[bh, j, d] = ZERO
+        for d in range(Dv):
+            dv[bh, j, d] = ZERO
+        i0 = j if causal else 0                     # causal: query i sees key j iff j <= i
+        for i in range(i0, Tq):
+            L = lse[bh, i]
+            if L == NEG_INF:
+                continue
+            s = ZERO
+            for d in range(D):
+                s += q[bh, i, d] * k[bh, j, d]
+            p = math.exp(s * scale - L)
+            delta = ZERO
+            dp = ZERO
+            for d in range(Dv):
+                delta += out[bh, i, d] * dout[bh, i, d]
+                dp += dout[bh, i, d] * v[bh, j, d]
+                dv[bh, j, d] += p * dout[bh, i, d]
+            ds = p * (dp - delta) * scale
+            for d in range(D):
+                dk[bh, j, d] += ds * q[bh, i, d]
+
+    return dict(softmax_forward=softmax_forward, softmax_backward=softmax_backward,
+                cross_entropy_forward=cross_entropy_forward,
+                cross_entropy_backward=cross_entropy_backward,
+                attention_forward=attention_forward,
+                attention_backward_dq=attention_backward_dq,
+                attention_backward_dkv=attention_backward_dkv)
+
+
+# ---- host-side launchers -------------------------------------------------------------
+
+def _blocks(n, block):
+    return (n + block - 1) // block
+
+
+def softmax_forward_cuda(x, y):
+    """y = softmax(x) over the last axis; x, y: (N, C)."""
+    N, C = x.shape
+    if N and C:
+        _kernels(x.dtype)["softmax_forward"][N, BLOCK](x, y)
+
+
+def softmax_backward_cuda(y, dy, dx):
+    """dx = y * (dy - sum(dy * y)); all (N, C)."""
+    N, C = y.shape
+    if N and C:
+        _kernels(y.dtype)["softmax_backward"][N, BLOCK](y, dy, dx)
+
+
+def cross_entropy_forward_cuda(x, t, ignore_index, loss, lse):
+    """x (N, C), t (N,) int64 -> per-row loss (N,) (0 where ignored) and lse (N,)."""
+    N, C = x.shape
+    if N:
+        _kernels(x.dtype)["cross_entropy_forward"][N, BLOCK](
+            x, t, np.int64(ignore_index), loss, lse)
+
+
+def cross_entropy_backward_cuda(x, t, ignore_index, lse, weight, dx):
+    """dx (N, C) = weight[:, None] * (softmax(x) - onehot(t)); zero rows where ignored."""
+    N, C = x.shape
+    if N:
+        _kernels(x.dtype)["cross_entropy_backward"][N, BLOCK](
+            x, t, np.int64(ignore_index), lse, weight, dx)
+
+
+def attention_forward_cuda(q, k, v, scale, causal, out, lse):
+    """q (BH, Tq, D), k (BH, Tk, D), v (BH, Tk, Dv) -> out (BH, Tq, Dv), lse (BH, Tq).
+    No boolean mask (only ``causal``); rows with no allowed key give zeros, lse = -inf."""
+    BH, Tq, _ = q.shape
+    if BH * Tq == 0:
+        return
+    ty = np.dtype(q.dtype).type
+    _kernels(q.dtype)["attention_forward"][_blocks(BH * Tq, ATTN_BLOCK), ATTN_BLOCK](
+        q, k, v, ty(scale), bool(causal), out, lse)
+
+
+def attention_backward_cuda(q, k, v, out, dout, lse, scale, causal, dq, dk, dv):
+    """Gradients of attention; dq, dk, dv are fully overwritten (no need to zero them)."""
+    BH, Tq, _ = q.shape
+    Tk = k.shape[1]
+    ks = _kernels(q.dtype)
+    sc, causal = np.dtype(q.dtype).type(scale), bool(causal)
+    if BH * Tq:
+        ks["attention_backward_dq"][_blocks(BH * Tq, ATTN_BLOCK), ATTN_BLOCK](
+            q, k, v, out, dout, lse, sc, causal, dq)
+    if BH * Tk:
+        ks["attention_backward_dkv"][_blocks(BH * Tk, ATTN_BLOCK), ATTN_BLOCK](
+            q, k, v, out, dout, lse, sc, causal, dk, dv)

@@ -564,10 +564,15 @@ def main(argv=None):
               "loadavg_at_end": loadavg(),
               "ratios_are": "median(tinygradlm) / median(reference)",
               "cases": {c["name"]: c for c in cases}}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
+    write_json(args.out, result)
+
+
+def write_json(path, result):
+    """Write a benchmark's results (shared by the other scripts in this folder)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
         json.dump(result, f, indent=2)
-    print(f"\nwrote {args.out}")
+    print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":

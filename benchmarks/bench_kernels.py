@@ -60,7 +60,7 @@ import numba                        # noqa: E402
 import tinygradlm as tg             # noqa: E402
 from tinygradlm import kernels      # noqa: E402
 import tinygradlm.nn.functional as F  # noqa: E402
-from bench_engine import (environment, loadavg, numpy_blas_threads,  # noqa: E402
+from bench_engine import (environment, loadavg, numpy_blas_threads, write_json,  # noqa: E402
                           set_numpy_blas_threads, steady_malloc, timeit, torch)
 
 DEFAULT_OUT = os.path.join(ROOT, "benchmarks", "results", "bench_kernels.json")
@@ -414,10 +414,8 @@ def main(argv=None):
                           "stretch": "match torch"},
               "cases": {"softmax": sm, "cross_entropy": ce, "attention": att,
                         "attention_memory": mem, "compile": comp}}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
-    print(f"\ntotal run time {total:.1f} s\nwrote {args.out}")
+    print(f"\ntotal run time {total:.1f} s")
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,21 @@ from ..function import Function
 FASTMATH = {"reassoc", "contract", "arcp"}
 
 
+@numba.njit(inline="always", fastmath=FASTMATH)
+def masked_scores(q, kT, bh, i, n, scale, mask, has_mask, b, h, s):
+    """s[:n] = scale * K q_i over the first n keys, -inf where the mask forbids a key.
+    Forward calls it once per row; backward calls it again instead of storing S."""
+    s[:n] = 0
+    for d in range(q.shape[2]):
+        qd = q[bh, i, d] * scale
+        for j in range(n):                      # along contiguous keys: SIMD
+            s[j] += qd * kT[d, j]
+    if has_mask:
+        for j in range(n):
+            if not mask[b, h, i, j]:
+                s[j] = -np.inf
+
+
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def attention_forward_cpu(q, k, v, scale, causal, mask, has_mask, H, out, lse):
     # q (BH, Tq, D), k (BH, Tk, D), v (BH, Tk, Dv) -> out (BH, Tq, Dv), lse (BH, Tq)
@@ -43,15 +58,7 @@ def attention_forward_cpu(q, k, v, scale, causal, mask, has_mask, H, out, lse):
         s = np.empty(Tk, q.dtype)                   # one row of scores: O(T) memory
         for i in range(Tq):
             n = min(i + 1, Tk) if causal else Tk    # causal: keys 0..i only
-            s[:n] = 0
-            for d in range(D):                      # s = scale * K q_i
-                qd = q[bh, i, d] * scale
-                for j in range(n):
-                    s[j] += qd * kT[d, j]
-            if has_mask:
-                for j in range(n):
-                    if not mask[b, h, i, j]:
-                        s[j] = -np.inf
+            masked_scores(q, kT, bh, i, n, scale, mask, has_mask, b, h, s)
             m = -np.inf
             for j in range(n):
                 m = max(m, s[j])
@@ -96,20 +103,12 @@ def attention_backward_cpu(q, k, v, out, dout, lse, scale, causal, mask, has_mas
             delta = out[bh, i, 0] * dout[bh, i, 0]
             for d in range(1, Dv):
                 delta += out[bh, i, d] * dout[bh, i, d]
-            p[:n] = 0
+            masked_scores(q, kT, bh, i, n, scale, mask, has_mask, b, h, p)
             ds[:n] = 0
-            for d in range(D):                      # recompute the scores
-                qd = q[bh, i, d] * scale
-                for j in range(n):
-                    p[j] += qd * kT[d, j]
             for d in range(Dv):                     # dP_ij = dO_i . V_j
                 gd = dout[bh, i, d]
                 for j in range(n):
                     ds[j] += gd * vT[d, j]
-            if has_mask:
-                for j in range(n):
-                    if not mask[b, h, i, j]:
-                        p[j] = -np.inf
             for j in range(n):
                 p[j] = np.exp(p[j] - L)             # P_ij (0 for masked keys)
                 ds[j] = p[j] * (ds[j] - delta) * scale

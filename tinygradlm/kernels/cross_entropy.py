@@ -16,10 +16,7 @@ import numpy as np
 from numba import prange
 
 from ..function import Function
-
-# Reassociation lets LLVM vectorise the row sums; no "no-infinities" flag, so huge logits
-# and masked rows keep IEEE behaviour.
-FASTMATH = {"reassoc", "contract", "arcp"}
+from .softmax import FASTMATH, row_max
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -27,11 +24,8 @@ def cross_entropy_forward_cpu(x, targets, ignore_index, loss, lse):
     # x (N, C), targets (N,) -> loss (N,), lse (N,); ignored rows get loss 0.
     N, C = x.shape
     for i in prange(N):
-        m = x[i, 0]
-        for j in range(1, C):
-            if x[i, j] > m:
-                m = x[i, j]
-        s = x[i, 0] - x[i, 0]
+        m = row_max(x, i)
+        s = m - m
         for j in range(C):
             s += np.exp(x[i, j] - m)
         lse[i] = m + np.log(s)

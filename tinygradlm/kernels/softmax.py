@@ -21,17 +21,24 @@ from ..function import Function
 FASTMATH = {"reassoc", "contract", "arcp"}
 
 
+@numba.njit(inline="always")
+def row_max(x, i):
+    """max(x[i, :]) in x's dtype (shared with the cross-entropy kernel)."""
+    m = x[i, 0]
+    for j in range(1, x.shape[1]):
+        if x[i, j] > m:
+            m = x[i, j]
+    return m
+
+
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def softmax_forward_cpu(x, y):
     # x, y: (N, C) C-contiguous; rows in parallel.  Arithmetic stays in x's dtype: the
     # accumulators start from x's own elements, never from a float64 literal.
     N, C = x.shape
     for i in prange(N):
-        m = x[i, 0]
-        for j in range(1, C):
-            if x[i, j] > m:
-                m = x[i, j]
-        s = x[i, 0] - x[i, 0]
+        m = row_max(x, i)
+        s = m - m
         for j in range(C):
             e = np.exp(x[i, j] - m)
             y[i, j] = e

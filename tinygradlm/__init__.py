@@ -12,7 +12,9 @@ from .tensor import (Tensor, arange, bool_, cat, float16, float32, float64, full
                      get_default_device, int32, int64, ones, ones_like, rand, randint, randn,
                      randn_like, set_default_device, stack, tril, triu, where, zeros, zeros_like)
 from .gradcheck import gradcheck
-from . import functional, nn, optim, viz
+from . import checkpoint, data, functional, generate, metrics, nn, optim, viz
+
+backend.keep_freed_memory()      # see its docstring: ~1.7x faster training steps on glibc
 
 __version__ = "0.1.0"
 
@@ -33,6 +35,7 @@ def tensor(data, requires_grad=False, dtype=None, device=None) -> Tensor:
 __all__ = [
     "Tensor", "tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "manual_seed",
     "get_rng_state", "set_rng_state", "gradcheck", "functional", "nn", "optim", "viz", "cuda",
+    "data", "checkpoint", "generate", "metrics",
     "arange", "cat", "stack", "where", "tril", "triu", "zeros", "ones", "full", "randn", "rand",
     "randint", "zeros_like", "ones_like", "randn_like", "set_default_device",
     "get_default_device", "float16", "float32", "float64", "int32", "int64", "bool_",

@@ -459,11 +459,19 @@ class MatMul(Function):
             raise ValueError(f"matmul: batch dimensions of {tuple(a.shape)} and "
                              f"{tuple(b.shape)} cannot be broadcast together") from None
         self.save_for_backward(a, b)
+        if b.ndim == 2 and a.ndim > 2:
+            # x @ W in a Linear: one (B*T, k) @ (k, m) product is faster than B products.
+            return (a.reshape(-1, a.shape[-1]) @ b).reshape(*a.shape[:-1], b.shape[-1])
         return a @ b
 
     def backward(self, g):
         a, b = self.saved
-        ga = g @ b.swapaxes(-1, -2) if self.needs_input_grad[0] else None
+        ga = None
+        if self.needs_input_grad[0]:
+            if b.ndim == 2 and g.ndim > 2:
+                ga = (g.reshape(-1, g.shape[-1]) @ b.T).reshape(*g.shape[:-1], b.shape[0])
+            else:
+                ga = g @ b.swapaxes(-1, -2)
         gb = None
         if self.needs_input_grad[1]:
             if b.ndim == 2 and a.ndim > 2:

@@ -1,8 +1,12 @@
-"""Neural-network building blocks: ``Module``, ``Parameter``, layers and the functional API."""
+"""Neural-network building blocks: ``Module``, ``Parameter``, layers, attention, GPT and the
+functional API."""
 from . import functional
+from .attention import MLP, KVCache, MultiHeadAttention, TransformerBlock
+from .gpt import GPT, GPTConfig
 from .layers import (GELU, Dropout, Embedding, LayerNorm, Linear, ModuleDict, ModuleList, ReLU,
                      Sequential, Sigmoid, Tanh)
 from .module import Module, Parameter
 
 __all__ = ["functional", "Module", "Parameter", "Linear", "Embedding", "LayerNorm", "Dropout",
-           "GELU", "ReLU", "Tanh", "Sigmoid", "Sequential", "ModuleList", "ModuleDict"]
+           "GELU", "ReLU", "Tanh", "Sigmoid", "Sequential", "ModuleList", "ModuleDict",
+           "MultiHeadAttention", "TransformerBlock", "MLP", "KVCache", "GPT", "GPTConfig"]

@@ -1,0 +1,138 @@
+"""Multi-head self-attention and the pre-LayerNorm Transformer block.
+
+Both GPT (causal) and the BERT-style encoder (bidirectional, with padding) are stacks of the
+same ``TransformerBlock``; only the ``causal`` flag and the padding mask differ.
+
+    x ─┬─ ln_1 ─ attn ─(+)─┬─ ln_2 ─ mlp ─(+)─> out        (pre-LN, as GPT-2)
+       └──────────────────┘  └────────────────┘
+"""
+from __future__ import annotations
+
+from .. import functional as F
+from ..tensor import Tensor, cat
+from .layers import GELU, Dropout, LayerNorm, Linear
+from .module import Module
+
+
+class KVCache:
+    """The keys and values of every token seen so far, one (k, v) pair per layer, each
+    (B, nh, T_past, hs).  During generation a new token only needs its own query: its keys
+    and values are appended here and the old ones are reused instead of recomputed."""
+
+    def __init__(self, n_layer: int):
+        self.keys: list = [None] * n_layer
+        self.values: list = [None] * n_layer
+
+    def __len__(self) -> int:
+        """How many positions are cached (0 before the first forward)."""
+        return 0 if self.keys[0] is None else self.keys[0].shape[2]
+
+    def update(self, layer: int, k: Tensor, v: Tensor):
+        """Append this step's k, v (B, nh, T_new, hs) and return all of them so far."""
+        if self.keys[layer] is not None:
+            k = cat([self.keys[layer], k], dim=2)
+            v = cat([self.values[layer], v], dim=2)
+        self.keys[layer], self.values[layer] = k.detach(), v.detach()
+        return k, v
+
+    def reorder(self, index):
+        """Keep (and repeat) batch rows ``index`` -- e.g. after expanding a prompt."""
+        self.keys = [None if k is None else k[index] for k in self.keys]
+        self.values = [None if v is None else v[index] for v in self.values]
+
+
+class MultiHeadAttention(Module):
+    """Self-attention with ``n_head`` heads of size ``n_embd // n_head``.
+
+    One matmul ``c_attn`` makes Q, K and V together (3 * n_embd outputs, GPT-2's layout), the
+    heads attend independently through ``F.scaled_dot_product_attention`` (the fused kernel
+    when enabled), and ``c_proj`` mixes the heads back together.
+    """
+
+    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True,
+                 causal: bool = True, layer_idx: int = 0):
+        super().__init__()
+        if n_embd % n_head:
+            raise ValueError(f"MultiHeadAttention: n_embd={n_embd} is not divisible by "
+                             f"n_head={n_head}")
+        self.n_embd, self.n_head, self.causal, self.layer_idx = n_embd, n_head, causal, layer_idx
+        self.dropout = dropout
+        self.c_attn = Linear(n_embd, 3 * n_embd, bias=bias)
+        self.c_proj = Linear(n_embd, n_embd, bias=bias)
+        self.resid_dropout = Dropout(dropout)
+
+    def forward(self, x: Tensor, attention_mask=None, kv_cache: KVCache | None = None) -> Tensor:
+        """x (B, T, C) -> (B, T, C).
+
+        attention_mask: optional (B, T_keys), True/1 for a real token and False/0 for padding
+        (Hugging Face's convention); padded keys are never attended to.
+        kv_cache: a ``KVCache`` whose keys/values are prepended to this call's (generation).
+        """
+        B, T, C = x.shape
+        nh, hs = self.n_head, C // self.n_head
+        q, k, v = self.c_attn(x).split(C, dim=2)                    # 3 x (B, T, C)
+        q = q.reshape(B, T, nh, hs).transpose(1, 2)                 # (B, nh, T, hs)
+        k = k.reshape(B, T, nh, hs).transpose(1, 2)                 # (B, nh, T, hs)
+        v = v.reshape(B, T, nh, hs).transpose(1, 2)                 # (B, nh, T, hs)
+        if kv_cache is not None:
+            k, v = kv_cache.update(self.layer_idx, k, v)            # (B, nh, T_past + T, hs)
+        mask, is_causal = self._mask(B, T, k.shape[2], attention_mask, x)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
+                                           dropout_p=self.dropout, training=self.training)
+        y = y.transpose(1, 2).reshape(B, T, C)                      # heads side by side again
+        return self.resid_dropout(self.c_proj(y))
+
+    def _mask(self, B, Tq, Tk, attention_mask, x):
+        """The boolean (True = may attend) mask for the SDPA call, or is_causal when the plain
+        lower triangle is exactly right (Tq == Tk and no padding)."""
+        xp = x.xp
+        allowed = None
+        if self.causal and Tq != Tk:
+            # New queries sit at the *end* of the sequence: query i is position Tk - Tq + i.
+            allowed = xp.tril(xp.ones((Tq, Tk), dtype=bool), k=Tk - Tq)  # (Tq, Tk)
+        if attention_mask is not None:
+            pad = attention_mask.data if isinstance(attention_mask, Tensor) else attention_mask
+            pad = xp.asarray(pad).astype(bool)
+            if pad.shape != (B, Tk):
+                raise ValueError(f"MultiHeadAttention: attention_mask must be (batch, keys) = "
+                                 f"{(B, Tk)}, got {tuple(pad.shape)}")
+            pad = pad[:, None, None, :]                             # (B, 1, 1, Tk)
+            if self.causal and allowed is None:
+                allowed = xp.tril(xp.ones((Tq, Tk), dtype=bool))
+            allowed = pad if allowed is None else (pad & allowed)   # (B, 1, Tq, Tk)
+        if allowed is not None:
+            return allowed, False
+        return None, self.causal
+
+
+class MLP(Module):
+    """Position-wise feed-forward network: Linear(C, 4C) -> GELU -> Linear(4C, C)."""
+
+    def __init__(self, n_embd: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__()
+        self.c_fc = Linear(n_embd, 4 * n_embd, bias=bias)
+        self.gelu = GELU()
+        self.c_proj = Linear(4 * n_embd, n_embd, bias=bias)
+        self.dropout = Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))   # (B, T, C)
+
+
+class TransformerBlock(Module):
+    """Pre-LayerNorm block: x + attn(ln_1(x)), then + mlp(ln_2(x)).  Normalising *before*
+    each sub-layer keeps the residual stream an untouched sum, which trains stably without
+    learning-rate tricks."""
+
+    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True,
+                 causal: bool = True, layer_idx: int = 0):
+        super().__init__()
+        self.ln_1 = LayerNorm(n_embd, bias=bias)
+        self.attn = MultiHeadAttention(n_embd, n_head, dropout, bias, causal, layer_idx)
+        self.ln_2 = LayerNorm(n_embd, bias=bias)
+        self.mlp = MLP(n_embd, dropout, bias)
+
+    def forward(self, x: Tensor, attention_mask=None, kv_cache: KVCache | None = None) -> Tensor:
+        x = x + self.attn(self.ln_1(x), attention_mask, kv_cache)   # (B, T, C)
+        return x + self.mlp(self.ln_2(x))                           # (B, T, C)
+

@@ -1,0 +1,151 @@
+"""GPT: a decoder-only Transformer language model (GPT-2's architecture, nanoGPT's layout).
+
+    idx (B, T) ─> wte(idx) + wpe(0..T-1) ─> dropout ─> n_layer x TransformerBlock(causal)
+               ─> ln_f ─> lm_head (tied to wte) ─> logits (B, T, vocab_size)
+
+Parameter names follow GPT-2 exactly (``transformer.h.0.attn.c_attn.weight`` ...), and Linear
+weights are stored (in, out), so GPT-2 checkpoints map onto this model name for name.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .. import functional as F
+from .. import optim
+from ..tensor import Tensor, arange, randn, zeros
+from .attention import KVCache, TransformerBlock
+from .layers import Dropout, Embedding, LayerNorm, ModuleList
+from .module import Module, Parameter
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 65
+    block_size: int = 64            # the longest context the model can see
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    bias: bool = True               # biases in Linear and LayerNorm (GPT-2 has them)
+
+
+class LMHead(Module):
+    """The output projection, tied to the token embedding: logits = x @ wte.weight^T.
+
+    It is the one matrix stored (out, in) = (vocab_size, n_embd), because it *is* the
+    embedding table; tying saves vocab_size x n_embd parameters and helps small models."""
+
+    def __init__(self, n_embd: int, vocab_size: int):
+        super().__init__()
+        self.weight = Parameter(zeros(vocab_size, n_embd))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x @ self.weight.T                                    # (B, T, vocab_size)
+
+
+class GPT(Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            if int(getattr(config, name)) < 1:
+                raise ValueError(f"GPTConfig.{name} must be a positive integer, "
+                                 f"got {getattr(config, name)!r}")
+        self.config = config
+        c = config
+        self.transformer = _Transformer(c)
+        self.lm_head = LMHead(c.n_embd, c.vocab_size)
+        self.lm_head.weight = self.transformer.wte.weight           # weight tying
+        self._init_weights()
+
+    def _init_weights(self):
+        """GPT-2's initialisation: N(0, 0.02) for matrices and embeddings, zero biases, and
+        the projections that write into the residual stream scaled by 1/sqrt(2 n_layer), so
+        the stream's variance does not grow with depth."""
+        std = 0.02
+        for name, p in self.named_parameters():
+            if p.ndim >= 2:
+                scale = std / math.sqrt(2 * self.config.n_layer) if name.endswith(
+                    "c_proj.weight") else std
+                p.data[...] = randn(*p.shape, dtype=p.dtype).data * scale
+            elif name.endswith(".bias"):
+                p.data[...] = 0
+
+    def forward(self, idx, targets=None, attention_mask=None, kv_cache: KVCache | None = None):
+        """idx (B, T) token ids -> (logits (B, T, vocab_size), loss or None).
+
+        targets (B, T): next-token ids; positions equal to -100 carry no loss.
+        kv_cache: cached keys/values of earlier positions (generation); idx then holds only
+        the new tokens, whose positions continue after the cached ones.
+        """
+        idx = idx if isinstance(idx, Tensor) else Tensor(idx)
+        if idx.ndim == 1:
+            idx = idx.unsqueeze(0)
+        if idx.ndim != 2 or idx.dtype.kind not in "iu":
+            raise ValueError(f"GPT: idx must be integer token ids of shape (batch, time), got "
+                             f"{idx.dtype} {idx.shape}")
+        B, T = idx.shape
+        past = len(kv_cache) if kv_cache is not None else 0
+        if past + T > self.config.block_size:
+            raise ValueError(f"GPT: a sequence of {past + T} tokens is longer than "
+                             f"block_size={self.config.block_size}; crop the input to the last "
+                             f"{self.config.block_size} tokens")
+        pos = arange(past, past + T, device=idx.device)            # (T,)
+        x = self.transformer.wte(idx) + self.transformer.wpe(pos)   # (B, T, C)
+        x = self.transformer.drop(x)
+        for block in self.transformer.h:
+            x = block(x, attention_mask, kv_cache)                  # (B, T, C)
+        x = self.transformer.ln_f(x)
+        logits = self.lm_head(x)                                    # (B, T, vocab_size)
+        loss = None
+        if targets is not None:
+            targets = targets if isinstance(targets, Tensor) else Tensor(targets)
+            if targets.shape != (B, T):
+                raise ValueError(f"GPT: targets {targets.shape} must match idx {idx.shape}")
+            loss = F.cross_entropy(logits, targets, ignore_index=-100)
+        return logits, loss
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Parameter count; by default without the position embeddings (nanoGPT's count; the
+        token embedding stays in because it is also the output layer)."""
+        n = self.num_parameters()
+        return n - self.transformer.wpe.weight.numel() if non_embedding else n
+
+    def configure_optimizers(self, weight_decay: float, learning_rate: float,
+                             betas=(0.9, 0.95), eps: float = 1e-8):
+        """AdamW with weight decay on matrices and embeddings (>= 2-D) only, nanoGPT-style."""
+        groups = optim.weight_decay_groups(self.named_parameters(), weight_decay)
+        return optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps)
+
+    def generate(self, input_ids, **kwargs):
+        """Continue ``input_ids``; see ``tinygradlm.generate.generate`` for the options."""
+        from ..generate import generate
+        return generate(self, input_ids, **kwargs)
+
+    def save_pretrained(self, directory, tokenizer=None):
+        """Write ``config.json``, ``model.npz`` (and ``tokenizer.json``) into ``directory``."""
+        from ..checkpoint import save_pretrained
+        save_pretrained(self, directory, tokenizer)
+
+    @classmethod
+    def from_pretrained(cls, directory, device: str = "cpu") -> "GPT":
+        """A model rebuilt from ``save_pretrained``'s files (in eval mode)."""
+        from ..checkpoint import load_pretrained
+        return load_pretrained(cls, GPTConfig, directory, device=device)
+
+    def extra_repr(self):
+        return f"{self.num_params() / 1e6:.2f}M parameters"
+
+
+class _Transformer(Module):
+    """The ``transformer.*`` namespace of GPT-2's parameter names."""
+
+    def __init__(self, c: GPTConfig):
+        super().__init__()
+        self.wte = Embedding(c.vocab_size, c.n_embd)
+        self.wpe = Embedding(c.block_size, c.n_embd)
+        self.drop = Dropout(c.dropout)
+        self.h = ModuleList(TransformerBlock(c.n_embd, c.n_head, c.dropout, c.bias, causal=True,
+                                          layer_idx=i) for i in range(c.n_layer))
+        self.ln_f = LayerNorm(c.n_embd, bias=c.bias)
+

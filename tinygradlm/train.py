@@ -1,0 +1,312 @@
+"""Training loops.  ``train_gpt`` is autoregressive (next-token) pretraining of a GPT, written
+as one flat, readable loop in the manner of nanoGPT's ``train.py``:
+
+    for each iteration:
+        lr <- warmup + cosine schedule
+        for each micro-batch:  loss / accumulation_steps  .backward()    (gradient accumulation)
+        clip the gradient norm to grad_clip;  AdamW step;  zero the gradients
+        every eval_interval: mean train/val loss over eval_iters batches, log, checkpoint
+
+What lands in ``out_dir``:
+
+    config.json, model.npz, tokenizer.json   the best model so far (GPT.from_pretrained(out_dir))
+    resume/                                  the latest full training state, for --resume
+    log.jsonl                                one JSON line per evaluation
+    loss.png                                 the loss curves (when matplotlib is installed)
+    summary.json                             final numbers: losses, perplexity, speed, config
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import statistics
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import backend, checkpoint, data, metrics, optim
+from .function import no_grad
+from .nn.gpt import GPT, GPTConfig
+
+
+@dataclass
+class TrainConfig:
+    # data
+    data: str = "stdlib"          # "stdlib" (embedded), "shakespeare" (downloaded) or a path
+    tokenizer: str = "char"       # "char" or "bpe"
+    vocab_size: int = 512         # for --tokenizer bpe only (char uses the corpus' characters)
+    # model (nanoGPT's CPU "baby GPT")
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 64
+    dropout: float = 0.0
+    bias: bool = True
+    # optimisation
+    batch_size: int = 12
+    gradient_accumulation_steps: int = 1
+    max_iters: int = 2000
+    learning_rate: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_iters: int = 100
+    lr_decay_iters: int = 2000
+    decay_lr: bool = True
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0        # 0 turns clipping off
+    # evaluation, logging, checkpoints
+    eval_interval: int = 250
+    eval_iters: int = 20
+    out_dir: str = "out"
+    resume: bool = False
+    num_samples: int = 3          # samples printed at the end
+    sample_tokens: int = 200
+    progress: bool = True         # the tqdm progress bar
+    # the rest
+    seed: int = 1337
+    device: str = "cpu"
+    dtype: str = "float32"
+
+    def validate(self):
+        positive = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "max_iters",
+                    "gradient_accumulation_steps", "eval_interval", "eval_iters", "vocab_size")
+        for name in positive:
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"--{name} must be a positive integer, got {getattr(self, name)}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"--n_embd={self.n_embd} must be divisible by --n_head={self.n_head}")
+        if self.tokenizer not in ("char", "bpe"):
+            raise ValueError(f"--tokenizer must be 'char' or 'bpe', not {self.tokenizer!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"--dtype must be float32 or float64, not {self.dtype!r}")
+
+
+def lr_at(it: int, cfg: TrainConfig) -> float:
+    """The learning rate of iteration ``it``: warmup then cosine decay (or constant)."""
+    if not cfg.decay_lr:
+        return cfg.learning_rate
+    return optim.warmup_cosine_lr(it, cfg.learning_rate, cfg.min_lr, cfg.warmup_iters,
+                                  cfg.lr_decay_iters)
+
+
+@no_grad()
+def estimate_loss(model, splits: dict, cfg: TrainConfig) -> dict:
+    """Mean loss over ``eval_iters`` batches of each split, in eval mode (no dropout).
+
+    The batches come from a generator seeded afresh each time, so every evaluation scores
+    the same text (curves are less noisy) and training's random stream is left untouched
+    (which keeps --resume exact)."""
+    was_training = model.training
+    model.eval()
+    out = {}
+    for name, ids in splits.items():
+        gen = np.random.default_rng(cfg.seed + 1)
+        losses = []
+        for _ in range(cfg.eval_iters):
+            x, y = data.get_batch(ids, cfg.batch_size, cfg.block_size, cfg.device, gen)
+            _, loss = model(x, y)
+            losses.append(loss.item())
+        out[name] = float(np.mean(losses))
+    model.train(was_training)
+    return out
+
+
+def prepare_data(cfg: TrainConfig, tokenizer=None):
+    """Corpus -> tokenizer (built here unless given) -> (tokenizer, train ids, val ids)."""
+    text = data.load_corpus(cfg.data)
+    if tokenizer is None:
+        if cfg.tokenizer == "char":
+            tokenizer = data.CharTokenizer.from_text(text)
+        else:
+            tokenizer = data.BPETokenizer.train(text, cfg.vocab_size)
+    ids = data.encode_corpus(tokenizer, text)
+    train_ids, val_ids = data.train_val_split(ids, 0.9)
+    need = cfg.block_size + 1
+    for name, split in (("training", train_ids), ("validation", val_ids)):
+        if len(split) < need:
+            raise ValueError(f"the corpus {cfg.data!r} is too short: its {name} split has "
+                             f"{len(split)} tokens but one batch row needs block_size + 1 = "
+                             f"{need}; use more text or a smaller --block_size")
+    return tokenizer, train_ids, val_ids
+
+
+def train_gpt(cfg: TrainConfig) -> dict:
+    """Train (or, with ``cfg.resume``, continue training) a GPT; returns the summary dict
+    that is also written to ``out_dir/summary.json``."""
+    cfg.validate()
+    t_start = time.perf_counter()
+    backend.manual_seed(cfg.seed)
+    resume_dir = os.path.join(cfg.out_dir, "resume")
+    tokenizer = None
+    if cfg.resume:
+        path = checkpoint.tokenizer_path(resume_dir)
+        if path is None:
+            raise FileNotFoundError(f"--resume: no training state in {resume_dir!r} (it is "
+                                    f"written at every evaluation); train without --resume "
+                                    f"first, or point --out_dir at the run to continue")
+        tokenizer = data.load_tokenizer(path)
+    tokenizer, train_ids, val_ids = prepare_data(cfg, tokenizer)
+
+    model_cfg = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=cfg.block_size,
+                          n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
+                          dropout=cfg.dropout, bias=cfg.bias)
+    model = GPT(model_cfg).to(cfg.dtype).to(cfg.device)
+    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate,
+                                           (cfg.beta1, cfg.beta2))
+    iter_num, best_val_loss = 0, math.inf
+    if cfg.resume:
+        meta = checkpoint.load_checkpoint(resume_dir, model, optimizer)
+        iter_num, best_val_loss = meta["iter_num"], meta["best_val_loss"]
+        backend.set_rng_state(meta["rng_state"])
+        print(f"resuming from {resume_dir} at iteration {iter_num}")
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    log_path = os.path.join(cfg.out_dir, "log.jsonl")
+    if not cfg.resume and os.path.exists(log_path):
+        os.remove(log_path)                         # a fresh run starts a fresh log
+
+    tokens_per_iter = cfg.batch_size * cfg.block_size * cfg.gradient_accumulation_steps
+    print(f"{model.num_params() / 1e6:.2f}M parameters, vocab {tokenizer.vocab_size}, "
+          f"{len(train_ids):,} training tokens, {tokens_per_iter:,} tokens per iteration")
+    splits = {"train": train_ids, "val": val_ids}
+    step_times, last, train_loss = [], None, float("nan")
+
+    def save_state(rng_state):
+        meta = {"iter_num": iter_num, "best_val_loss": best_val_loss, "rng_state": rng_state,
+                "train_config": dataclasses.asdict(cfg)}
+        checkpoint.save_checkpoint(resume_dir, model, optimizer, meta, tokenizer)
+
+    def evaluate():
+        nonlocal best_val_loss, last
+        losses = estimate_loss(model, splits, cfg)
+        last = {"iter": iter_num, "train_loss": losses["train"], "val_loss": losses["val"],
+                "lr": lr_at(max(iter_num - 1, 0), cfg),
+                "seconds": round(time.perf_counter() - t_start, 3)}
+        with open(log_path, "a") as f:
+            f.write(json.dumps(last) + "\n")
+        if losses["val"] < best_val_loss:
+            best_val_loss = losses["val"]
+            model.save_pretrained(cfg.out_dir, tokenizer)
+        bar.write(f"iter {iter_num}: train loss {losses['train']:.4f}, "
+                  f"val loss {losses['val']:.4f}")
+
+    from tqdm.auto import tqdm
+    bar = tqdm(total=cfg.max_iters, initial=iter_num, disable=not cfg.progress,
+               dynamic_ncols=True, unit="it")
+    rng_at_iter_start = backend.get_rng_state()
+    try:
+        if iter_num == 0:
+            evaluate()                              # the loss before any training
+        while iter_num < cfg.max_iters:
+            rng_at_iter_start = backend.get_rng_state()
+            t0 = time.perf_counter()
+            lr = lr_at(iter_num, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            train_loss = 0.0
+            for _ in range(cfg.gradient_accumulation_steps):
+                x, y = data.get_batch(train_ids, cfg.batch_size, cfg.block_size, cfg.device)
+                _, loss = model(x, y)
+                # Scaled so the summed gradient is the mean over all micro-batches: clipping
+                # and the update then see exactly what one big batch would give.
+                (loss / cfg.gradient_accumulation_steps).backward()
+                train_loss += loss.item() / cfg.gradient_accumulation_steps
+            if cfg.grad_clip > 0:
+                optim.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad()
+            iter_num += 1
+            step_times.append(time.perf_counter() - t0)
+            bar.update(1)
+            bar.set_postfix(loss=f"{train_loss:.4f}", lr=f"{lr:.2e}",
+                            tok_s=f"{tokens_per_iter / step_times[-1]:,.0f}", refresh=False)
+            if not math.isfinite(train_loss):
+                raise FloatingPointError(f"the training loss became {train_loss} at iteration "
+                                         f"{iter_num}; try a lower --learning_rate")
+            if iter_num % cfg.eval_interval == 0 or iter_num == cfg.max_iters:
+                evaluate()
+                save_state(backend.get_rng_state())
+    except KeyboardInterrupt:
+        # Save the last *completed* iteration's state (the random stream as it was when the
+        # interrupted iteration began), so --resume carries on as if never stopped.
+        optimizer.zero_grad()
+        save_state(rng_at_iter_start)
+        bar.close()
+        print(f"\ninterrupted at iteration {iter_num}; the training state is saved in "
+              f"{resume_dir}: continue with --resume --out_dir {cfg.out_dir}")
+        raise
+    bar.close()
+    return _finish(cfg, model, tokenizer, val_ids, last, best_val_loss, train_loss,
+                   iter_num, step_times, tokens_per_iter, t_start, log_path)
+
+
+def _finish(cfg, model, tokenizer, val_ids, last, best_val_loss, train_loss, iter_num,
+            step_times, tokens_per_iter, t_start, log_path) -> dict:
+    """Final report: numbers on stdout and in summary.json, samples, the loss curve."""
+    val_loss = last["val_loss"] if last else float("nan")
+    n_chars = len(tokenizer.decode(val_ids[:100_000].tolist()))
+    bpc = metrics.bits_per_char(val_loss, min(len(val_ids), 100_000), n_chars)
+    ms = statistics.median(step_times) * 1e3 if step_times else float("nan")
+    samples = sample_texts(model, tokenizer, cfg)
+    summary = {
+        "val_loss": val_loss, "best_val_loss": best_val_loss,
+        "train_loss": last["train_loss"] if last else train_loss,
+        "last_batch_loss": train_loss, "iters": iter_num, "ms_per_iter": ms,
+        "tokens_per_second": tokens_per_iter / (ms / 1e3) if step_times else float("nan"),
+        "wall_seconds": time.perf_counter() - t_start,
+        "perplexity": metrics.perplexity(val_loss), "bits_per_char": bpc,
+        "num_params": model.num_params(), "vocab_size": tokenizer.vocab_size,
+        "config": dataclasses.asdict(cfg), "samples": samples,
+    }
+    checkpoint.write_json(os.path.join(cfg.out_dir, "summary.json"), summary)
+    plot = plot_loss_curve(log_path, os.path.join(cfg.out_dir, "loss.png"))
+    print(f"\nval loss {val_loss:.4f} | perplexity {summary['perplexity']:.2f} | "
+          f"{bpc:.3f} bits per character | {ms:.1f} ms/iter | "
+          f"{summary['tokens_per_second']:,.0f} tokens/s")
+    for i, text in enumerate(samples):
+        print(f"\n--- sample {i + 1} ---\n{text}")
+    print(f"\nsaved the best model to {cfg.out_dir}/ (summary.json, log.jsonl"
+          f"{', loss.png' if plot else ''})")
+    return summary
+
+
+def sample_texts(model, tokenizer, cfg: TrainConfig) -> list:
+    """A few samples from a newline prompt (or the first token when there is none)."""
+    if cfg.num_samples < 1:
+        return []
+    try:
+        prompt = tokenizer.encode("\n")[:1] or [0]
+    except ValueError:
+        prompt = [0]
+    out = model.generate([prompt], max_new_tokens=cfg.sample_tokens,
+                         num_return_sequences=cfg.num_samples, do_sample=True, top_k=None)
+    return [tokenizer.decode(row[1:]) for row in out.numpy().tolist()]
+
+
+def plot_loss_curve(log_path: str, png_path: str) -> bool:
+    """Train and val loss against iteration from the JSONL log; False without matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    with open(log_path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in ("train_loss", "val_loss"):
+        ax.plot([r["iter"] for r in rows], [r[key] for r in rows], marker="o",
+                label=key.replace("_", " "))
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("cross-entropy (nats per token)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+    return True

@@ -114,9 +114,12 @@ def next_token(scores, ids, do_sample=True, temperature=1.0, top_k=None, top_p=N
         probs = np.where(drop, 0.0, probs)
         probs /= probs.sum(axis=-1, keepdims=True)
     # Inverse-CDF sampling with the library's seeded generator (manual_seed repeats it).
+    # u is scaled by the row's actual total (rounding leaves it a hair off 1) and the first
+    # token whose cumulative mass exceeds it wins, so a zero-probability token (cut by top-k,
+    # top-p or an underflowing temperature) can never be picked, even at u = 0 or u -> 1.
+    cdf = np.cumsum(probs, axis=-1)                                 # (N, V)
     u = backend.generator("cpu").random((len(probs), 1))
-    choice = (np.cumsum(probs, axis=-1) < u).sum(axis=-1)
-    return np.minimum(choice, probs.shape[-1] - 1)
+    return (cdf <= u * cdf[:, -1:]).sum(axis=-1)
 
 
 def _as_ids(input_ids) -> np.ndarray:

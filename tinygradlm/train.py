@@ -22,6 +22,7 @@ import json
 import math
 import os
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 
@@ -194,6 +195,7 @@ def train_gpt(cfg: TrainConfig) -> dict:
             model.save_pretrained(cfg.out_dir, tokenizer)
         bar.write(f"iter {iter_num}: train loss {losses['train']:.4f}, "
                   f"val loss {losses['val']:.4f}")
+        sys.stdout.flush()                          # visible at once when piped to a file
 
     from tqdm.auto import tqdm
     bar = tqdm(total=cfg.max_iters, initial=iter_num, disable=not cfg.progress,

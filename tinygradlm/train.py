@@ -137,29 +137,30 @@ def prepare_data(cfg: TrainConfig, tokenizer=None):
     return tokenizer, train_ids, val_ids
 
 
-def train_gpt(cfg: TrainConfig) -> dict:
-    """Train (or, with ``cfg.resume``, continue training) a GPT; returns the summary dict
-    that is also written to ``out_dir/summary.json``."""
-    cfg.validate()
-    t_start = time.perf_counter()
-    backend.manual_seed(cfg.seed)
+def resume_tokenizer(cfg: TrainConfig):
+    """With --resume, the tokenizer saved with the run (so token ids mean what they meant)."""
+    if not cfg.resume:
+        return None
     resume_dir = os.path.join(cfg.out_dir, "resume")
-    tokenizer = None
-    if cfg.resume:
-        path = checkpoint.tokenizer_path(resume_dir)
-        if path is None:
-            raise FileNotFoundError(f"--resume: no training state in {resume_dir!r} (it is "
-                                    f"written at every evaluation); train without --resume "
-                                    f"first, or point --out_dir at the run to continue")
-        tokenizer = data.load_tokenizer(path)
-    tokenizer, train_ids, val_ids = prepare_data(cfg, tokenizer)
+    path = checkpoint.tokenizer_path(resume_dir)
+    if path is None:
+        raise FileNotFoundError(f"--resume: no training state in {resume_dir!r} (it is "
+                                f"written at every evaluation); train without --resume "
+                                f"first, or point --out_dir at the run to continue")
+    return data.load_tokenizer(path)
 
-    model_cfg = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=cfg.block_size,
-                          n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
-                          dropout=cfg.dropout, bias=cfg.bias)
-    model = GPT(model_cfg).to(cfg.dtype).to(cfg.device)
-    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate,
-                                           (cfg.beta1, cfg.beta2))
+
+def fit(cfg: TrainConfig, model, optimizer, next_loss, evaluate, tokenizer=None,
+        tokens_per_iter: int = 0) -> dict:
+    """The training loop shared by every objective (next-token, masked-LM, classification).
+
+    next_loss():  draws one micro-batch and returns its mean loss (a Tensor);
+    evaluate():   returns a dict with at least "val_loss" (lower is better);
+    Learning-rate schedule, gradient accumulation, clipping, the progress bar, the JSONL log,
+    the best model, the resume state and Ctrl-C are all handled here, the same for all.
+    Returns {"last": last evaluation, "best_val_loss", "iters", "step_times", "train_loss"}.
+    """
+    resume_dir = os.path.join(cfg.out_dir, "resume")
     iter_num, best_val_loss = 0, math.inf
     if cfg.resume:
         meta = checkpoint.load_checkpoint(resume_dir, model, optimizer)
@@ -170,11 +171,7 @@ def train_gpt(cfg: TrainConfig) -> dict:
     log_path = os.path.join(cfg.out_dir, "log.jsonl")
     if not cfg.resume and os.path.exists(log_path):
         os.remove(log_path)                         # a fresh run starts a fresh log
-
-    tokens_per_iter = cfg.batch_size * cfg.block_size * cfg.gradient_accumulation_steps
-    print(f"{model.num_params() / 1e6:.2f}M parameters, vocab {tokenizer.vocab_size}, "
-          f"{len(train_ids):,} training tokens, {tokens_per_iter:,} tokens per iteration")
-    splits = {"train": train_ids, "val": val_ids}
+    t_start = time.perf_counter()
     step_times, last, train_loss = [], None, float("nan")
 
     def save_state(rng_state):
@@ -182,19 +179,23 @@ def train_gpt(cfg: TrainConfig) -> dict:
                 "train_config": dataclasses.asdict(cfg)}
         checkpoint.save_checkpoint(resume_dir, model, optimizer, meta, tokenizer)
 
-    def evaluate():
+    def run_evaluation():
         nonlocal best_val_loss, last
-        losses = estimate_loss(model, splits, cfg)
-        last = {"iter": iter_num, "train_loss": losses["train"], "val_loss": losses["val"],
-                "lr": lr_at(max(iter_num - 1, 0), cfg),
+        was_training = model.training
+        model.eval()
+        with no_grad():
+            result = evaluate()
+        model.train(was_training)
+        last = {"iter": iter_num, **result, "lr": lr_at(max(iter_num - 1, 0), cfg),
                 "seconds": round(time.perf_counter() - t_start, 3)}
         with open(log_path, "a") as f:
             f.write(json.dumps(last) + "\n")
-        if losses["val"] < best_val_loss:
-            best_val_loss = losses["val"]
+        if result["val_loss"] < best_val_loss:
+            best_val_loss = result["val_loss"]
             model.save_pretrained(cfg.out_dir, tokenizer)
-        bar.write(f"iter {iter_num}: train loss {losses['train']:.4f}, "
-                  f"val loss {losses['val']:.4f}")
+        bar.write(f"iter {iter_num}: " + ", ".join(
+            f"{k.replace('_', ' ')} {v:.4f}" for k, v in result.items()
+            if isinstance(v, float)))
         sys.stdout.flush()                          # visible at once when piped to a file
 
     from tqdm.auto import tqdm
@@ -203,35 +204,38 @@ def train_gpt(cfg: TrainConfig) -> dict:
     rng_at_iter_start = backend.get_rng_state()
     try:
         if iter_num == 0:
-            evaluate()                              # the loss before any training
+            run_evaluation()                        # the loss before any training
         while iter_num < cfg.max_iters:
             rng_at_iter_start = backend.get_rng_state()
             t0 = time.perf_counter()
             lr = lr_at(iter_num, cfg)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                # Each group keeps its ratio to the base rate (e.g. a smaller body lr).
+                group["lr"] = lr * group.setdefault("lr_scale", group["lr"] / cfg.learning_rate)
             train_loss = 0.0
             for _ in range(cfg.gradient_accumulation_steps):
-                x, y = data.get_batch(train_ids, cfg.batch_size, cfg.block_size, cfg.device)
-                _, loss = model(x, y)
+                loss = next_loss()
                 # Scaled so the summed gradient is the mean over all micro-batches: clipping
                 # and the update then see exactly what one big batch would give.
                 (loss / cfg.gradient_accumulation_steps).backward()
                 train_loss += loss.item() / cfg.gradient_accumulation_steps
             if cfg.grad_clip > 0:
-                optim.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optim.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
+                                      cfg.grad_clip)
             optimizer.step()
             optimizer.zero_grad()
             iter_num += 1
             step_times.append(time.perf_counter() - t0)
             bar.update(1)
-            bar.set_postfix(loss=f"{train_loss:.4f}", lr=f"{lr:.2e}",
-                            tok_s=f"{tokens_per_iter / step_times[-1]:,.0f}", refresh=False)
+            postfix = {"loss": f"{train_loss:.4f}", "lr": f"{lr:.2e}"}
+            if tokens_per_iter:
+                postfix["tok/s"] = f"{tokens_per_iter / step_times[-1]:,.0f}"
+            bar.set_postfix(postfix, refresh=False)
             if not math.isfinite(train_loss):
                 raise FloatingPointError(f"the training loss became {train_loss} at iteration "
                                          f"{iter_num}; try a lower --learning_rate")
             if iter_num % cfg.eval_interval == 0 or iter_num == cfg.max_iters:
-                evaluate()
+                run_evaluation()
                 save_state(backend.get_rng_state())
     except KeyboardInterrupt:
         # Save the last *completed* iteration's state (the random stream as it was when the
@@ -243,8 +247,39 @@ def train_gpt(cfg: TrainConfig) -> dict:
               f"{resume_dir}: continue with --resume --out_dir {cfg.out_dir}")
         raise
     bar.close()
-    return _finish(cfg, model, tokenizer, val_ids, last, best_val_loss, train_loss,
-                   iter_num, step_times, tokens_per_iter, t_start, log_path)
+    return {"last": last, "best_val_loss": best_val_loss, "iters": iter_num,
+            "step_times": step_times, "train_loss": train_loss, "log_path": log_path,
+            "seconds": time.perf_counter() - t_start}
+
+
+def train_gpt(cfg: TrainConfig) -> dict:
+    """Train (or, with ``cfg.resume``, continue training) a GPT on next-token prediction;
+    returns the summary dict that is also written to ``out_dir/summary.json``."""
+    cfg.validate()
+    t_start = time.perf_counter()
+    backend.manual_seed(cfg.seed)
+    tokenizer, train_ids, val_ids = prepare_data(cfg, resume_tokenizer(cfg))
+    model_cfg = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=cfg.block_size,
+                          n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
+                          dropout=cfg.dropout, bias=cfg.bias)
+    model = GPT(model_cfg).to(cfg.dtype).to(cfg.device)
+    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate,
+                                           (cfg.beta1, cfg.beta2))
+    tokens_per_iter = cfg.batch_size * cfg.block_size * cfg.gradient_accumulation_steps
+    print(f"{model.num_params() / 1e6:.2f}M parameters, vocab {tokenizer.vocab_size}, "
+          f"{len(train_ids):,} training tokens, {tokens_per_iter:,} tokens per iteration")
+
+    def next_loss():
+        x, y = data.get_batch(train_ids, cfg.batch_size, cfg.block_size, cfg.device)
+        return model(x, y)[1]
+
+    splits = {"train": train_ids, "val": val_ids}
+    run = fit(cfg, model, optimizer, next_loss, lambda: {
+        f"{k}_loss": v for k, v in estimate_loss(model, splits, cfg).items()},
+        tokenizer, tokens_per_iter)
+    return _finish(cfg, model, tokenizer, val_ids, run["last"], run["best_val_loss"],
+                   run["train_loss"], run["iters"], run["step_times"], tokens_per_iter,
+                   t_start, run["log_path"])
 
 
 def _finish(cfg, model, tokenizer, val_ids, last, best_val_loss, train_loss, iter_num,

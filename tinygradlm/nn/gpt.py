@@ -47,44 +47,46 @@ class LMHead(Module):
 class GPT(Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            if int(getattr(config, name)) < 1:
-                raise ValueError(f"GPTConfig.{name} must be a positive integer, "
-                                 f"got {getattr(config, name)!r}")
+        check_config(config)
         self.config = config
         c = config
-        self.transformer = _Transformer(c)
+        self.transformer = Transformer(c, causal=True)
         self.lm_head = LMHead(c.n_embd, c.vocab_size)
         self.lm_head.weight = self.transformer.wte.weight           # weight tying
         self._init_weights()
 
     def _init_weights(self):
-        """GPT-2's initialisation: N(0, 0.02) for matrices and embeddings, zero biases, and
-        the projections that write into the residual stream scaled by 1/sqrt(2 n_layer), so
-        the stream's variance does not grow with depth."""
-        std = 0.02
-        for name, p in self.named_parameters():
-            if p.ndim >= 2:
-                scale = std / math.sqrt(2 * self.config.n_layer) if name.endswith(
-                    "c_proj.weight") else std
-                p.data[...] = randn(*p.shape, dtype=p.dtype).data * scale
-            elif name.endswith(".bias"):
-                p.data[...] = 0
+        init_gpt2_weights(self, self.config.n_layer)
 
     def forward(self, idx, targets=None, attention_mask=None, kv_cache: KVCache | None = None):
         """idx (B, T) token ids -> (logits (B, T, vocab_size), loss or None).
 
         targets (B, T): next-token ids; positions equal to -100 carry no loss.
+        attention_mask (B, T): 1 for real tokens, 0 for (right) padding.
         kv_cache: cached keys/values of earlier positions (generation); idx then holds only
         the new tokens, whose positions continue after the cached ones.
         """
+        x = self.hidden_states(idx, attention_mask, kv_cache)      # (B, T, C)
+        logits = self.lm_head(x)                                    # (B, T, vocab_size)
+        loss = None
+        if targets is not None:
+            targets = targets if isinstance(targets, Tensor) else Tensor(targets)
+            if targets.shape != logits.shape[:2]:
+                raise ValueError(f"GPT: targets {targets.shape} must match idx "
+                                 f"{logits.shape[:2]}")
+            loss = F.cross_entropy(logits, targets, ignore_index=-100)
+        return logits, loss
+
+    def hidden_states(self, idx, attention_mask=None, kv_cache: KVCache | None = None):
+        """The final-LayerNorm output (B, T, C): what the LM head reads, and what a
+        classification head pools (``SequenceClassifier`` with last-token pooling)."""
         idx = idx if isinstance(idx, Tensor) else Tensor(idx)
         if idx.ndim == 1:
             idx = idx.unsqueeze(0)
         if idx.ndim != 2 or idx.dtype.kind not in "iu":
             raise ValueError(f"GPT: idx must be integer token ids of shape (batch, time), got "
                              f"{idx.dtype} {idx.shape}")
-        B, T = idx.shape
+        T = idx.shape[1]
         past = len(kv_cache) if kv_cache is not None else 0
         if past + T > self.config.block_size:
             raise ValueError(f"GPT: a sequence of {past + T} tokens is longer than "
@@ -95,15 +97,7 @@ class GPT(Module):
         x = self.transformer.drop(x)
         for block in self.transformer.h:
             x = block(x, attention_mask, kv_cache)                  # (B, T, C)
-        x = self.transformer.ln_f(x)
-        logits = self.lm_head(x)                                    # (B, T, vocab_size)
-        loss = None
-        if targets is not None:
-            targets = targets if isinstance(targets, Tensor) else Tensor(targets)
-            if targets.shape != (B, T):
-                raise ValueError(f"GPT: targets {targets.shape} must match idx {idx.shape}")
-            loss = F.cross_entropy(logits, targets, ignore_index=-100)
-        return logits, loss
+        return self.transformer.ln_f(x)
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count; by default without the position embeddings (nanoGPT's count; the
@@ -137,15 +131,38 @@ class GPT(Module):
         return f"{self.num_params() / 1e6:.2f}M parameters"
 
 
-class _Transformer(Module):
-    """The ``transformer.*`` namespace of GPT-2's parameter names."""
+def check_config(config):
+    """Sizes must be positive (a clear error here beats a shape error deep in the model)."""
+    for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+        if int(getattr(config, name)) < 1:
+            raise ValueError(f"{type(config).__name__}.{name} must be a positive integer, "
+                             f"got {getattr(config, name)!r}")
 
-    def __init__(self, c: GPTConfig):
+
+def init_gpt2_weights(model: Module, n_layer: int):
+    """GPT-2's initialisation: N(0, 0.02) for matrices and embeddings, zero biases, and the
+    projections that write into the residual stream (``c_proj``) scaled by 1/sqrt(2 n_layer),
+    so the stream's variance does not grow with depth.  LayerNorms keep weight 1, bias 0."""
+    std = 0.02
+    for name, p in model.named_parameters():
+        if p.ndim >= 2:
+            scale = std / math.sqrt(2 * n_layer) if name.endswith("c_proj.weight") else std
+            p.data[...] = randn(*p.shape, dtype=p.dtype).data * scale
+        elif name.endswith(".bias") or name == "bias":
+            p.data[...] = 0
+
+
+class Transformer(Module):
+    """The ``transformer.*`` namespace of GPT-2's parameter names: token and position
+    embeddings, the stack of blocks and the final LayerNorm.  GPT uses it causal; the
+    BERT-style encoder bidirectional."""
+
+    def __init__(self, c, causal: bool):
         super().__init__()
         self.wte = Embedding(c.vocab_size, c.n_embd)
         self.wpe = Embedding(c.block_size, c.n_embd)
         self.drop = Dropout(c.dropout)
-        self.h = ModuleList(TransformerBlock(c.n_embd, c.n_head, c.dropout, c.bias, causal=True,
-                                          layer_idx=i) for i in range(c.n_layer))
+        self.h = ModuleList(TransformerBlock(c.n_embd, c.n_head, c.dropout, c.bias,
+                                             causal=causal, layer_idx=i)
+                            for i in range(c.n_layer))
         self.ln_f = LayerNorm(c.n_embd, bias=c.bias)
-

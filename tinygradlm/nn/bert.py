@@ -1,0 +1,125 @@
+"""A BERT-style encoder for masked-language-model pretraining.
+
+The same Transformer blocks as GPT, but bidirectional: every token sees every other real token
+(padding is masked out), so the model can fill in a blank from both sides.
+
+    input_ids (B, T) ─> wte + wpe ─> dropout ─> n_layer x TransformerBlock(causal=False)
+                     ─> ln_f ─> hidden states (B, T, C)
+                     ─> MLM head: dense -> GELU -> LayerNorm -> x @ wte^T + bias ─> (B, T, V)
+
+Pretraining hides 15% of the tokens (``tinygradlm.data.mask_tokens``) and scores the model
+only on those positions (labels are -100 elsewhere).  The blocks are pre-LayerNorm like GPT-2's
+rather than BERT's original post-LayerNorm: it trains more stably at this size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import functional as F
+from .. import optim
+from ..tensor import Tensor, arange, zeros
+from .gpt import Transformer, check_config, init_gpt2_weights
+from .layers import GELU, LayerNorm, Linear
+from .module import Module, Parameter
+
+
+@dataclass
+class BERTConfig:
+    vocab_size: int = 4096
+    block_size: int = 128           # the longest input (position embeddings)
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.1
+    bias: bool = True
+    pad_token_id: int = 0           # [PAD]: never attended to
+
+
+class MLMHead(Module):
+    """Predicts the hidden token at every position: a small transform, then scores against
+    every token embedding (tied to ``wte``, plus a per-token bias)."""
+
+    def __init__(self, n_embd: int, vocab_size: int, bias: bool = True):
+        super().__init__()
+        self.dense = Linear(n_embd, n_embd, bias=bias)
+        self.gelu = GELU()
+        self.ln = LayerNorm(n_embd, bias=bias)
+        self.weight = Parameter(zeros(vocab_size, n_embd))        # tied to wte by BERT
+        self.bias = Parameter(zeros(vocab_size))
+
+    def forward(self, h: Tensor) -> Tensor:
+        h = self.ln(self.gelu(self.dense(h)))                       # (B, T, C)
+        return h @ self.weight.T + self.bias                        # (B, T, V)
+
+
+class BERT(Module):
+    def __init__(self, config: BERTConfig):
+        super().__init__()
+        check_config(config)
+        if not 0 <= config.pad_token_id < config.vocab_size:
+            raise ValueError(f"BERTConfig.pad_token_id={config.pad_token_id} is not a token id "
+                             f"of a vocabulary of {config.vocab_size}")
+        self.config = config
+        c = config
+        self.transformer = Transformer(c, causal=False)
+        self.mlm_head = MLMHead(c.n_embd, c.vocab_size, c.bias)
+        self.mlm_head.weight = self.transformer.wte.weight          # weight tying
+        init_gpt2_weights(self, c.n_layer)
+
+    def forward(self, input_ids, attention_mask=None, labels=None):
+        """input_ids (B, T) -> (MLM logits (B, T, vocab_size), loss or None).
+
+        attention_mask (B, T): 1/True for real tokens; by default every token that is not
+        ``[PAD]``.  labels (B, T): the original ids at masked positions, -100 elsewhere.
+        """
+        h = self.hidden_states(input_ids, attention_mask)           # (B, T, C)
+        logits = self.mlm_head(h)                                   # (B, T, V)
+        loss = None
+        if labels is not None:
+            labels = labels if isinstance(labels, Tensor) else Tensor(labels)
+            if labels.shape != logits.shape[:2]:
+                raise ValueError(f"BERT: labels {labels.shape} must match input_ids "
+                                 f"{logits.shape[:2]}")
+            loss = F.cross_entropy(logits, labels, ignore_index=-100)
+        return logits, loss
+
+    def hidden_states(self, input_ids, attention_mask=None) -> Tensor:
+        """The encoder's output (B, T, C), before the MLM head: what a classifier pools."""
+        ids = input_ids if isinstance(input_ids, Tensor) else Tensor(input_ids)
+        if ids.ndim == 1:
+            ids = ids.unsqueeze(0)
+        if ids.ndim != 2 or ids.dtype.kind not in "iu":
+            raise ValueError(f"BERT: input_ids must be integer token ids of shape (batch, "
+                             f"time), got {ids.dtype} {ids.shape}")
+        T = ids.shape[1]
+        if T > self.config.block_size:
+            raise ValueError(f"BERT: an input of {T} tokens is longer than block_size="
+                             f"{self.config.block_size}; truncate it")
+        if attention_mask is None:
+            attention_mask = ids.data != self.config.pad_token_id   # (B, T)
+        x = self.transformer.wte(ids) + self.transformer.wpe(arange(T, device=ids.device))
+        x = self.transformer.drop(x)                                # (B, T, C)
+        for block in self.transformer.h:
+            x = block(x, attention_mask)
+        return self.transformer.ln_f(x)
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        n = self.num_parameters()
+        return n - self.transformer.wpe.weight.numel() if non_embedding else n
+
+    def configure_optimizers(self, weight_decay: float, learning_rate: float,
+                             betas=(0.9, 0.999), eps: float = 1e-8):
+        groups = optim.weight_decay_groups(self.named_parameters(), weight_decay)
+        return optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps)
+
+    def save_pretrained(self, directory, tokenizer=None):
+        from ..checkpoint import save_pretrained
+        save_pretrained(self, directory, tokenizer)
+
+    @classmethod
+    def from_pretrained(cls, directory, device: str = "cpu") -> "BERT":
+        from ..checkpoint import load_pretrained
+        return load_pretrained(cls, BERTConfig, directory, device=device)
+
+    def extra_repr(self):
+        return f"{self.num_params() / 1e6:.2f}M parameters"

@@ -1,0 +1,161 @@
+"""Sequence classification on top of a pretrained body (fine-tuning).
+
+    input_ids (B, T) ─> body.hidden_states ─> pool ─> dropout ─> Linear(C, num_labels)
+                        (BERT or GPT)          (B, C)              ─> logits (B, num_labels)
+
+Pooling turns T hidden states into one vector per sequence:
+  * ``"cls"``  the first position (BERT puts ``[CLS]`` there; it sees the whole sequence),
+  * ``"mean"`` the average over real (non-padding) tokens,
+  * ``"last"`` the last real token -- the only one a causal GPT lets see the whole sequence.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import functional as F
+from .. import optim
+from ..tensor import Tensor
+from .bert import BERT, BERTConfig
+from .gpt import GPT, GPTConfig
+from .layers import Dropout, Linear
+from .module import Module
+
+BODIES = {"BERT": (BERT, BERTConfig), "GPT": (GPT, GPTConfig)}
+
+
+@dataclass
+class ClassifierConfig:
+    body_type: str = "BERT"                 # "BERT" or "GPT"
+    body: dict = field(default_factory=dict)   # the body's config fields
+    num_labels: int = 2
+    pooling: str = "cls"                    # "cls", "mean" or "last"
+    dropout: float = 0.1
+    label_names: list = field(default_factory=list)
+
+
+class SequenceClassifier(Module):
+    def __init__(self, config: ClassifierConfig):
+        super().__init__()
+        if config.body_type not in BODIES:
+            raise ValueError(f"SequenceClassifier: body_type must be one of {sorted(BODIES)}, "
+                             f"not {config.body_type!r}")
+        if config.pooling not in ("cls", "mean", "last"):
+            raise ValueError(f"SequenceClassifier: pooling must be 'cls', 'mean' or 'last', "
+                             f"not {config.pooling!r}")
+        if config.num_labels < 2:
+            raise ValueError(f"SequenceClassifier: need at least 2 labels, got "
+                             f"{config.num_labels}")
+        self.config = config
+        body_cls, body_cfg = BODIES[config.body_type]
+        self.body = body_cls(body_cfg(**config.body))
+        self.dropout = Dropout(config.dropout)
+        self.classifier = Linear(self.body.config.n_embd, config.num_labels)
+
+    @classmethod
+    def from_body(cls, body, num_labels: int, pooling: str | None = None, dropout: float = 0.1,
+                  label_names=()) -> "SequenceClassifier":
+        """A classifier around an existing (e.g. pretrained) body; its weights are kept."""
+        import dataclasses
+        body_type = type(body).__name__
+        pooling = pooling or ("last" if body_type == "GPT" else "cls")
+        model = cls(ClassifierConfig(body_type, dataclasses.asdict(body.config), num_labels,
+                                     pooling, dropout, list(label_names)))
+        model.body.load_state_dict(body.state_dict())
+        model.body.train(body.training)
+        return model
+
+    @classmethod
+    def from_pretrained_body(cls, directory, num_labels: int, pooling: str | None = None,
+                             dropout: float = 0.1, label_names=(), device: str = "cpu"):
+        """Load a pretrained BERT or GPT saved with ``save_pretrained`` and put a fresh
+        classification head on it."""
+        import json
+        import os
+        path = os.path.join(directory, "config.json")
+        try:
+            with open(path) as f:
+                body_type = json.load(f).get("model_type")
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no pretrained model in {directory!r}: {path} is missing; "
+                                    f"pretrain one first (e.g. examples/train_mlm.py)") from None
+        if body_type not in BODIES:
+            raise ValueError(f"{path}: model_type {body_type!r} cannot be fine-tuned for "
+                             f"classification (expected one of {sorted(BODIES)})")
+        body = BODIES[body_type][0].from_pretrained(directory, device=device).train()
+        return cls.from_body(body, num_labels, pooling, dropout, label_names).to(device)
+
+    def forward(self, input_ids, attention_mask=None, labels=None):
+        """input_ids (B, T), attention_mask (B, T) (1 = real token), labels (B,) ->
+        (logits (B, num_labels), mean cross-entropy or None)."""
+        ids = input_ids if isinstance(input_ids, Tensor) else Tensor(input_ids)
+        if ids.ndim == 1:
+            ids = ids.unsqueeze(0)
+        if attention_mask is None:
+            pad = getattr(self.body.config, "pad_token_id", None)
+            mask = (ids.data != pad) if pad is not None else ids.xp.ones(ids.shape, dtype=bool)
+        else:
+            mask = attention_mask.data if isinstance(attention_mask, Tensor) else attention_mask
+            mask = ids.xp.asarray(mask).astype(bool)
+        h = self.body.hidden_states(ids, mask)                      # (B, T, C)
+        pooled = self.dropout(self.pool(h, mask))                   # (B, C)
+        logits = self.classifier(pooled)                            # (B, num_labels)
+        loss = None
+        if labels is not None:
+            labels = labels if isinstance(labels, Tensor) else Tensor(labels)
+            if labels.shape != (ids.shape[0],):
+                raise ValueError(f"SequenceClassifier: labels {labels.shape} must be one id "
+                                 f"per sequence, ({ids.shape[0]},)")
+            loss = F.cross_entropy(logits, labels)
+        return logits, loss
+
+    def pool(self, h: Tensor, mask) -> Tensor:
+        """(B, T, C) hidden states -> (B, C), looking only at real tokens."""
+        if self.config.pooling == "cls":
+            return h[:, 0, :]
+        xp = h.xp
+        if self.config.pooling == "mean":
+            w = mask.astype(h.dtype)[:, :, None]                   # (B, T, 1)
+            w = w / xp.maximum(w.sum(axis=1, keepdims=True), 1)
+            return (h * Tensor._from_op(w)).sum(dim=1)
+        last = xp.maximum(mask.sum(axis=1) - 1, 0)                  # (B,) index of last real
+        return h[xp.arange(h.shape[0]), last, :]
+
+    # --- fine-tuning controls -------------------------------------------------------------
+    def freeze_body(self, n_layers: int | None = None):
+        """Stop training the embeddings and the first ``n_layers`` blocks (all of the body
+        when None).  Frozen parameters get no gradient and are left out of the optimizer."""
+        t = self.body.transformer
+        blocks = list(t.h) if n_layers is None else list(t.h)[:n_layers]
+        frozen = [t.wte, t.wpe] + blocks + ([t.ln_f] if n_layers is None else [])
+        for m in frozen:
+            for p in m.parameters():
+                p.requires_grad = False
+        return self
+
+    def configure_optimizers(self, weight_decay: float, learning_rate: float,
+                             body_lr: float | None = None, betas=(0.9, 0.999)):
+        """AdamW over the trainable parameters: the head at ``learning_rate``, the body at
+        ``body_lr`` (default: the same), decay only on matrices."""
+        body_lr = learning_rate if body_lr is None else body_lr
+        groups = []
+        for part, lr in ((self.body, body_lr), (self.classifier, learning_rate)):
+            named = [(n, p) for n, p in part.named_parameters() if p.requires_grad]
+            for g in optim.weight_decay_groups(named, weight_decay):
+                if g["params"]:
+                    groups.append({**g, "lr": lr})
+        return optim.AdamW(groups, lr=learning_rate, betas=betas)
+
+    def save_pretrained(self, directory, tokenizer=None):
+        from ..checkpoint import save_pretrained
+        save_pretrained(self, directory, tokenizer)
+
+    @classmethod
+    def from_pretrained(cls, directory, device: str = "cpu") -> "SequenceClassifier":
+        from ..checkpoint import load_pretrained
+        return load_pretrained(cls, ClassifierConfig, directory, device=device)
+
+    @staticmethod
+    def predict_labels(logits: Tensor) -> np.ndarray:
+        return logits.numpy().argmax(axis=-1)

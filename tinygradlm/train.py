@@ -347,3 +347,299 @@ def plot_loss_curve(log_path: str, png_path: str) -> bool:
     fig.savefig(png_path, dpi=100)
     plt.close(fig)
     return True
+
+
+# --- masked-LM pretraining (BERT-style) ------------------------------------------------------
+@dataclass
+class MLMConfig(TrainConfig):
+    tokenizer: str = "wordpiece"  # "wordpiece" or "bpe" (both with [PAD] [UNK] [CLS] [SEP] [MASK])
+    vocab_size: int = 4096
+    block_size: int = 128
+    dropout: float = 0.1
+    mlm_probability: float = 0.15
+    max_iters: int = 1500
+    lr_decay_iters: int = 1500
+    out_dir: str = "out-mlm"
+
+    def validate(self):
+        if self.tokenizer not in data.TOKENIZER_KINDS:
+            raise ValueError(f"--tokenizer must be one of {data.TOKENIZER_KINDS}, not "
+                             f"{self.tokenizer!r}")
+        if not 0.0 < self.mlm_probability < 1.0:
+            raise ValueError(f"--mlm_probability must be in (0, 1), got {self.mlm_probability}")
+        if self.block_size < 3:
+            raise ValueError(f"--block_size must be at least 3 ([CLS] token [SEP]), got "
+                             f"{self.block_size}")
+        TrainConfig.validate(dataclasses.replace(self, tokenizer="char"))
+
+
+def prepare_mlm_data(cfg: MLMConfig, tokenizer=None):
+    """Corpus -> WordPiece/BPE tokenizer with special tokens -> (tokenizer, train, val ids)."""
+    text = data.load_corpus(cfg.data)
+    if tokenizer is None:
+        tokenizer = data.WordPieceTokenizer.train(text, cfg.vocab_size, kind=cfg.tokenizer)
+    ids = data.encode_corpus(tokenizer, text)
+    train_ids, val_ids = data.train_val_split(ids, 0.9)
+    for name, split in (("training", train_ids), ("validation", val_ids)):
+        if len(split) < cfg.block_size - 1:
+            raise ValueError(f"the corpus {cfg.data!r} is too short: its {name} split has "
+                             f"{len(split)} tokens but one row needs block_size - 2 = "
+                             f"{cfg.block_size - 2}; use more text or a smaller --block_size")
+    return tokenizer, train_ids, val_ids
+
+
+def estimate_mlm(model, tokenizer, splits: dict, cfg: MLMConfig) -> dict:
+    """Masked-token loss on each split and masked-token accuracy on val, over the same
+    ``eval_iters`` batches every time (a fixed generator)."""
+    out = {}
+    for name, ids in splits.items():
+        gen = np.random.default_rng(cfg.seed + 1)
+        losses, hits, count = [], 0, 0
+        for _ in range(cfg.eval_iters):
+            x, labels, mask = data.get_mlm_batch(ids, cfg.batch_size, cfg.block_size, tokenizer,
+                                                 cfg.mlm_probability, cfg.device, gen)
+            logits, loss = model(x, mask, labels)
+            targets = labels.numpy()[labels.numpy() != data.IGNORE_INDEX]
+            losses.append(loss.item() * len(targets))
+            hits += int((logits.numpy().argmax(-1) == targets).sum())
+            count += len(targets)
+        out[f"{name}_loss"] = float(np.sum(losses) / max(count, 1))
+        if name == "val":
+            out["val_masked_accuracy"] = hits / max(count, 1)
+    return out
+
+
+def train_mlm(cfg: MLMConfig) -> dict:
+    """Pretrain a BERT-style encoder with the masked-LM objective; returns the summary dict
+    (also written to ``out_dir/summary.json``)."""
+    from .nn.bert import BERT, BERTConfig
+    cfg.validate()
+    t_start = time.perf_counter()
+    backend.manual_seed(cfg.seed)
+    tokenizer, train_ids, val_ids = prepare_mlm_data(cfg, resume_tokenizer(cfg))
+    model = BERT(BERTConfig(vocab_size=tokenizer.vocab_size, block_size=cfg.block_size,
+                            n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
+                            dropout=cfg.dropout, bias=cfg.bias,
+                            pad_token_id=tokenizer.pad_token_id))
+    model = model.to(cfg.dtype).to(cfg.device)
+    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate,
+                                           (cfg.beta1, cfg.beta2))
+    tokens_per_iter = cfg.batch_size * cfg.block_size * cfg.gradient_accumulation_steps
+    print(f"{model.num_params() / 1e6:.2f}M parameters, vocab {tokenizer.vocab_size}, "
+          f"{len(train_ids):,} training tokens, {tokens_per_iter:,} tokens per iteration")
+
+    def next_loss():
+        x, labels, mask = data.get_mlm_batch(train_ids, cfg.batch_size, cfg.block_size,
+                                             tokenizer, cfg.mlm_probability, cfg.device)
+        return model(x, mask, labels)[1]
+
+    splits = {"train": train_ids, "val": val_ids}
+    run = fit(cfg, model, optimizer, next_loss,
+              lambda: estimate_mlm(model, tokenizer, splits, cfg), tokenizer, tokens_per_iter)
+    last = run["last"]
+    # The baseline a model must beat: guess every masked token from word frequencies alone.
+    gen = np.random.default_rng(cfg.seed + 1)
+    _, labels, _ = data.get_mlm_batch(val_ids, cfg.batch_size * cfg.eval_iters, cfg.block_size,
+                                      tokenizer, cfg.mlm_probability, "cpu", gen)
+    baseline = data.unigram_baseline_loss(train_ids, labels.numpy(), tokenizer.vocab_size)
+    ms = statistics.median(run["step_times"]) * 1e3 if run["step_times"] else float("nan")
+    summary = {
+        "val_loss": last["val_loss"], "best_val_loss": run["best_val_loss"],
+        "train_loss": last["train_loss"], "val_masked_accuracy": last["val_masked_accuracy"],
+        "perplexity": metrics.perplexity(last["val_loss"]),
+        "unigram_baseline_loss": baseline,
+        "unigram_baseline_perplexity": metrics.perplexity(baseline),
+        "iters": run["iters"], "ms_per_iter": ms,
+        "tokens_per_second": tokens_per_iter / (ms / 1e3) if run["step_times"] else float("nan"),
+        "wall_seconds": time.perf_counter() - t_start, "num_params": model.num_params(),
+        "vocab_size": tokenizer.vocab_size, "config": dataclasses.asdict(cfg),
+    }
+    checkpoint.write_json(os.path.join(cfg.out_dir, "summary.json"), summary)
+    plot_loss_curve(run["log_path"], os.path.join(cfg.out_dir, "loss.png"))
+    print(f"\nmasked-token loss {summary['val_loss']:.4f} (perplexity "
+          f"{summary['perplexity']:.1f}) | masked-token accuracy "
+          f"{summary['val_masked_accuracy']:.1%} | unigram baseline loss {baseline:.4f} "
+          f"(perplexity {summary['unigram_baseline_perplexity']:.1f}) | {ms:.1f} ms/iter")
+    print(f"saved the best model to {cfg.out_dir}/")
+    return summary
+
+
+# --- fine-tuning a classifier --------------------------------------------------------------
+@dataclass
+class FinetuneConfig(TrainConfig):
+    data: str = "stdlib"          # "stdlib": which package is this function from? or a file
+    text_column: str = "text"     # for CSV / TSV / JSONL data
+    label_column: str = "label"
+    max_per_class: int = 600      # the stdlib task's size
+    init_from: str = "out-mlm"    # a pretrained BERT or GPT directory, or "scratch"
+    pretrain_iters: int = 1500    # when init_from holds no model yet, pretrain one (MLM) first
+    pooling: str = ""             # "cls", "mean" or "last"; "" = the body's natural choice
+    freeze_layers: int = -1       # -1: train all; k >= 0: freeze embeddings + first k blocks
+    freeze_body: bool = False     # train the head only
+    body_lr_scale: float = 1.0    # the body's learning rate = learning_rate * this
+    max_length: int = 128
+    batch_size: int = 32
+    learning_rate: float = 5e-4
+    min_lr: float = 5e-5
+    warmup_iters: int = 30
+    max_iters: int = 400
+    lr_decay_iters: int = 400
+    weight_decay: float = 0.01
+    beta2: float = 0.999
+    dropout: float = 0.1
+    eval_interval: int = 50
+    compare_scratch: bool = False  # also train the same architecture from random weights
+    out_dir: str = "out-finetune"
+
+    def validate(self):
+        if self.pooling not in ("", "cls", "mean", "last"):
+            raise ValueError(f"--pooling must be cls, mean or last, not {self.pooling!r}")
+        if self.max_length < 3:
+            raise ValueError(f"--max_length must be at least 3, got {self.max_length}")
+        TrainConfig.validate(dataclasses.replace(self, tokenizer="char"))
+
+
+def load_labelled(cfg: FinetuneConfig):
+    if cfg.data == "stdlib":
+        return data.stdlib_function_dataset(max_per_class=cfg.max_per_class, seed=cfg.seed)
+    return data.labelled_from_file(cfg.data, seed=cfg.seed, text_column=cfg.text_column,
+                                   label_column=cfg.label_column)
+
+
+def pretrained_body(cfg: FinetuneConfig):
+    """The directory of the pretrained encoder, pretraining one first if it is not there."""
+    if os.path.exists(os.path.join(cfg.init_from, "config.json")):
+        return cfg.init_from
+    print(f"no pretrained model in {cfg.init_from!r}: pretraining one with the masked-LM "
+          f"objective for {cfg.pretrain_iters} iterations first")
+    train_mlm(MLMConfig(out_dir=cfg.init_from, max_iters=cfg.pretrain_iters,
+                        lr_decay_iters=cfg.pretrain_iters, n_layer=cfg.n_layer,
+                        n_head=cfg.n_head, n_embd=cfg.n_embd, block_size=cfg.max_length,
+                        seed=cfg.seed, device=cfg.device, progress=cfg.progress,
+                        num_samples=0))
+    return cfg.init_from
+
+
+def classify(model, batches) -> tuple[float, np.ndarray, np.ndarray]:
+    """(mean loss, true labels, predicted labels) over prepared batches, without gradients."""
+    total, n, true, pred = 0.0, 0, [], []
+    with no_grad():
+        for ids, mask, labels in batches:
+            logits, loss = model(ids, mask, labels)
+            total += loss.item() * labels.shape[0]
+            n += labels.shape[0]
+            true.append(labels.numpy())
+            pred.append(logits.numpy().argmax(-1))
+    return total / n, np.concatenate(true), np.concatenate(pred)
+
+
+def finetune_classifier(cfg: FinetuneConfig, task=None, tokenizer=None,
+                        body_dir: str | None = None, scratch: bool = False) -> dict:
+    """Fine-tune a sequence classifier on ``task`` (a ``data.LabelledData``; built from
+    ``cfg.data`` when None) starting from the pretrained body in ``body_dir`` -- or from
+    random weights of the same shape when ``scratch``.  Evaluates the best checkpoint (by
+    validation loss) on the held-out test split."""
+    from .nn.classifier import BODIES, SequenceClassifier
+    cfg.validate()
+    t_start = time.perf_counter()
+    backend.manual_seed(cfg.seed)
+    task = load_labelled(cfg) if task is None else task
+    body_dir = pretrained_body(cfg) if body_dir is None else body_dir
+    if tokenizer is None:
+        path = checkpoint.tokenizer_path(body_dir)
+        if path is None:
+            raise FileNotFoundError(f"no tokenizer.json beside the pretrained model in "
+                                    f"{body_dir!r}")
+        tokenizer = data.load_tokenizer(path)
+    if not hasattr(tokenizer, "pad_token_id"):
+        raise ValueError(f"the tokenizer in {body_dir!r} has no [PAD]/[CLS]/[SEP] tokens; "
+                         f"fine-tuning needs a model pretrained with a WordPiece or BPE "
+                         f"tokenizer with special tokens (examples/train_mlm.py)")
+    pooling = cfg.pooling or None
+    model = SequenceClassifier.from_pretrained_body(body_dir, task.num_classes, pooling,
+                                                    cfg.dropout, task.label_names, cfg.device)
+    if scratch:     # same architecture and budget, random weights: what pretraining buys
+        body_cls, body_cfg = BODIES[model.config.body_type]
+        model = SequenceClassifier.from_body(body_cls(body_cfg(**model.config.body)),
+                                             task.num_classes, pooling, cfg.dropout,
+                                             task.label_names).to(cfg.device)
+    if cfg.max_length > model.body.config.block_size:
+        raise ValueError(f"--max_length={cfg.max_length} is longer than the pretrained "
+                         f"model's block_size={model.body.config.block_size}")
+    if cfg.freeze_body:
+        model.freeze_body()
+    elif cfg.freeze_layers >= 0:
+        model.freeze_body(cfg.freeze_layers)
+    model.train()
+    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate,
+                                           cfg.learning_rate * cfg.body_lr_scale,
+                                           (cfg.beta1, cfg.beta2))
+    n_train = len(task.train)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print(f"{'from scratch' if scratch else 'from ' + body_dir}: {task.num_classes} classes, "
+          f"{n_train} / {len(task.val)} / {len(task.test)} train / val / test examples, "
+          f"{trainable / 1e6:.2f}M trainable parameters")
+    batches = lambda split: list(data.classification_batches(  # noqa: E731
+        getattr(task, split), tokenizer, cfg.batch_size, cfg.max_length, shuffle=False,
+        device=cfg.device))
+    val_batches, test_batches = batches("val"), batches("test")
+
+    def next_loss():
+        # A random batch each step (not epochs): the random stream alone says where training
+        # is, so --resume continues exactly.
+        pick = backend.generator("cpu").choice(n_train, min(cfg.batch_size, n_train),
+                                               replace=False)
+        ids, mask, labels = next(data.classification_batches(
+            [task.train[i] for i in pick], tokenizer, len(pick), cfg.max_length,
+            shuffle=False, device=cfg.device))
+        return model(ids, mask, labels)[1]
+
+    def evaluate():
+        loss, true, pred = classify(model, val_batches)
+        return {"val_loss": loss, "val_accuracy": metrics.accuracy(true, pred)}
+
+    run = fit(cfg, model, optimizer, next_loss, evaluate, tokenizer)
+    best = SequenceClassifier.from_pretrained(cfg.out_dir, device=cfg.device)
+    test_loss, true, pred = classify(best, test_batches)
+    labels = list(range(task.num_classes))
+    cm = metrics.confusion_matrix(true, pred, labels=labels)
+    summary = {
+        "test_accuracy": metrics.accuracy(true, pred),
+        "test_f1_macro": metrics.f1_score(true, pred, average="macro", labels=labels),
+        "test_loss": test_loss, "num_classes": task.num_classes,
+        "label_names": task.label_names, "confusion_matrix": cm.tolist(),
+        "best_val_loss": run["best_val_loss"], "val_accuracy": run["last"]["val_accuracy"],
+        "iters": run["iters"], "init": "scratch" if scratch else body_dir,
+        "examples": {"train": n_train, "val": len(task.val), "test": len(task.test)},
+        "wall_seconds": time.perf_counter() - t_start, "config": dataclasses.asdict(cfg),
+    }
+    checkpoint.write_json(os.path.join(cfg.out_dir, "summary.json"), summary)
+    plot_loss_curve(run["log_path"], os.path.join(cfg.out_dir, "loss.png"))
+    print(f"\ntest accuracy {summary['test_accuracy']:.1%} | macro-F1 "
+          f"{summary['test_f1_macro']:.3f} | {task.num_classes} classes "
+          f"({'from scratch' if scratch else 'pretrained'})")
+    print(metrics.format_confusion_matrix(cm, task.label_names))
+    return summary
+
+
+def finetune_and_compare(cfg: FinetuneConfig) -> dict:
+    """``finetune_classifier`` from the pretrained body and, with ``cfg.compare_scratch``,
+    again from random weights with the same budget (into ``out_dir/scratch``); the combined
+    summary (``scratch_test_accuracy``, ``scratch_test_f1_macro`` added) goes to
+    ``out_dir/summary.json``."""
+    cfg.validate()
+    task = load_labelled(cfg)
+    body_dir = pretrained_body(cfg)
+    summary = finetune_classifier(cfg, task, body_dir=body_dir)
+    if cfg.compare_scratch:
+        scratch_cfg = dataclasses.replace(cfg, out_dir=os.path.join(cfg.out_dir, "scratch"),
+                                          resume=False)
+        scratch = finetune_classifier(scratch_cfg, task, body_dir=body_dir, scratch=True)
+        summary.update({"scratch_test_accuracy": scratch["test_accuracy"],
+                        "scratch_test_f1_macro": scratch["test_f1_macro"],
+                        "scratch_test_loss": scratch["test_loss"]})
+        checkpoint.write_json(os.path.join(cfg.out_dir, "summary.json"), summary)
+        print(f"\npretrained: accuracy {summary['test_accuracy']:.1%}, macro-F1 "
+              f"{summary['test_f1_macro']:.3f} | from scratch: accuracy "
+              f"{scratch['test_accuracy']:.1%}, macro-F1 {scratch['test_f1_macro']:.3f}")
+    return summary

@@ -67,21 +67,28 @@ class BERT(Module):
         init_gpt2_weights(self, c.n_layer)
 
     def forward(self, input_ids, attention_mask=None, labels=None):
-        """input_ids (B, T) -> (MLM logits (B, T, vocab_size), loss or None).
+        """input_ids (B, T) -> (logits, loss or None).
 
         attention_mask (B, T): 1/True for real tokens; by default every token that is not
         ``[PAD]``.  labels (B, T): the original ids at masked positions, -100 elsewhere.
+
+        Without labels the logits cover every position, (B, T, vocab_size).  With labels they
+        cover only the labelled positions, (M, vocab_size) in row-major order (the targets
+        are ``labels[labels != -100]``): the head is the costliest matmul, and 85% of its
+        output would be thrown away.
         """
         h = self.hidden_states(input_ids, attention_mask)           # (B, T, C)
-        logits = self.mlm_head(h)                                   # (B, T, V)
-        loss = None
-        if labels is not None:
-            labels = labels if isinstance(labels, Tensor) else Tensor(labels)
-            if labels.shape != logits.shape[:2]:
-                raise ValueError(f"BERT: labels {labels.shape} must match input_ids "
-                                 f"{logits.shape[:2]}")
-            loss = F.cross_entropy(logits, labels, ignore_index=-100)
-        return logits, loss
+        if labels is None:
+            return self.mlm_head(h), None                           # (B, T, V)
+        labels = labels if isinstance(labels, Tensor) else Tensor(labels)
+        if labels.shape != h.shape[:2]:
+            raise ValueError(f"BERT: labels {labels.shape} must match input_ids {h.shape[:2]}")
+        picked = labels.data != -100                                # (B, T) bool
+        logits = self.mlm_head(h[picked])                           # (M, V)
+        targets = Tensor._from_op(labels.data[picked])              # (M,)
+        if logits.shape[0] == 0:        # nothing masked in this batch: a zero loss, no NaN
+            return logits, (h.sum() * 0.0)
+        return logits, F.cross_entropy(logits, targets)
 
     def hidden_states(self, input_ids, attention_mask=None) -> Tensor:
         """The encoder's output (B, T, C), before the MLM head: what a classifier pools."""

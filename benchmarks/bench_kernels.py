@@ -19,8 +19,10 @@ Cases
   4. ``attention_memory``: peak extra memory (tracemalloc, started after the inputs exist) of
                     one attention forward + backward at T=1024 (quick: T=256), fused vs
                     reference.  tracemalloc sees NumPy's allocations made from Python; Numba's
-                    own buffers inside a kernel (a row of scores per thread) are not seen, and
-                    are O(T) per thread anyway.
+                    own buffers inside a kernel are not seen.  They are O(T*D) per thread:
+                    zero-padded copies of one head's K^T and V^T (and its dK^T, dV^T sums in
+                    backward) plus a few rows of scores; at T=1024, D=32 about 0.5 MiB per
+                    thread in float32, against the reference's T x T score matrices.
   5. ``compile``:   seconds for the first fused softmax / cross_entropy / attention call
                     (forward + backward, small inputs) in a fresh ``python -c`` process with
                     ``NUMBA_CACHE_DIR`` pointing at an empty temp dir (cold compile), and again

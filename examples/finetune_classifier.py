@@ -1,7 +1,7 @@
 """Fine-tune a pretrained encoder to classify text, and evaluate it on held-out data.
 
     python examples/finetune_classifier.py --compare_scratch   # the built-in task, see below
-    python examples/finetune_classifier.py --data reviews.csv --text_column review --label_column stars
+    python examples/finetune_classifier.py --data reviews.csv --text_column review
 
 The built-in task needs no download: which standard-library package (asyncio, email, http,
 importlib, logging, multiprocessing, unittest, xml) does a function's source come from?  The

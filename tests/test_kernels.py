@@ -2,6 +2,7 @@
 and the switch that selects between them."""
 import math
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -10,6 +11,7 @@ import tinygradlm as tg
 import tinygradlm.nn.functional as F
 from tinygradlm import kernels
 from tinygradlm.gradcheck import gradcheck
+from tinygradlm.kernels.attention import fast_exp
 from tinygradlm.kernels.softmax import softmax_reference
 
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-11, atol=1e-13)}
@@ -249,3 +251,62 @@ def test_attention_dropout_and_float_masks_use_the_reference():
     fmask = tg.Tensor(np.zeros((3, 3)))
     assert F.scaled_dot_product_attention(x, x, x, attn_mask=fmask).grad_fn.name != "Attention"
     assert F.scaled_dot_product_attention(x, x, x, dropout_p=0.5).grad_fn.name != "Attention"
+
+
+# ---- fast_exp: the vectorisable exp inside the attention kernel ----------------------------
+@numba.njit
+def _fast_exp_loop(x, out):
+    for j in range(x.shape[0]):
+        out[j] = fast_exp(x[j])
+
+
+def _exact_exp(x):
+    """exp correctly rounded to x's dtype (computed in a wider type, then rounded)."""
+    wide = np.float64 if x.dtype == np.float32 else np.longdouble
+    with np.errstate(over="ignore"):
+        return np.exp(x.astype(wide)).astype(x.dtype)
+
+
+@given(dtype=st.sampled_from([np.float32, np.float64]), data=st.data())
+def test_fast_exp_within_two_ulp_of_exp(dtype, data):
+    lo, hi = (-120.0, 100.0) if dtype == np.float32 else (-800.0, 720.0)
+    values = data.draw(st.lists(st.floats(lo, hi, width=32 if dtype == np.float32 else 64),
+                                min_size=1, max_size=50))
+    x = np.array(values, dtype)
+    out = np.empty_like(x)
+    _fast_exp_loop(x, out)
+    want = _exact_exp(x)
+    assert out.dtype == dtype
+    finite = np.isfinite(want)
+    assert (out[~finite] == np.inf).all()
+    # within 2 ulp of the correctly rounded result (also for subnormal results and 0)
+    err = np.abs(out[finite].astype(np.longdouble) - want[finite].astype(np.longdouble))
+    assert (err <= 2 * np.spacing(want[finite]).astype(np.longdouble)).all(), \
+        (x[finite][err > 2 * np.spacing(want[finite])], out[finite], want[finite])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fast_exp_special_values(dtype):
+    x = np.array([-np.inf, np.inf, np.nan, 0.0, -0.0, -1e30, 1e30, -5000.0, 1.0], dtype)
+    out = np.empty_like(x)
+    _fast_exp_loop(x, out)
+    assert out[0] == 0 and out[5] == 0 and out[7] == 0          # masked keys: exactly zero
+    assert out[1] == np.inf and out[6] == np.inf and np.isnan(out[2])
+    assert out[3] == 1 and out[4] == 1
+    np.testing.assert_allclose(out[8], np.e, rtol=2 * np.finfo(dtype).eps)
+    assert fast_exp(dtype(1.0)) == np.exp(dtype(1.0))           # from Python: np.exp
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_attention_longer_causal_rows_equal_reference(dtype):
+    """Rows longer than one padded block of keys, a head size that is not a multiple of 4 and
+    a row count that is not a multiple of the backward's row block."""
+    rng = np.random.default_rng(5)
+    q, k, v, g = (rng.standard_normal((2, 2, 83, 13)).astype(dtype) for _ in range(4))
+    (of, gf, _), (orf, gr, _) = both_paths(
+        lambda a, b, c: F.scaled_dot_product_attention(a, b, c, is_causal=True), q, k, v,
+        grad=g)
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else TOL[np.float64]
+    np.testing.assert_allclose(of, orf, **tol)
+    for a, b in zip(gf, gr):
+        np.testing.assert_allclose(a, b, **tol)

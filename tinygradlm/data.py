@@ -21,9 +21,27 @@ Tokenizers: ``CharTokenizer`` (one id per character, the vocabulary is the sorte
 characters in the training text) and ``BPETokenizer`` (byte-level BPE, as GPT-2, trained with
 HF ``tokenizers``).  Both have ``vocab_size``, ``encode``, ``decode``, ``save`` and ``load``;
 ``load_tokenizer`` reads either file back without being told which it is.
+
+Masked-LM pretraining and fine-tuning (a BERT-style encoder) use the rest of the module::
+
+    tok = WordPieceTokenizer.train(text, 4096)    # [PAD] [UNK] [CLS] [SEP] [MASK] = ids 0..4
+    ids = encode_corpus(tok, text)                # the corpus as one stream of ids, (N,)
+    x, labels, attn = get_mlm_batch(ids, 32, 128, tok)   # [CLS] window [SEP], 15% masked
+    baseline = unigram_baseline_loss(ids, labels.numpy(), tok.vocab_size)   # nats per token
+
+    task = stdlib_function_dataset()              # function source -> its stdlib package
+    for x, attn, y in classification_batches(task.train, tok, 32, 256, shuffle=True):
+        ...                                       # (B, T) int64, (B, T) bool, (B,) int64
+
+``mask_tokens`` is BERT's masking rule on its own, ``encode_batch`` wraps and pads a list of
+texts, and ``load_labelled_file`` / ``labelled_from_file`` read any CSV, TSV or JSONL file of
+texts and labels instead of the built-in task.
 """
 from __future__ import annotations
 
+import ast
+import csv
+import functools
 import hashlib
 import json
 import operator
@@ -32,6 +50,7 @@ import re
 import sysconfig
 import tempfile
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -384,6 +403,198 @@ def _is_bpe_config(config: dict) -> bool:
     return isinstance(model, dict) and model.get("type") == "BPE"
 
 
+# The special tokens of a BERT-style encoder, with ids 0..4 in this order in every tokenizer
+# that ``WordPieceTokenizer.train`` makes.  [PAD] fills short rows, [UNK] stands for text the
+# vocabulary cannot spell, [CLS] starts every sequence (its final vector is what a classifier
+# reads), [SEP] ends it, and [MASK] hides a token the masked-LM objective must guess.
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+PAD_TOKEN, UNK_TOKEN, CLS_TOKEN, SEP_TOKEN, MASK_TOKEN = SPECIAL_TOKENS
+
+TOKENIZER_KINDS = ("wordpiece", "bpe")
+
+
+class WordPieceTokenizer:
+    """A subword tokenizer with BERT's special tokens, on top of a ``tokenizers.Tokenizer``.
+
+    ``kind="wordpiece"`` (the default) is BERT's scheme: text is cut into words first, and a
+    word the vocabulary lacks is spelled from pieces, each piece after the first marked
+    ``##`` (``_foo_bar`` -> ``_f ##oo ##_b ##ar``).  A word with a character never seen in
+    training becomes one ``[UNK]``, so encoding never fails.  The word split is HF's
+    ``Whitespace`` pre-tokenizer, ``\\w+|[^\\w\\s]+``, chosen for source code:
+
+    * no lowercasing, because ``Name`` and ``name`` are different identifiers;
+    * identifiers stay whole (``_`` is a word character), so ``self._cache`` is three words;
+    * a run of punctuation stays together, so frequent operators such as ``==``, ``):`` and
+      ``()`` can each become one token instead of two or three.
+
+    On 4 MB of stdlib code with 4,096 tokens that gives ~4.3 characters per token; BERT's own
+    split (every punctuation character apart, ``_`` included) gives ~3.8.  Decoding joins
+    words with single spaces (``def f ( x ):``): whitespace is not kept, which an encoder does
+    not need, and a word that itself starts with ``##`` (a ``###`` comment rule) is glued to
+    the word before it, as in every WordPiece tokenizer.
+
+    ``kind="bpe"`` is byte-level BPE like ``BPETokenizer`` plus the same special tokens:
+    decoding is exact and there are no unknown tokens.
+
+    Text that happens to contain ``"[MASK]"`` is encoded as ordinary characters
+    (``encode_special_tokens``), so only this code ever puts a special id in a sequence.
+    """
+
+    def __init__(self, tokenizer):
+        missing = [t for t in SPECIAL_TOKENS if tokenizer.token_to_id(t) is None]
+        if missing:
+            raise ValueError(f"WordPieceTokenizer: the tokenizer lacks the special tokens "
+                             f"{missing}; it needs all of {list(SPECIAL_TOKENS)}")
+        # Not saved in tokenizer.json, so it is set here, on every construction and load.
+        tokenizer.encode_special_tokens = True
+        self.tokenizer = tokenizer
+        self._special_ids = tuple(tokenizer.token_to_id(t) for t in SPECIAL_TOKENS)
+
+    @classmethod
+    def train(cls, text: str, vocab_size: int, kind: str = "wordpiece",
+              min_frequency: int = 2) -> "WordPieceTokenizer":
+        """Learn a vocabulary of ``vocab_size`` tokens on ``text``, specials included.
+
+        The vocabulary can come out smaller (the text runs out of pieces seen
+        ``min_frequency`` times) and, for WordPiece, larger when the text's characters alone
+        need more room: every character appears as itself and as ``##c``.
+        """
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+        if kind not in TOKENIZER_KINDS:
+            raise ValueError(f"WordPieceTokenizer.train: kind must be one of {TOKENIZER_KINDS}, "
+                             f"got {kind!r}")
+        if not text:
+            raise ValueError("WordPieceTokenizer.train: the text is empty")
+        vocab_size = _positive_int("vocab_size", vocab_size)
+        specials = list(SPECIAL_TOKENS)       # trainers give them ids 0.. in this order
+        if kind == "wordpiece":
+            if vocab_size <= len(specials):
+                raise ValueError(f"WordPieceTokenizer.train: vocab_size must be more than the "
+                                 f"{len(specials)} special tokens, got {vocab_size}")
+            tokenizer = Tokenizer(models.WordPiece(unk_token=UNK_TOKEN))
+            tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+            # cleanup=False: the cleanup rules are for English ("do not" -> "don't",
+            # " ." -> "."), and would rewrite code.
+            tokenizer.decoder = decoders.WordPiece(prefix="##", cleanup=False)
+            trainer = trainers.WordPieceTrainer(vocab_size=vocab_size,
+                                                min_frequency=min_frequency,
+                                                special_tokens=specials, show_progress=False)
+        else:
+            alphabet = pre_tokenizers.ByteLevel.alphabet()
+            if vocab_size < len(alphabet) + len(specials):
+                raise ValueError(f"WordPieceTokenizer.train: kind='bpe' needs vocab_size at "
+                                 f"least {len(alphabet) + len(specials)} (256 bytes + "
+                                 f"{len(specials)} special tokens), got {vocab_size}")
+            tokenizer = Tokenizer(models.BPE(unk_token=UNK_TOKEN))
+            tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+            tokenizer.decoder = decoders.ByteLevel()
+            trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                          initial_alphabet=alphabet, special_tokens=specials,
+                                          show_progress=False)
+        # Chunks cut at newlines between words: both pre-tokenizers split there anyway.
+        tokenizer.train_from_iterator(_safe_chunks(text), trainer=trainer)
+        return cls(tokenizer)
+
+    # -- the vocabulary --------------------------------------------------------------
+
+    @property
+    def kind(self) -> str:
+        """``"wordpiece"`` or ``"bpe"``: the subword model inside."""
+        return "bpe" if type(self.tokenizer.model).__name__ == "BPE" else "wordpiece"
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size(with_added_tokens=True)
+
+    @property
+    def pad_token_id(self) -> int:
+        return self._special_ids[0]
+
+    @property
+    def unk_token_id(self) -> int:
+        return self._special_ids[1]
+
+    @property
+    def cls_token_id(self) -> int:
+        return self._special_ids[2]
+
+    @property
+    def sep_token_id(self) -> int:
+        return self._special_ids[3]
+
+    @property
+    def mask_token_id(self) -> int:
+        return self._special_ids[4]
+
+    @property
+    def special_token_ids(self) -> frozenset[int]:
+        """The ids of all five special tokens: ``mask_tokens`` never picks these."""
+        return frozenset(self._special_ids)
+
+    def token_to_id(self, token: str) -> int | None:
+        return self.tokenizer.token_to_id(token)
+
+    def id_to_token(self, i: int) -> str:
+        _check_ids([operator.index(i)], self.vocab_size)
+        return self.tokenizer.id_to_token(i)
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+    def __repr__(self) -> str:
+        return f"WordPieceTokenizer(kind={self.kind!r}, vocab_size={self.vocab_size})"
+
+    # -- text <-> ids ----------------------------------------------------------------
+
+    def encode(self, text: str) -> list[int]:
+        """Text -> ids, without [CLS]/[SEP] (``encode_batch`` adds those)."""
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def encode_many(self, texts: list[str]) -> list[list[int]]:
+        """``encode`` for many texts at once, in parallel in Rust."""
+        return [e.ids for e in self.tokenizer.encode_batch(list(texts),
+                                                           add_special_tokens=False)]
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        """Ids -> text.  ``skip_special_tokens`` drops [PAD] [CLS] [SEP] [MASK] but keeps
+        ``[UNK]``, so text the vocabulary could not spell stays visible."""
+        ids = _as_id_list(ids)
+        _check_ids(ids, self.vocab_size)   # tokenizers would silently skip unknown ids
+        if skip_special_tokens:
+            skip = self.special_token_ids - {self.unk_token_id}
+            ids = [i for i in ids if i not in skip]
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+    # -- files -----------------------------------------------------------------------
+
+    def save(self, path) -> None:
+        """Write the standard ``tokenizer.json`` (a directory -> ``dir/tokenizer.json``).
+        ``load_tokenizer`` recognises it by the five special tokens it holds."""
+        path = _tokenizer_file(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save(str(path))
+
+    @classmethod
+    def load(cls, path) -> "WordPieceTokenizer":
+        from tokenizers import Tokenizer
+
+        config = _read_json(path)
+        if not _has_special_tokens(config):
+            raise ValueError(f"{str(_tokenizer_file(path))!r} is not a WordPieceTokenizer file: "
+                             f"its added_tokens lack some of {list(SPECIAL_TOKENS)}")
+        return cls(Tokenizer.from_str(json.dumps(config)))
+
+
+def _has_special_tokens(config: dict) -> bool:
+    """Whether a tokenizer.json declares all of SPECIAL_TOKENS as special added tokens."""
+    added = config.get("added_tokens")
+    if not isinstance(added, list):
+        return False
+    declared = {t.get("content") for t in added if isinstance(t, dict) and t.get("special")}
+    return declared.issuperset(SPECIAL_TOKENS)
+
+
 def _read_json(path) -> dict:
     path = _tokenizer_file(path)
     if not path.is_file():
@@ -397,17 +608,22 @@ def _read_json(path) -> dict:
     return config
 
 
-def load_tokenizer(path) -> CharTokenizer | BPETokenizer:
-    """Read a tokenizer saved by ``CharTokenizer.save`` or ``BPETokenizer.save`` (or any
-    byte-level BPE ``tokenizer.json``), deciding which from the file's contents."""
+def load_tokenizer(path) -> CharTokenizer | BPETokenizer | WordPieceTokenizer:
+    """Read a tokenizer saved by ``CharTokenizer.save``, ``BPETokenizer.save`` or
+    ``WordPieceTokenizer.save`` (or any byte-level BPE ``tokenizer.json``), deciding which from
+    the file's contents: a ``tokenizer.json`` with BERT's five special tokens is a
+    ``WordPieceTokenizer`` (of either kind), a plain BPE one a ``BPETokenizer``."""
     config = _read_json(path)
     if config.get("type") == "char":
         return CharTokenizer.load(path)
+    if _has_special_tokens(config):
+        return WordPieceTokenizer.load(path)
     if _is_bpe_config(config):
         return BPETokenizer.load(path)
     raise ValueError(f"{str(_tokenizer_file(path))!r} is neither a CharTokenizer file "
-                     '({"type": "char", ...}) nor a BPE tokenizer.json ({"model": '
-                     '{"type": "BPE", ...}})')
+                     '({"type": "char", ...}), a BPE tokenizer.json ({"model": '
+                     '{"type": "BPE", ...}}) nor a tokenizer.json with the special tokens '
+                     f"{', '.join(SPECIAL_TOKENS)}")
 
 
 # Byte-level BPE splits text into pre-tokens with GPT-2's regex and merges only inside them.
@@ -431,7 +647,9 @@ def encode_corpus(tokenizer, text: str) -> np.ndarray:
     """The whole corpus as token ids: an int64 array of shape (N,)."""
     if isinstance(tokenizer, CharTokenizer):
         return tokenizer.encode_array(text)
-    if isinstance(tokenizer, BPETokenizer):
+    if isinstance(tokenizer, (BPETokenizer, WordPieceTokenizer)):
+        # Chunks cut where every pre-tokenizer here splits anyway: the same ids as encoding
+        # the text whole, computed in parallel.
         encodings = tokenizer.tokenizer.encode_batch(list(_safe_chunks(text)),
                                                      add_special_tokens=False)
         pieces = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
@@ -491,3 +709,527 @@ def get_batch(data: np.ndarray, batch_size: int, block_size: int, device="cpu",
     x = np.ascontiguousarray(tokens[:, :-1])                               # (B, T)
     y = np.ascontiguousarray(tokens[:, 1:])                                # (B, T)
     return Tensor(x, device=device), Tensor(y, device=device)
+
+
+# --- masked-LM batches ------------------------------------------------------------------
+
+# Labels at positions that carry no loss: what ``cross_entropy(..., ignore_index=-100)`` skips
+# (PyTorch's and HF's convention).
+IGNORE_INDEX = -100
+
+# BERT's split of the chosen positions: 80% become [MASK], 10% a random token, 10% stay.
+# The random and kept ones matter because [MASK] never occurs at fine-tuning time: the model
+# must build a good vector for every token, not only for the [MASK]ed ones.
+MASK_FRACTION, RANDOM_FRACTION = 0.8, 0.1
+
+
+def _check_max_length(max_length) -> int:
+    max_length = _positive_int("max_length", max_length)
+    if max_length < 3:
+        raise ValueError(f"max_length must be at least 3 ([CLS], one token, [SEP]), "
+                         f"got {max_length}")
+    return max_length
+
+
+def _wrap(tokenizer, token_lists: list[list[int]], max_length: int) -> list[list[int]]:
+    """``[CLS] tokens [SEP]`` for each list, the tokens cut to fit in ``max_length``.  The
+    head is kept: for a function that is its signature and docstring."""
+    cls_id, sep_id, room = tokenizer.cls_token_id, tokenizer.sep_token_id, max_length - 2
+    return [[cls_id, *ids[:room], sep_id] for ids in token_lists]
+
+
+def _pad(rows: list[list[int]], width: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of different lengths -> (ids, attention_mask), both (len(rows), width): [PAD]
+    after each row, the mask True on the real tokens."""
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)          # (N, width)
+    mask = np.zeros((len(rows), width), dtype=bool)                    # (N, width)
+    for i, row in enumerate(rows):
+        ids[i, :len(row)] = row
+        mask[i, :len(row)] = True
+    return ids, mask
+
+
+def _encode_texts(tokenizer, texts: list[str]) -> list[list[int]]:
+    if hasattr(tokenizer, "encode_many"):
+        return tokenizer.encode_many(texts)
+    return [tokenizer.encode(t) for t in texts]
+
+
+def encode_batch(tokenizer, texts, max_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Texts -> ``[CLS] tokens [SEP] [PAD]...`` rows of exactly ``max_length`` ids.
+
+    Returns ``input_ids`` (N, max_length) int64 and ``attention_mask`` (N, max_length) bool,
+    True on real tokens ([CLS] and [SEP] included) and False on padding.  A text longer than
+    ``max_length - 2`` tokens is cut; its [SEP] is still the last id of the row.
+    """
+    max_length = _check_max_length(max_length)
+    if isinstance(texts, str):
+        raise TypeError("encode_batch expects a list of texts, got a single str; "
+                        "wrap it: encode_batch(tokenizer, [text], max_length)")
+    texts = list(texts)
+    if not texts:
+        raise ValueError("encode_batch: the list of texts is empty")
+    rows = _wrap(tokenizer, _encode_texts(tokenizer, texts), max_length)
+    return _pad(rows, max_length, tokenizer.pad_token_id)
+
+
+def mask_tokens(ids, mask_token_id, vocab_size=None, special_ids=None,
+                mlm_probability: float = 0.15, generator=None) -> tuple[np.ndarray, np.ndarray]:
+    """BERT's masking: which tokens the model must guess, and what it sees in their place.
+
+    Each token that is not special ([PAD], [CLS], ...) is chosen with probability
+    ``mlm_probability``.  Of the chosen, 80% become [MASK], 10% a token drawn uniformly from
+    the non-special ids (it can be the token itself, as in BERT), 10% stay as they were.
+
+    ``ids``: an integer array of any shape, not modified.  ``mask_token_id, vocab_size,
+    special_ids`` say which ids are which; a tokenizer can stand in for all three
+    (``mask_tokens(ids, tokenizer)``).  Randomness comes from ``generator`` (a NumPy
+    ``Generator``), by default the library's CPU generator (``manual_seed`` seeds it).
+
+    Returns ``(masked_ids, labels)``, both int64 with the shape of ``ids``: ``labels`` holds
+    the original id where a token was chosen and ``IGNORE_INDEX`` (-100) everywhere else,
+    so the loss is taken on the chosen positions only.  A short input can end up with no
+    chosen position at all (a 10-token row does with probability 0.85**10 ~ 0.2).
+    """
+    if not isinstance(mask_token_id, (int, np.integer)):       # a tokenizer was passed
+        tokenizer = mask_token_id
+        mask_token_id, vocab_size = tokenizer.mask_token_id, tokenizer.vocab_size
+        special_ids = tokenizer.special_token_ids
+    if vocab_size is None or special_ids is None:
+        raise TypeError("mask_tokens needs vocab_size and special_ids (or a tokenizer in "
+                        "place of mask_token_id)")
+    if not 0.0 < mlm_probability <= 1.0:
+        raise ValueError(f"mlm_probability must be in (0, 1], got {mlm_probability}")
+    ids = np.asarray(ids)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"mask_tokens expects integer token ids, got dtype {ids.dtype}")
+    special = np.asarray(sorted(special_ids), dtype=np.int64)
+    ordinary = np.setdiff1d(np.arange(vocab_size), special)    # what a random token can be
+    if ordinary.size == 0:
+        raise ValueError(f"mask_tokens: every id of the {vocab_size}-token vocabulary is "
+                         "special; there are no tokens to mask")
+    # Looked up on every call: manual_seed and set_rng_state replace the generator object.
+    rng = generator if generator is not None else backend.generator("cpu")
+
+    chosen = ~np.isin(ids, special) & (rng.random(ids.shape) < mlm_probability)
+    labels = np.where(chosen, ids, IGNORE_INDEX).astype(np.int64)
+    action = rng.random(ids.shape)            # one draw per position picks mask/random/keep
+    to_mask = chosen & (action < MASK_FRACTION)
+    to_random = chosen & (action >= MASK_FRACTION) & (action < MASK_FRACTION + RANDOM_FRACTION)
+    masked = ids.astype(np.int64)             # a copy: the caller's array is left alone
+    masked[to_mask] = mask_token_id
+    masked[to_random] = ordinary[rng.integers(0, ordinary.size, size=int(to_random.sum()))]
+    return masked, labels
+
+
+def get_mlm_batch(ids: np.ndarray, batch_size: int, block_size: int, tokenizer,
+                  mlm_probability: float = 0.15, device="cpu",
+                  generator=None) -> tuple[Tensor, Tensor, Tensor]:
+    """A random batch of masked-LM examples from the corpus as one stream of ids.
+
+    Each row is ``[CLS]`` + ``block_size - 2`` consecutive tokens from a random offset +
+    ``[SEP]``: every row is full, so nothing is padded.  The rows are then masked with
+    ``mask_tokens`` (the same ``generator`` draws the offsets and the masks).
+
+    Returns ``input_ids`` (B, block_size) int64, ``labels`` (B, block_size) int64 (-100
+    where there is no loss) and ``attention_mask`` (B, block_size) bool (all True), as
+    Tensors on ``device``.
+    """
+    batch_size = _positive_int("batch_size", batch_size)
+    block_size = _positive_int("block_size", block_size)
+    if block_size < 3:
+        raise ValueError(f"block_size must be at least 3 ([CLS], one token, [SEP]), "
+                         f"got {block_size}")
+    data = np.asarray(ids)
+    if data.ndim != 1:
+        raise ValueError(f"get_mlm_batch expects a 1-D array of ids, got shape {data.shape}")
+    span = block_size - 2                      # corpus tokens per row
+    if len(data) < span:
+        raise ValueError(f"the corpus/split has {len(data)} tokens but one masked-LM window "
+                         f"needs block_size - 2 = {span}; use a smaller --block_size or "
+                         "more text")
+    rng = generator if generator is not None else backend.generator("cpu")
+    offsets = rng.integers(0, len(data) - span + 1, size=batch_size)    # (B,)
+    window = data[offsets[:, None] + np.arange(span)]                   # (B, T-2)
+    rows = np.empty((batch_size, block_size), dtype=np.int64)           # (B, T)
+    rows[:, 0] = tokenizer.cls_token_id
+    rows[:, 1:-1] = window
+    rows[:, -1] = tokenizer.sep_token_id
+    masked, labels = mask_tokens(rows, tokenizer, mlm_probability=mlm_probability,
+                                 generator=rng)
+    attention = np.ones((batch_size, block_size), dtype=bool)
+    return (Tensor(masked, device=device), Tensor(labels, device=device),
+            Tensor(attention, device=device))
+
+
+def unigram_baseline_loss(train_ids, targets, vocab_size: int) -> float:
+    """Cross-entropy (nats per token) of guessing every target from token frequencies alone.
+
+    The guess ignores the context: p(token) = (count in ``train_ids`` + 1) / (N + V), add-one
+    (Laplace) smoothing so a token never seen in training costs a finite loss.  It is the
+    bar a masked LM must clear to have learned anything from the context.  ``targets`` is an
+    array or Tensor of labels; positions equal to -100 are skipped.
+    """
+    vocab_size = _positive_int("vocab_size", vocab_size)
+    train = np.asarray(train_ids).reshape(-1)
+    targets = np.asarray(targets.numpy() if hasattr(targets, "numpy") else targets)
+    counts = np.bincount(train, minlength=vocab_size)                  # (V,)
+    if len(counts) > vocab_size:
+        raise ValueError(f"train_ids holds id {len(counts) - 1}, out of range for a "
+                         f"vocabulary of {vocab_size}")
+    log_p = np.log(counts + 1.0) - np.log(counts.sum() + vocab_size)    # (V,)
+    picked = targets[targets != IGNORE_INDEX]
+    if picked.size == 0:
+        raise ValueError("unigram_baseline_loss: every target is -100; there is nothing "
+                         "to score")
+    return float(-log_p[picked].mean())
+
+
+# --- labelled data: classification ------------------------------------------------------
+
+@dataclass(repr=False)
+class LabelledData:
+    """A text-classification task: ``(text, label_id)`` pairs in three splits, and the name
+    of each label id (``label_names[label_id]``)."""
+
+    train: list[tuple[str, int]]
+    val: list[tuple[str, int]]
+    test: list[tuple[str, int]]
+    label_names: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+    def class_counts(self) -> dict[str, list[int]]:
+        """``{"train": [n_0, n_1, ...], "val": [...], "test": [...]}``: examples per class."""
+        return {split: np.bincount([label for _, label in getattr(self, split)],
+                                   minlength=self.num_classes).tolist()
+                for split in ("train", "val", "test")}
+
+    def __repr__(self) -> str:     # the default would print every text
+        return (f"LabelledData(train={len(self.train)}, val={len(self.val)}, "
+                f"test={len(self.test)}, label_names={self.label_names})")
+
+
+# Packages of the built-in task.  Each has enough files for a split by file and 200+
+# functions, and they do different jobs (event loops, mail, HTTP, imports, logging,
+# processes, tests, XML), so a function's package is learnable but not trivial: all of them
+# define __init__, __repr__, read, close, ...  They exist on every CPython from 3.8 on; Linux
+# distributions that split the standard library ship them all in the base package.
+DEFAULT_PACKAGES = ("asyncio", "email", "http", "importlib", "logging", "multiprocessing",
+                    "unittest", "xml")
+FUNCTION_MIN_LINES = 3        # one- and two-liners (`return self._x`) say little
+FUNCTION_MAX_CHARS = 1000     # ~250 WordPiece tokens: the head is what a classifier reads
+SPLIT_FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
+
+
+def _clip(text: str, max_chars: int) -> str:
+    """The first ``max_chars`` characters, cut at the end of a line where there is one."""
+    if len(text) <= max_chars:
+        return text
+    cut = text.rfind("\n", 0, max_chars)
+    return text[:cut] if cut > 0 else text[:max_chars]
+
+
+def _unindent(line: str, width: int) -> str:
+    """``line`` without its first ``width`` columns of indentation, or all of it if it has
+    less (a line inside a triple-quoted string can; ``textwrap.dedent`` would then remove
+    nothing from any line)."""
+    indent = len(line) - len(line.lstrip(" \t"))
+    return line[min(indent, width):]
+
+
+def _functions_in_source(source: str, min_lines: int, max_chars: int) -> list[str]:
+    """The source of every function and method in a module, at any depth, in line order,
+    unindented so a method reads like a top-level function.  Decorators are not included."""
+    # ast.get_source_segment would split the whole file into lines once per function,
+    # which makes a 3,000-line module quadratic; split it once here instead.
+    lines = source.splitlines(keepends=True)
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and node.end_lineno - node.lineno + 1 >= min_lines):
+            # Whole lines from the `def` to the end, the last one cut where the node ends
+            # (a `;`-joined statement can follow; offsets are in UTF-8 bytes).
+            body = lines[node.lineno - 1:node.end_lineno]
+            body[-1] = body[-1].encode("utf-8")[:node.end_col_offset].decode("utf-8")
+            text = "".join(_unindent(line, node.col_offset) for line in body)
+            found.append((node.lineno, node.col_offset, _clip(text, max_chars)))
+    return [text for _, _, text in sorted(found)]
+
+
+FileFunctions = tuple[tuple[str, tuple[str, ...]], ...]   # ((relative path, functions), ...)
+
+
+@functools.lru_cache(maxsize=None)
+def _package_functions(package: str, min_lines: int, max_chars: int) -> FileFunctions:
+    """``((relative path, functions), ...)`` for every ``.py`` file of a stdlib package with
+    at least one function, test suites skipped.  Cached: same arguments, same files."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    directory = root / package
+    if not (directory / "__init__.py").is_file():
+        raise ValueError(f"{package!r} is not a package of this Python's standard library "
+                         f"(no {directory}/__init__.py); packages are directories such as "
+                         f"{', '.join(DEFAULT_PACKAGES)}")
+    files = []
+    for rel, path in _stdlib_files(directory):   # sorted, test/tests/__pycache__ pruned
+        try:
+            functions = _functions_in_source(path.read_text(encoding="utf-8"),
+                                             min_lines, max_chars)
+        except (SyntaxError, UnicodeDecodeError, OSError, ValueError):
+            continue                   # not parseable by this Python: not part of the task
+        if functions:
+            files.append((f"{package}/{rel}", tuple(functions)))
+    return tuple(files)
+
+
+def _stable_hash(text: str) -> int:
+    """A hash that is the same in every process (``hash()`` of a str is salted per run)."""
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
+
+
+def _split_files(files: list[tuple[str, int]], seed: int) -> dict[str, str]:
+    """Assign each file (relative path, number of functions) to "train", "val" or "test".
+
+    Files are visited in the order of a seeded hash of their path (fixed for a seed, unlike
+    a sort by name, which would put e.g. all of ``asyncio/base_*`` together).  Test, then
+    val, take each file that brings their function count closer to 15% of the package's,
+    so a package's biggest files stay in training; the rest is train.  Every split gets at
+    least one file (an error says when that is impossible).
+    """
+    if len(files) < 3:
+        raise ValueError(f"{len(files)} file(s) with functions are too few to split by "
+                         "file into train, val and test")
+    total = sum(count for _, count in files)
+    order = sorted(files, key=lambda f: _stable_hash(f"{seed}:{f[0]}"))
+    split_of: dict[str, str] = {}
+    for split in ("test", "val"):
+        target, held = SPLIT_FRACTIONS[split] * total, 0
+        for path, count in order:
+            if path not in split_of and abs(held + count - target) < abs(held - target):
+                split_of[path] = split
+                held += count
+        if held == 0:     # every file left is big: take the smallest, leaving one for train
+            left = [(count, path) for path, count in order if path not in split_of]
+            if len(left) < 2:
+                raise ValueError("its files are too unequal in size to split by file into "
+                                 "train, val and test")
+            split_of[min(left)[1]] = split
+    return {path: split_of.get(path, "train") for path, _ in files}
+
+
+def stdlib_function_dataset(packages: Iterable[str] = DEFAULT_PACKAGES,
+                            max_per_class: int = 600, seed: int = 0,
+                            min_lines: int = FUNCTION_MIN_LINES,
+                            max_chars: int = FUNCTION_MAX_CHARS) -> LabelledData:
+    """The built-in classification task: which standard-library package is this function from?
+
+    Every function and method (``def`` and ``async def`` at any depth, ``min_lines`` lines
+    or more, the first ``max_chars`` characters, docstring included) of every ``.py`` file of
+    each package is an example, labelled by the package (``label_names == list(packages)``).
+
+    * Split by file (``_split_files``): val and test hold only functions from files the
+      model never trained on, so it cannot score by recognising a file's private names.
+    * An exact duplicate of a text seen earlier (in train first, then val, then test) is
+      dropped, so no test text is also a training text.
+    * At most ``max_per_class`` functions per class: 70% of it in train and 15% in val and
+      test each, drawn at random (``seed``) where a package has more.  That evens out the
+      classes, which differ 4x in size.
+
+    Deterministic for a given ``seed`` and Python version; ``seed`` also changes which files
+    go to which split.  Needs nothing but the standard library's sources.
+    """
+    packages = [packages] if isinstance(packages, str) else list(packages)
+    if len(packages) < 2:
+        raise ValueError(f"a classification task needs at least 2 packages, got {packages}")
+    if len(set(packages)) != len(packages):
+        raise ValueError(f"packages are repeated: {packages}")
+    max_per_class = _positive_int("max_per_class", max_per_class)
+    caps = {split: max(1, round(fraction * max_per_class))
+            for split, fraction in SPLIT_FRACTIONS.items()}
+    rng = np.random.default_rng(seed)
+    splits: dict[str, list[tuple[str, int]]] = {split: [] for split in SPLIT_FRACTIONS}
+    seen: set[str] = set()
+    for label, package in enumerate(packages):
+        files = _package_functions(package, min_lines, max_chars)
+        try:
+            split_of = _split_files([(path, len(fns)) for path, fns in files], seed)
+        except ValueError as exc:
+            raise ValueError(f"package {package!r}: {exc}") from None
+        for split in SPLIT_FRACTIONS:                # train first: it keeps shared texts
+            texts = [text for path, functions in files if split_of[path] == split
+                     for text in functions]
+            texts = [t for t in dict.fromkeys(texts) if t not in seen]   # unique, in order
+            seen.update(texts)
+            if len(texts) > caps[split]:             # keep a random subset, in file order
+                keep = np.sort(rng.choice(len(texts), size=caps[split], replace=False))
+                texts = [texts[i] for i in keep]
+            splits[split].extend((text, label) for text in texts)
+    return LabelledData(splits["train"], splits["val"], splits["test"], list(packages))
+
+
+_LABELLED_FORMATS = {".csv": ",", ".tsv": "\t", ".jsonl": None, ".ndjson": None}
+
+
+def load_labelled_file(path, text_column: str = "text",
+                       label_column: str = "label") -> tuple[list[str], list[str]]:
+    """Texts and their labels (as strings) from a CSV, TSV or JSONL file.
+
+    The format comes from the extension.  CSV/TSV files need a header row naming the
+    columns; JSONL files hold one JSON object per line.  Blank lines are skipped.  A missing
+    column, an empty file or a malformed line raises an error naming the file and the line.
+    """
+    path = Path(path).expanduser()
+    suffix = path.suffix.lower()
+    if suffix not in _LABELLED_FORMATS:
+        raise ValueError(f"{str(path)!r}: unknown extension {suffix or '(none)'!r}; expected "
+                         f"one of {', '.join(_LABELLED_FORMATS)}")
+    if not path.is_file():
+        raise FileNotFoundError(f"labelled data file not found: {str(path)!r}")
+    try:
+        # utf-8-sig: a byte-order mark (spreadsheets write one) is not part of the header.
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            if _LABELLED_FORMATS[suffix] is None:
+                pairs = _read_jsonl(f, path, text_column, label_column)
+            else:
+                pairs = _read_delimited(f, path, _LABELLED_FORMATS[suffix], text_column,
+                                        label_column)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{str(path)!r} is not UTF-8 text ({exc})") from None
+    if not pairs:
+        raise ValueError(f"{str(path)!r} holds no examples")
+    texts, labels = zip(*pairs)
+    return list(texts), list(labels)
+
+
+def _read_delimited(f, path: Path, delimiter: str, text_column: str,
+                    label_column: str) -> list[tuple[str, str]]:
+    reader = csv.reader(f, delimiter=delimiter)
+    header = next(reader, None)
+    if header is None:
+        raise ValueError(f"{str(path)!r} is empty; expected a header row naming the columns "
+                         f"{text_column!r} and {label_column!r}")
+    columns = []
+    for name in (text_column, label_column):
+        if name not in header:
+            raise ValueError(f"{str(path)!r}, line 1: no column {name!r} in the header; the "
+                             f"columns are {header}")
+        columns.append(header.index(name))
+    text_at, label_at = columns
+    pairs = []
+    for row in reader:
+        if not any(field.strip() for field in row):
+            continue
+        if len(row) != len(header):
+            # reader.line_num is the line the row ends on (a quoted field can span lines).
+            raise ValueError(f"{str(path)!r}, line {reader.line_num}: {len(row)} field(s), "
+                             f"but the header has {len(header)}")
+        pairs.append(_labelled_pair(row[text_at], row[label_at], path, reader.line_num,
+                                    label_column))
+    return pairs
+
+
+def _read_jsonl(f, path: Path, text_column: str, label_column: str) -> list[tuple[str, str]]:
+    pairs = []
+    for line_number, line in enumerate(f, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{str(path)!r}, line {line_number}: not valid JSON "
+                             f"({exc.msg} at column {exc.colno})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{str(path)!r}, line {line_number}: expected a JSON object, "
+                             f"got {type(record).__name__}")
+        for name in (text_column, label_column):
+            if name not in record:
+                raise ValueError(f"{str(path)!r}, line {line_number}: no field {name!r}; the "
+                                 f"fields are {sorted(record)}")
+        text, label = record[text_column], record[label_column]
+        if not isinstance(text, str):
+            raise ValueError(f"{str(path)!r}, line {line_number}: field {text_column!r} must "
+                             f"be a string, got {type(text).__name__}")
+        if isinstance(label, (dict, list)) or label is None:
+            raise ValueError(f"{str(path)!r}, line {line_number}: field {label_column!r} must "
+                             f"be a string or a number, got {json.dumps(label)}")
+        pairs.append(_labelled_pair(text, str(label), path, line_number, label_column))
+    if not pairs:
+        raise ValueError(f"{str(path)!r} is empty; expected one JSON object per line with "
+                         f"fields {text_column!r} and {label_column!r}")
+    return pairs
+
+
+def _labelled_pair(text: str, label: str, path: Path, line: int,
+                   label_column: str) -> tuple[str, str]:
+    label = label.strip()
+    if not label:
+        raise ValueError(f"{str(path)!r}, line {line}: the {label_column!r} is empty")
+    return text, label
+
+
+def labelled_from_file(path, val_fraction: float = 0.1, test_fraction: float = 0.1,
+                       seed: int = 0, text_column: str = "text",
+                       label_column: str = "label") -> LabelledData:
+    """A ``LabelledData`` from any CSV/TSV/JSONL file (see ``load_labelled_file``).
+
+    Label ids follow the sorted label names.  The examples are shuffled (``seed``) and cut
+    into test, val and train; a split with a nonzero fraction gets at least one example.
+    """
+    for name, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= fraction < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {fraction}")
+    texts, labels = load_labelled_file(path, text_column, label_column)
+    label_names = sorted(set(labels))
+    label_id = {name: i for i, name in enumerate(label_names)}
+    n = len(texts)
+    n_test, n_val = (max(1, round(fraction * n)) if fraction > 0 else 0
+                     for fraction in (test_fraction, val_fraction))
+    if n - n_test - n_val < 1:
+        raise ValueError(f"{str(Path(path))!r} has {n} example(s): too few for "
+                         f"val_fraction={val_fraction} and test_fraction={test_fraction} "
+                         "to leave any for training")
+    order = np.random.default_rng(seed).permutation(n).tolist()
+    examples = [(texts[i], label_id[labels[i]]) for i in order]
+    return LabelledData(train=examples[n_test + n_val:], val=examples[n_test:n_test + n_val],
+                        test=examples[:n_test], label_names=label_names)
+
+
+def classification_batches(examples, tokenizer, batch_size: int, max_length: int,
+                           shuffle: bool, generator=None,
+                           device="cpu") -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """One pass over ``(text, label_id)`` examples in batches for a classifier.
+
+    Yields ``(input_ids, attention_mask, labels)``: (B, T) int64, (B, T) bool and (B,)
+    int64 Tensors on ``device``, rows ``[CLS] tokens [SEP]`` cut to ``max_length``.  Each
+    batch is padded only to its own longest row (T <= max_length): attention costs T^2, and
+    most functions are far shorter than the longest.  The last batch may be smaller.
+    ``shuffle`` draws the order from ``generator``, by default the library's CPU generator.
+
+    All texts are encoded (and the order drawn) when this is called, not lazily, so errors
+    show up at once; iterate the result once per epoch.
+    """
+    batch_size = _positive_int("batch_size", batch_size)
+    max_length = _check_max_length(max_length)
+    examples = list(examples)
+    if not examples:
+        raise ValueError("classification_batches: there are no examples")
+    texts = [text for text, _ in examples]
+    labels = np.array([operator.index(label) for _, label in examples], dtype=np.int64)  # (N,)
+    rows = _wrap(tokenizer, _encode_texts(tokenizer, texts), max_length)
+    if shuffle:
+        rng = generator if generator is not None else backend.generator("cpu")
+        order = rng.permutation(len(rows))
+    else:
+        order = np.arange(len(rows))
+    return _batches(rows, labels, order, batch_size, tokenizer.pad_token_id, device)
+
+
+def _batches(rows, labels, order, batch_size, pad_id, device):
+    for start in range(0, len(order), batch_size):
+        picked = order[start:start + batch_size]                          # (B,)
+        batch = [rows[i] for i in picked]
+        ids, mask = _pad(batch, max(len(row) for row in batch), pad_id)   # (B, T)
+        yield (Tensor(ids, device=device), Tensor(mask, device=device),
+               Tensor(labels[picked], device=device))

@@ -1,20 +1,113 @@
-"""Evaluation numbers for language models.
+"""Evaluation numbers: language-model loss views, classification scores and corpus BLEU.
 
-A language model's loss is the mean negative log-likelihood per token, in nats.  Two
+Language models
+---------------
+A language model's loss is the mean negative log-likelihood (NLL) per token, in nats.  Three
 friendlier views of the same number:
 
 * perplexity = exp(loss): the model is as unsure as a uniform choice among that many tokens;
+* bits per token = loss / ln 2: the code length an entropy coder driven by the model would need;
 * bits per character = loss / ln 2 * tokens / characters: comparable across tokenizers,
   because it is measured per character of text rather than per token.
+
+Over a whole evaluation set the right "loss" is the *token-weighted* mean: sum every token's
+NLL, divide by the number of tokens.  Averaging per-batch means instead over-weights short
+batches (the last, ragged one; padded ones whose pads are ignored), so ``perplexity`` and
+``bits_per_token`` also take ``total_nll=`` and ``n_tokens=`` (per-batch sums and counts)::
+
+    perplexity(2.3)                                        # from a mean loss
+    perplexity(total_nll=[52.1, 48.7], n_tokens=[20, 19])  # exp(100.8 / 39), corpus level
+
+Classification
+--------------
+``accuracy``, ``precision_recall_f1``, ``f1_score`` and ``confusion_matrix`` follow
+scikit-learn's definitions and conventions (so numbers can be compared with papers and other
+code): labels may be ints, bools or strings; ``average="binary"`` scores the class
+``pos_label`` only; ``"macro"`` is the unweighted mean over classes; ``"micro"`` pools the
+counts of all classes first (for single-label data micro-F1 equals accuracy); a ratio whose
+denominator is 0 is 0.0 (scikit-learn's ``zero_division=0``, without the warning).  Inputs may
+be lists, NumPy arrays or tensors (anything with a ``.numpy()`` method).
+
+Translation / generation
+------------------------
+``bleu`` is corpus BLEU exactly as sacreBLEU computes it with its defaults (mteval-v13a
+tokenisation, 4-grams, "exp" smoothing), so the score is comparable with published ones.
 """
 from __future__ import annotations
 
 import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+# --- language-model loss ----------------------------------------------------------------
 
 
-def perplexity(loss: float) -> float:
-    """exp(mean NLL per token); ``inf`` rather than an OverflowError for huge losses."""
-    return math.exp(loss) if loss < 700 else math.inf
+def _scalar(x, name: str) -> float:
+    """A Python float from a number, a NumPy scalar or a one-element array/tensor."""
+    a = np.asarray(x.numpy() if hasattr(x, "numpy") else x, dtype=np.float64)
+    if a.size != 1:
+        raise ValueError(f"{name} must be a single number, got an array of shape {a.shape}")
+    return float(a.reshape(()))
+
+
+def mean_nll(total_nll, n_tokens) -> float:
+    """Token-weighted mean negative log-likelihood: sum(total_nll) / sum(n_tokens).
+
+    ``total_nll`` and ``n_tokens`` are either two numbers (the NLL summed over a whole set, in
+    nats, and how many tokens it covers) or two equal-length sequences of per-batch sums and
+    counts.  A batch's sum is its mean loss times its token count.
+    """
+    sums = np.atleast_1d(np.asarray(total_nll.numpy() if hasattr(total_nll, "numpy")
+                                    else total_nll, dtype=np.float64))
+    counts = np.atleast_1d(np.asarray(n_tokens.numpy() if hasattr(n_tokens, "numpy")
+                                      else n_tokens, dtype=np.float64))
+    if sums.ndim != 1 or counts.ndim != 1:
+        raise ValueError(f"mean_nll: total_nll and n_tokens must be numbers or 1-D sequences, "
+                         f"got shapes {sums.shape} and {counts.shape}")
+    if len(sums) != len(counts):
+        raise ValueError(f"mean_nll: total_nll has {len(sums)} entries but n_tokens has "
+                         f"{len(counts)}")
+    if np.any(counts < 0) or not counts.sum() > 0:
+        raise ValueError(f"mean_nll: token counts must be non-negative with a positive total, "
+                         f"got {counts.tolist()}")
+    return float(sums.sum() / counts.sum())
+
+
+def _resolve_loss(fn: str, loss, total_nll, n_tokens) -> float:
+    """The mean NLL per token, from either ``loss`` or ``total_nll`` + ``n_tokens``."""
+    corpus_form = total_nll is not None or n_tokens is not None
+    if loss is not None and corpus_form:
+        raise TypeError(f"{fn}: pass either loss or total_nll= and n_tokens=, not both")
+    if loss is not None:
+        return _scalar(loss, "loss")
+    if total_nll is None or n_tokens is None:
+        raise TypeError(f"{fn}: pass a mean loss, or both total_nll= and n_tokens=")
+    return mean_nll(total_nll, n_tokens)
+
+
+def perplexity(loss=None, *, total_nll=None, n_tokens=None) -> float:
+    """exp(mean NLL per token in nats), ``inf`` instead of an OverflowError for huge losses.
+
+    Either ``perplexity(loss)`` with ``loss`` the mean NLL per token (what the training loop's
+    cross-entropy returns), or the corpus-level ``perplexity(total_nll=..., n_tokens=...)``
+    with summed NLLs and token counts (numbers or per-batch sequences, see ``mean_nll``).
+    A NaN loss gives NaN, so a diverged run does not masquerade as merely "very bad".
+    """
+    nll = _resolve_loss("perplexity", loss, total_nll, n_tokens)
+    try:
+        return math.exp(nll)
+    except OverflowError:          # exp(> ~709.78) does not fit in a float64
+        return math.inf
+
+
+def bits_per_token(loss=None, *, total_nll=None, n_tokens=None) -> float:
+    """Mean NLL per token converted from nats to bits (divide by ln 2).  Takes the same
+    arguments as ``perplexity``; perplexity == 2 ** bits_per_token."""
+    return _resolve_loss("bits_per_token", loss, total_nll, n_tokens) / math.log(2)
 
 
 def bits_per_char(loss: float, n_tokens: int = 1, n_chars: int = 1) -> float:
@@ -24,3 +117,366 @@ def bits_per_char(loss: float, n_tokens: int = 1, n_chars: int = 1) -> float:
         raise ValueError(f"bits_per_char: need positive token and character counts, got "
                          f"{n_tokens} tokens and {n_chars} characters")
     return loss / math.log(2) * n_tokens / n_chars
+
+
+# --- classification ---------------------------------------------------------------------
+
+_AVERAGES = ("binary", "micro", "macro", "weighted", None)
+
+
+def _labels_1d(y, name: str) -> np.ndarray:
+    """A 1-D array of class labels from a list, an array or a tensor, with the checks that
+    catch the usual mistakes: logits instead of argmax-ed predictions, probabilities instead
+    of classes, NaNs."""
+    a = np.asarray(y.numpy() if hasattr(y, "numpy") else y)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D sequence of class labels, got shape {a.shape}"
+                         f" (take argmax over the class axis of scores first)")
+    if a.dtype.kind == "f":
+        if np.isnan(a).any():
+            raise ValueError(f"{name} contains NaN")
+        if np.any(a != np.round(a)):
+            raise ValueError(f"{name} holds non-integer numbers; class labels must be discrete "
+                             f"(threshold or argmax probabilities first)")
+    return a
+
+
+def _check_pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    t, p = _labels_1d(y_true, "y_true"), _labels_1d(y_pred, "y_pred")
+    if len(t) != len(p):
+        raise ValueError(f"y_true has {len(t)} samples but y_pred has {len(p)}")
+    if len(t) == 0:
+        raise ValueError("y_true and y_pred are empty: need at least one sample")
+    # NumPy would silently turn [1, 0] vs ["1", "0"] into strings and call them equal.
+    if (t.dtype.kind in "US") != (p.dtype.kind in "US"):
+        raise ValueError(f"y_true and y_pred mix string and numeric labels "
+                         f"({t.dtype} vs {p.dtype})")
+    return t, p
+
+
+def _check_labels(labels, t: np.ndarray) -> np.ndarray:
+    lab = _labels_1d(labels, "labels")
+    if len(lab) == 0:
+        raise ValueError("labels must contain at least one label")
+    if (lab.dtype.kind in "US") != (t.dtype.kind in "US"):
+        raise ValueError(f"labels mix string and numeric labels with y_true "
+                         f"({lab.dtype} vs {t.dtype})")
+    if len(np.unique(lab)) != len(lab):
+        raise ValueError(f"labels contains duplicates: {lab.tolist()}")
+    return lab
+
+
+def _index_of(values: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each value, its position in ``labels`` (any order) and whether it is there at all.
+    Vectorised lookup: binary search in the sorted labels, then map back to the given order."""
+    order = np.argsort(labels, kind="stable")
+    ranked = labels[order]
+    pos = np.clip(np.searchsorted(ranked, values), 0, len(labels) - 1)
+    return order[pos], ranked[pos] == values
+
+
+def accuracy(y_true, y_pred) -> float:
+    """Fraction of samples whose predicted label equals the true one, in [0, 1]."""
+    t, p = _check_pair(y_true, y_pred)
+    return float(np.mean(t == p))
+
+
+def confusion_matrix(y_true, y_pred, labels=None) -> np.ndarray:
+    """``cm[i, j]`` = number of samples whose true label is ``labels[i]`` and predicted label
+    is ``labels[j]`` (rows: truth, columns: prediction), as ``int64``.
+
+    ``labels`` defaults to the sorted union of the labels seen in either input.  When given,
+    it fixes the order of rows/columns; samples whose true or predicted label is not in it are
+    left out, and at least one of them must occur in ``y_true`` (as in scikit-learn).
+    """
+    t, p = _check_pair(y_true, y_pred)
+    if labels is None:
+        lab = np.union1d(t, p)
+    else:
+        lab = _check_labels(labels, t)
+        if not np.isin(lab, t).any():
+            raise ValueError(f"none of labels {lab.tolist()} occurs in y_true")
+    k = len(lab)
+    ti, t_known = _index_of(t, lab)
+    pi, p_known = _index_of(p, lab)
+    keep = t_known & p_known
+    # Each (true, predicted) pair is one cell i * k + j of the flattened matrix.
+    return np.bincount(ti[keep] * k + pi[keep], minlength=k * k).reshape(k, k).astype(np.int64)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den elementwise, 0.0 where den == 0 (scikit-learn's zero_division=0)."""
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    return np.divide(num, den, out=np.zeros_like(num), where=den != 0)
+
+
+def _class_counts(t: np.ndarray, p: np.ndarray, lab: np.ndarray):
+    """Per class in ``lab``: true positives, how many samples truly are the class (support)
+    and how many are predicted as it.  That is all P/R/F1 need: FP = predicted - TP and
+    FN = support - TP.  Counted with bincount over the union of every label in sight, then
+    the classes asked for are picked out (a class in ``lab`` seen nowhere scores 0s)."""
+    universe = np.union1d(np.union1d(t, p), lab)
+    ti, _ = _index_of(t, universe)
+    pi, _ = _index_of(p, universe)
+    m, (idx, _) = len(universe), _index_of(lab, universe)
+    tp = np.bincount(ti[ti == pi], minlength=m)[idx]
+    return tp, np.bincount(ti, minlength=m)[idx], np.bincount(pi, minlength=m)[idx]
+
+
+def precision_recall_f1(y_true, y_pred, average: str | None = "binary", pos_label=1,
+                        labels=None):
+    """Precision, recall and F1 with scikit-learn's semantics (``zero_division=0``).
+
+    For a class c: precision = TP / (TP + FP) (of the samples predicted c, how many are c),
+    recall = TP / (TP + FN) (of the samples that are c, how many were found), and
+    F1 = 2 TP / (2 TP + FP + FN), their harmonic mean.  Any ratio with a zero denominator is 0.
+
+    ``average``:
+
+    * ``"binary"`` (default): the scores of class ``pos_label`` only.  The data may hold at
+      most two distinct labels (over y_true and y_pred together), and ``pos_label`` must be one
+      of them unless only one label occurs at all.  ``labels`` is ignored, as in scikit-learn.
+    * ``"macro"``: unweighted mean of the per-class scores, so rare classes count as much as
+      common ones.  Classes are ``labels``, else the union of labels in y_true and y_pred.
+    * ``"micro"``: TP, FP and FN summed over the classes first.  With every class included,
+      each wrong prediction is one FP and one FN, so micro P == R == F1 == accuracy.
+    * ``"weighted"``: mean of the per-class scores weighted by each class's support (its count
+      in y_true).
+    * ``None``: per-class arrays, in the order of ``labels`` (else the sorted union).
+
+    Returns ``(precision, recall, f1)``: floats, or three arrays when ``average`` is None.
+    """
+    if average not in _AVERAGES:
+        raise ValueError(f"average must be one of {list(_AVERAGES)}, got {average!r}")
+    t, p = _check_pair(y_true, y_pred)
+    present = np.union1d(t, p)
+    if average == "binary":
+        if len(present) > 2:
+            raise ValueError(f"average='binary' needs at most 2 distinct labels, but y_true and "
+                             f"y_pred hold {len(present)}: {present.tolist()}; choose one of "
+                             f"average='macro', 'micro', 'weighted' or None")
+        if pos_label in present.tolist():
+            i = present.tolist().index(pos_label)
+            lab = present[i:i + 1]          # pos_label as stored (dtype of the data)
+        elif len(present) == 2:
+            raise ValueError(f"pos_label={pos_label!r} is not a valid label: it should be one of "
+                             f"{present.tolist()}")
+        else:                   # one label only, not pos_label: no positives anywhere, all 0
+            return 0.0, 0.0, 0.0
+    elif labels is None:
+        lab = present
+    else:
+        lab = _check_labels(labels, t)
+    tp, true_sum, pred_sum = _class_counts(t, p, lab)
+
+    if average == "micro":
+        tp, true_sum, pred_sum = tp.sum(), true_sum.sum(), pred_sum.sum()
+    precision = _ratio(tp, pred_sum)
+    recall = _ratio(tp, true_sum)
+    f1 = _ratio(2 * tp, true_sum + pred_sum)
+    if average is None:
+        return precision, recall, f1
+    if average == "weighted":
+        if true_sum.sum() == 0:
+            return 0.0, 0.0, 0.0
+        return tuple(float(np.average(s, weights=true_sum)) for s in (precision, recall, f1))
+    # binary (one class), micro (pooled scalars) and macro (plain mean) all end in a mean.
+    return float(np.mean(precision)), float(np.mean(recall)), float(np.mean(f1))
+
+
+def f1_score(y_true, y_pred, average: str | None = "binary", pos_label=1, labels=None):
+    """F1 alone; see ``precision_recall_f1`` for the arguments and conventions."""
+    return precision_recall_f1(y_true, y_pred, average=average, pos_label=pos_label,
+                               labels=labels)[2]
+
+
+def format_confusion_matrix(cm, label_names=None) -> str:
+    """A confusion matrix as an aligned text table: one row per true class, one column per
+    predicted class, so the diagonal holds the correct predictions.  ``label_names`` defaults
+    to 0..k-1.  Returns the string (no trailing newline) for the caller to print or log::
+
+        true\\pred  cat  dog
+        cat          5    1
+        dog          0    3
+    """
+    m = np.asarray(cm.numpy() if hasattr(cm, "numpy") else cm)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise ValueError(f"confusion matrix must be square, got shape {m.shape}")
+    names = [str(n) for n in (range(len(m)) if label_names is None else label_names)]
+    if len(names) != len(m):
+        raise ValueError(f"{len(names)} label names for a {len(m)}x{len(m)} confusion matrix")
+    cells = [[f"{v:g}" if m.dtype.kind == "f" else str(v) for v in row] for row in m.tolist()]
+    corner = "true\\pred"
+    head_w = max(len(corner), *(len(n) for n in names))
+    col_w = [max(len(names[j]), *(len(row[j]) for row in cells)) for j in range(len(names))]
+    lines = [corner.ljust(head_w) + "".join(f"  {n:>{w}}" for n, w in zip(names, col_w))]
+    for name, row in zip(names, cells):
+        lines.append(name.ljust(head_w) + "".join(f"  {c:>{w}}" for c, w in zip(row, col_w)))
+    return "\n".join(lines)
+
+
+# --- BLEU -------------------------------------------------------------------------------
+
+MAX_NGRAM_ORDER = 4
+
+# mteval-v13a's punctuation rules, as sacreBLEU applies them, in order.  Each pattern consumes
+# the characters it matches and re.sub never re-reads consumed text, so in "a.,5" the comma
+# (whose left neighbour "." was consumed with the "a") is not split off by the second rule,
+# nor by the third (a digit follows): the tokens are "a" "." ",5".  Keeping these consuming
+# patterns, rather than lookarounds, is what makes the tokens agree with sacreBLEU on such
+# strings.  Digits are [0-9] only: \d would also match non-ASCII digits such as Arabic-Indic
+# ones, which mteval treats as letters ("٣.5" -> "٣" "." "5").
+_13A_RULES = [
+    # Split off every ASCII symbol except the apostrophe, comma, hyphen and period, which the
+    # rules below (or no rule: "wasn't", "e-mail") handle.
+    (re.compile(r"""([!"#$%&()*+/:;<=>?@\[\\\]^_`{|}~])"""), r" \1 "),
+    # A period or comma after a non-digit is split off: "end." -> "end .", "3.14" is kept.
+    (re.compile(r"([^0-9])([.,])"), r"\1 \2 "),
+    # A period or comma before a non-digit is split off: "1,a" -> "1 , a", "1,000" is kept.
+    (re.compile(r"([.,])([^0-9])"), r" \1 \2"),
+    # A hyphen after a digit is split off: "1990-91" -> "1990 - 91".
+    (re.compile(r"([0-9])(-)"), r"\1 \2 "),
+]
+
+
+def tokenize_13a(line: str) -> list[str]:
+    """Split a detokenised sentence into tokens exactly as sacreBLEU's default "13a"
+    tokenizer (the one of WMT's mteval-v13a.pl) does."""
+    line = line.rstrip()                      # sacreBLEU strips trailing whitespace first
+    line = line.replace("<skipped>", "")      # mteval's marker for untranslated segments
+    line = line.replace("-\n", "")            # re-join words hyphenated across a line break
+    line = line.replace("\n", " ")
+    # Undo SGML escapes, in mteval's order: "&amp;quot;" decodes once (to "&quot;") but
+    # "&amp;lt;" twice (to "<"), because &lt; is replaced after &amp;.
+    for escaped, char in (("&quot;", '"'), ("&amp;", "&"), ("&lt;", "<"), ("&gt;", ">")):
+        line = line.replace(escaped, char)
+    line = f" {line} "      # a non-digit at both ends for the rules: ".5" -> "." "5"
+    for pattern, replacement in _13A_RULES:
+        line = pattern.sub(replacement, line)
+    return line.split()
+
+
+def _ngram_counts(tokens: list[str], max_order: int = MAX_NGRAM_ORDER) -> Counter:
+    """Counts of every n-gram (as a tuple of tokens) for n = 1..max_order."""
+    return Counter(tuple(tokens[i:i + n]) for n in range(1, max_order + 1)
+                   for i in range(len(tokens) - n + 1))
+
+
+@dataclass(frozen=True)
+class BLEUScore:
+    """Corpus BLEU and the statistics behind it (sacreBLEU's fields and text format).
+
+    ``score`` is in 0..100; ``precisions[n-1]`` is the (smoothed) n-gram precision in percent;
+    ``counts[n-1]`` / ``totals[n-1]`` are the clipped matching and the total hypothesis n-grams;
+    ``bp`` is the brevity penalty; ``sys_len`` / ``ref_len`` are the total hypothesis length
+    and the total of the chosen reference lengths, in tokens.  ``float(score)`` is the score.
+    """
+    score: float
+    precisions: list[float] = field(default_factory=list)
+    bp: float = 1.0
+    sys_len: int = 0
+    ref_len: int = 0
+    counts: list[int] = field(default_factory=list)
+    totals: list[int] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        """Hypothesis length / reference length (0 when there is no reference text)."""
+        return self.sys_len / self.ref_len if self.ref_len else 0.0
+
+    def __float__(self) -> float:
+        return float(self.score)
+
+    def __str__(self) -> str:
+        precisions = "/".join(f"{p:.1f}" for p in self.precisions)
+        return (f"BLEU = {self.score:.2f} {precisions} (BP = {self.bp:.3f} "
+                f"ratio = {self.ratio:.3f} hyp_len = {self.sys_len:d} "
+                f"ref_len = {self.ref_len:d})")
+
+
+def _as_references(refs, i: int) -> list[str]:
+    if isinstance(refs, str):                 # a lone string is one reference, not characters
+        return [refs]
+    refs = list(refs)
+    if not refs:
+        raise ValueError(f"bleu: hypothesis {i} has no reference")
+    if not all(isinstance(r, str) for r in refs):
+        raise TypeError(f"bleu: references[{i}] must be a string or a list of strings, "
+                        f"got {refs!r}")
+    return refs
+
+
+def bleu(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> BLEUScore:
+    """Corpus BLEU (Papineni et al., 2002) with sacreBLEU's default settings.
+
+    ``hypotheses[i]`` is a system output and ``references[i]`` the list of reference
+    translations of the same sentence (one or more; a bare string counts as one).  Note the
+    layout differs from ``sacrebleu.corpus_bleu(hyps, streams)``, whose ``streams[k][i]`` is
+    the k-th reference of sentence i: ``references[i] == [s[i] for s in streams]``.
+
+    The computation, on text tokenised by ``tokenize_13a`` (case kept):
+
+    1. For n = 1..4, each hypothesis n-gram matches at most as often as it occurs in the one
+       reference where it is most frequent ("clipping": "the the the" earns no more credit
+       than the reference has "the"s).  Matches (``counts``) and hypothesis n-grams
+       (``totals``) are summed over the corpus before dividing: corpus BLEU is not a mean of
+       sentence scores.
+    2. Precision p_n = counts / totals.  "exp" smoothing: the k-th order (k = 1, 2, ...) with
+       no match at all gets 1 / (2^k * totals) instead of 0, so one empty order does not zero
+       the score.  No match of any order, or an order with no n-grams at all (every
+       hypothesis shorter than n tokens), gives BLEU 0.
+    3. Brevity penalty: r = sum over sentences of the reference length closest to the
+       hypothesis length (ties to the shorter), c = total hypothesis length; BP = 1 if c >= r
+       else exp(1 - r / c) (0 if c == 0), since precision alone rewards saying very little.
+    4. BLEU = 100 * BP * (p_1 p_2 p_3 p_4)^(1/4).
+    """
+    if isinstance(hypotheses, str):
+        raise TypeError("bleu: hypotheses must be a list of strings, not one string")
+    hypotheses, references = list(hypotheses), list(references)
+    if not hypotheses:
+        raise ValueError("bleu: no hypotheses")
+    if len(hypotheses) != len(references):
+        raise ValueError(f"bleu: {len(hypotheses)} hypotheses but {len(references)} reference "
+                         f"lists; references[i] must hold the references of hypothesis i "
+                         f"(transpose sacreBLEU-style reference streams)")
+    n_max = MAX_NGRAM_ORDER
+    counts, totals = [0] * n_max, [0] * n_max
+    sys_len = ref_len = 0
+    for i, (hyp, refs) in enumerate(zip(hypotheses, references)):
+        if not isinstance(hyp, str):
+            raise TypeError(f"bleu: hypotheses[{i}] must be a string, got {type(hyp).__name__}")
+        ref_tokens = [tokenize_13a(r) for r in _as_references(refs, i)]
+        # Clipping ceiling: each n-gram's largest count in any single reference.
+        max_ref = Counter()
+        for toks in ref_tokens:
+            for gram, c in _ngram_counts(toks).items():
+                max_ref[gram] = max(max_ref[gram], c)
+        hyp_tokens = tokenize_13a(hyp)
+        for gram, c in _ngram_counts(hyp_tokens).items():
+            totals[len(gram) - 1] += c
+            counts[len(gram) - 1] += min(c, max_ref[gram])
+        c_len = len(hyp_tokens)
+        sys_len += c_len
+        ref_len += min((len(t) for t in ref_tokens), key=lambda r: (abs(r - c_len), r))
+
+    if sys_len < ref_len:
+        bp = math.exp(1 - ref_len / sys_len) if sys_len > 0 else 0.0
+    else:
+        bp = 1.0
+    precisions = [0.0] * n_max
+    if not any(counts):
+        return BLEUScore(0.0, precisions, bp, sys_len, ref_len, counts, totals)
+    zero_orders = 0
+    for n in range(n_max):
+        if totals[n] == 0:                    # no n-grams of this order (nor any higher)
+            break
+        if counts[n] == 0:
+            zero_orders += 1
+            precisions[n] = 100.0 / (2 ** zero_orders * totals[n])
+        else:
+            precisions[n] = 100.0 * counts[n] / totals[n]
+    if min(precisions) == 0.0:
+        score = 0.0
+    else:                                     # geometric mean, in log space
+        score = bp * math.exp(sum(math.log(p) for p in precisions) / n_max)
+    return BLEUScore(score, precisions, bp, sys_len, ref_len, counts, totals)

@@ -218,7 +218,8 @@ def _class_counts(t: np.ndarray, p: np.ndarray, lab: np.ndarray):
     universe = np.union1d(np.union1d(t, p), lab)
     ti, _ = _index_of(t, universe)
     pi, _ = _index_of(p, universe)
-    m, (idx, _) = len(universe), _index_of(lab, universe)
+    idx, _ = _index_of(lab, universe)
+    m = len(universe)
     tp = np.bincount(ti[ti == pi], minlength=m)[idx]
     return tp, np.bincount(ti, minlength=m)[idx], np.bincount(pi, minlength=m)[idx]
 
@@ -307,7 +308,7 @@ def format_confusion_matrix(cm, label_names=None) -> str:
         raise ValueError(f"{len(names)} label names for a {len(m)}x{len(m)} confusion matrix")
     cells = [[f"{v:g}" if m.dtype.kind == "f" else str(v) for v in row] for row in m.tolist()]
     corner = "true\\pred"
-    head_w = max(len(corner), *(len(n) for n in names))
+    head_w = max([len(corner), *(len(n) for n in names)])
     col_w = [max(len(names[j]), *(len(row[j]) for row in cells)) for j in range(len(names))]
     lines = [corner.ljust(head_w) + "".join(f"  {n:>{w}}" for n, w in zip(names, col_w))]
     for name, row in zip(names, cells):

@@ -1,5 +1,6 @@
 """Fused kernels against their plain references, forward and backward, float32 and float64,
 and the switch that selects between them."""
+import os
 import math
 
 import numba
@@ -178,8 +179,9 @@ def test_parallel_kernels_survive_fork(tmp_path):
     import sys
     script = tmp_path / "fork.py"
     script.write_text(FORK_SCRIPT)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                         timeout=120)
+                         timeout=120, env={**os.environ, "PYTHONPATH": root})
     assert out.returncode == 0, out.stderr
     sums = [float(v) for v in out.stdout.strip().strip("[]").split(",")]
     np.testing.assert_allclose(sums, [64.0] * 4, rtol=1e-6)

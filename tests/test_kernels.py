@@ -1,7 +1,7 @@
 """Fused kernels against their plain references, forward and backward, float32 and float64,
 and the switch that selects between them."""
-import os
 import math
+import os
 
 import numba
 import numpy as np

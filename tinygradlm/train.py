@@ -352,7 +352,10 @@ def plot_loss_curve(log_path: str, png_path: str) -> bool:
 # --- masked-LM pretraining (BERT-style) ------------------------------------------------------
 @dataclass
 class MLMConfig(TrainConfig):
-    tokenizer: str = "wordpiece"  # "wordpiece" or "bpe" (both with [PAD] [UNK] [CLS] [SEP] [MASK])
+    # "bpe" (byte-level, the default) or "wordpiece", both with [PAD] [UNK] [CLS] [SEP] [MASK].
+    # BPE is the default because tokenizers 0.23's WordPiece trainer is not deterministic
+    # (huggingface/tokenizers#1794): the same seed would give a different vocabulary.
+    tokenizer: str = "bpe"
     vocab_size: int = 4096
     block_size: int = 128
     dropout: float = 0.1
@@ -381,7 +384,7 @@ def prepare_mlm_data(cfg: MLMConfig, tokenizer=None):
     ids = data.encode_corpus(tokenizer, text)
     train_ids, val_ids = data.train_val_split(ids, 0.9)
     for name, split in (("training", train_ids), ("validation", val_ids)):
-        if len(split) < cfg.block_size - 1:
+        if len(split) < cfg.block_size - 2:
             raise ValueError(f"the corpus {cfg.data!r} is too short: its {name} split has "
                              f"{len(split)} tokens but one row needs block_size - 2 = "
                              f"{cfg.block_size - 2}; use more text or a smaller --block_size")
@@ -471,8 +474,10 @@ class FinetuneConfig(TrainConfig):
     text_column: str = "text"     # for CSV / TSV / JSONL data
     label_column: str = "label"
     max_per_class: int = 600      # the stdlib task's size
-    init_from: str = "out-mlm"    # a pretrained BERT or GPT directory, or "scratch"
+    init_from: str = "out-mlm"    # a pretrained BERT or GPT directory
     pretrain_iters: int = 1500    # when init_from holds no model yet, pretrain one (MLM) first
+    tokenizer: str = "bpe"        # for that pretraining: "bpe" or "wordpiece"
+    vocab_size: int = 4096
     pooling: str = ""             # "cls", "mean" or "last"; "" = the body's natural choice
     freeze_layers: int = -1       # -1: train all; k >= 0: freeze embeddings + first k blocks
     freeze_body: bool = False     # train the head only
@@ -496,6 +501,9 @@ class FinetuneConfig(TrainConfig):
             raise ValueError(f"--pooling must be cls, mean or last, not {self.pooling!r}")
         if self.max_length < 3:
             raise ValueError(f"--max_length must be at least 3, got {self.max_length}")
+        if self.tokenizer not in data.TOKENIZER_KINDS:
+            raise ValueError(f"--tokenizer (for pretraining) must be one of "
+                             f"{data.TOKENIZER_KINDS}, not {self.tokenizer!r}")
         TrainConfig.validate(dataclasses.replace(self, tokenizer="char"))
 
 
@@ -512,11 +520,12 @@ def pretrained_body(cfg: FinetuneConfig):
         return cfg.init_from
     print(f"no pretrained model in {cfg.init_from!r}: pretraining one with the masked-LM "
           f"objective for {cfg.pretrain_iters} iterations first")
-    train_mlm(MLMConfig(out_dir=cfg.init_from, max_iters=cfg.pretrain_iters,
-                        lr_decay_iters=cfg.pretrain_iters, n_layer=cfg.n_layer,
-                        n_head=cfg.n_head, n_embd=cfg.n_embd, block_size=cfg.max_length,
-                        seed=cfg.seed, device=cfg.device, progress=cfg.progress,
-                        num_samples=0))
+    train_mlm(MLMConfig(data="stdlib", out_dir=cfg.init_from, max_iters=cfg.pretrain_iters,
+                        lr_decay_iters=cfg.pretrain_iters, tokenizer=cfg.tokenizer,
+                        vocab_size=cfg.vocab_size, n_layer=cfg.n_layer, n_head=cfg.n_head,
+                        n_embd=cfg.n_embd, block_size=cfg.max_length, bias=cfg.bias,
+                        seed=cfg.seed, device=cfg.device, dtype=cfg.dtype,
+                        progress=cfg.progress, num_samples=0))
     return cfg.init_from
 
 
@@ -563,6 +572,7 @@ def finetune_classifier(cfg: FinetuneConfig, task=None, tokenizer=None,
         model = SequenceClassifier.from_body(body_cls(body_cfg(**model.config.body)),
                                              task.num_classes, pooling, cfg.dropout,
                                              task.label_names).to(cfg.device)
+    model = model.to(cfg.dtype)
     if cfg.max_length > model.body.config.block_size:
         raise ValueError(f"--max_length={cfg.max_length} is longer than the pretrained "
                          f"model's block_size={model.body.config.block_size}")

@@ -62,6 +62,7 @@ class SequenceClassifier(Module):
         pooling = pooling or ("last" if body_type == "GPT" else "cls")
         model = cls(ClassifierConfig(body_type, dataclasses.asdict(body.config), num_labels,
                                      pooling, dropout, list(label_names)))
+        model.to(next(iter(body.parameters())).dtype)   # a float64 body stays float64
         model.body.load_state_dict(body.state_dict())
         model.body.train(body.training)
         return model
@@ -127,8 +128,7 @@ class SequenceClassifier(Module):
         """Stop training the embeddings and the first ``n_layers`` blocks (all of the body
         when None).  Frozen parameters get no gradient and are left out of the optimizer."""
         t = self.body.transformer
-        blocks = list(t.h) if n_layers is None else list(t.h)[:n_layers]
-        frozen = [t.wte, t.wpe] + blocks + ([t.ln_f] if n_layers is None else [])
+        frozen = [self.body] if n_layers is None else [t.wte, t.wpe] + list(t.h)[:n_layers]
         for m in frozen:
             for p in m.parameters():
                 p.requires_grad = False

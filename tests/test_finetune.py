@@ -245,7 +245,7 @@ def test_finetune_and_compare_summary(compared, labelled):
     cfg, summary = compared
     out = cfg.out_dir
     for key in ("test_accuracy", "test_f1_macro", "num_classes", "test_loss", "label_names",
-                "confusion_matrix", "best_val_loss", "iters", "scratch_test_accuracy",
+                "confusion_matrix", "best_val_accuracy", "iters", "scratch_test_accuracy",
                 "scratch_test_f1_macro"):
         assert key in summary, key
     task = tg.data.labelled_from_file(labelled, seed=cfg.seed)
@@ -334,22 +334,38 @@ def test_finetune_a_gpt_body(pretrained, labelled_csv, tmp_path):
     assert model.config.body_type == "GPT" and model.config.pooling == "last"
 
 
-def test_pretrained_body_pretrains_only_when_missing(tmp_path, monkeypatch):
-    init = tmp_path / "new-mlm"
+@pytest.mark.parametrize("objective, body", [("mlm", "BERT"), ("causal", "GPT")])
+def test_pretrained_body_pretrains_only_when_missing(tmp_path, monkeypatch, objective, body):
+    init = tmp_path / f"new-{objective}"
     cfg = FinetuneConfig(init_from=str(init), pretrain_iters=2, n_layer=1, n_head=2,
-                         n_embd=16, max_length=16, progress=False)
-    assert pretrained_body(cfg) == str(init)
-    model = BERT.from_pretrained(init)
+                         n_embd=16, max_length=16, progress=False, vocab_size=300,
+                         pretrain_objective=objective)
+    task = tg.data.stdlib_function_dataset(packages=("json", "email", "logging"),
+                                           max_per_class=20)
+    assert pretrained_body(cfg, task) == str(init)
+    model = (BERT if body == "BERT" else tg.nn.GPT).from_pretrained(init)
     assert (model.config.n_layer, model.config.n_head, model.config.n_embd,
             model.config.block_size) == (1, 2, 16, 16)
     assert json.load(open(init / "summary.json"))["iters"] == 2
     assert isinstance(tg.data.load_tokenizer(init / "tokenizer.json"), tg.data.WordPieceTokenizer)
 
-    def no_training(cfg):
+    def no_training(*args, **kwargs):
         raise AssertionError("pretrained again although a model was there")
 
     monkeypatch.setattr(train_mod, "train_mlm", no_training)
-    assert pretrained_body(cfg) == str(init)
+    monkeypatch.setattr(train_mod, "train_gpt", no_training)
+    assert pretrained_body(cfg, task) == str(init)
+
+
+def test_pretraining_corpus_leaves_out_the_held_out_files():
+    task = tg.data.stdlib_function_dataset(packages=("json", "email", "logging"),
+                                           max_per_class=20)
+    assert task.held_out_files
+    full = tg.data.load_corpus("stdlib")
+    kept = tg.data.load_corpus("stdlib", exclude_files=task.held_out_files)
+    headers = [f"# ---- {path} ----" for path in task.held_out_files]
+    assert sum(h in full for h in headers) >= len(headers) // 2   # (non-ASCII files never are)
+    assert not any(h in kept for h in headers)
 
 
 def test_invalid_finetune_options(pretrained, labelled, tmp_path):

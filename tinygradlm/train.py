@@ -118,9 +118,9 @@ def estimate_loss(model, splits: dict, cfg: TrainConfig) -> dict:
     return out
 
 
-def prepare_data(cfg: TrainConfig, tokenizer=None):
+def prepare_data(cfg: TrainConfig, tokenizer=None, exclude_files=()):
     """Corpus -> tokenizer (built here unless given) -> (tokenizer, train ids, val ids)."""
-    text = data.load_corpus(cfg.data)
+    text = data.load_corpus(cfg.data, exclude_files=exclude_files)
     if tokenizer is None:
         if cfg.tokenizer == "char":
             tokenizer = data.CharTokenizer.from_text(text)
@@ -151,20 +151,22 @@ def resume_tokenizer(cfg: TrainConfig):
 
 
 def fit(cfg: TrainConfig, model, optimizer, next_loss, evaluate, tokenizer=None,
-        tokens_per_iter: int = 0) -> dict:
+        tokens_per_iter: int = 0, select: str = "val_loss") -> dict:
     """The training loop shared by every objective (next-token, masked-LM, classification).
 
     next_loss():  draws one micro-batch and returns its mean loss (a Tensor);
-    evaluate():   returns a dict with at least "val_loss" (lower is better);
+    evaluate():   returns a dict of numbers, among them ``select`` (lower is better), which
+                  picks the best model (the one saved to out_dir);
     Learning-rate schedule, gradient accumulation, clipping, the progress bar, the JSONL log,
     the best model, the resume state and Ctrl-C are all handled here, the same for all.
-    Returns {"last": last evaluation, "best_val_loss", "iters", "step_times", "train_loss"}.
+    Returns {"last": last evaluation, "best_score" (the lowest ``select`` seen), "iters",
+    "step_times", "train_loss", ...}.
     """
     resume_dir = os.path.join(cfg.out_dir, "resume")
-    iter_num, best_val_loss = 0, math.inf
+    iter_num, best_score = 0, math.inf
     if cfg.resume:
         meta = checkpoint.load_checkpoint(resume_dir, model, optimizer)
-        iter_num, best_val_loss = meta["iter_num"], meta["best_val_loss"]
+        iter_num, best_score = meta["iter_num"], meta["best_score"]
         backend.set_rng_state(meta["rng_state"])
         print(f"resuming from {resume_dir} at iteration {iter_num}")
     os.makedirs(cfg.out_dir, exist_ok=True)
@@ -175,12 +177,12 @@ def fit(cfg: TrainConfig, model, optimizer, next_loss, evaluate, tokenizer=None,
     step_times, last, train_loss = [], None, float("nan")
 
     def save_state(rng_state):
-        meta = {"iter_num": iter_num, "best_val_loss": best_val_loss, "rng_state": rng_state,
+        meta = {"iter_num": iter_num, "best_score": best_score, "rng_state": rng_state,
                 "train_config": dataclasses.asdict(cfg)}
         checkpoint.save_checkpoint(resume_dir, model, optimizer, meta, tokenizer)
 
     def run_evaluation():
-        nonlocal best_val_loss, last
+        nonlocal best_score, last
         was_training = model.training
         model.eval()
         with no_grad():
@@ -190,8 +192,8 @@ def fit(cfg: TrainConfig, model, optimizer, next_loss, evaluate, tokenizer=None,
                 "seconds": round(time.perf_counter() - t_start, 3)}
         with open(log_path, "a") as f:
             f.write(json.dumps(last) + "\n")
-        if result["val_loss"] < best_val_loss:
-            best_val_loss = result["val_loss"]
+        if result[select] < best_score:
+            best_score = result[select]
             model.save_pretrained(cfg.out_dir, tokenizer)
         bar.write(f"iter {iter_num}: " + ", ".join(
             f"{k.replace('_', ' ')} {v:.4f}" for k, v in result.items()
@@ -247,18 +249,21 @@ def fit(cfg: TrainConfig, model, optimizer, next_loss, evaluate, tokenizer=None,
               f"{resume_dir}: continue with --resume --out_dir {cfg.out_dir}")
         raise
     bar.close()
-    return {"last": last, "best_val_loss": best_val_loss, "iters": iter_num,
+    return {"last": last, "best_score": best_score, "iters": iter_num,
             "step_times": step_times, "train_loss": train_loss, "log_path": log_path,
             "seconds": time.perf_counter() - t_start}
 
 
-def train_gpt(cfg: TrainConfig) -> dict:
+def train_gpt(cfg: TrainConfig, tokenizer=None, exclude_files=()) -> dict:
     """Train (or, with ``cfg.resume``, continue training) a GPT on next-token prediction;
-    returns the summary dict that is also written to ``out_dir/summary.json``."""
+    returns the summary dict that is also written to ``out_dir/summary.json``.
+    ``tokenizer``: use this one instead of building ``cfg.tokenizer`` (e.g. one with the
+    special tokens fine-tuning needs); ``exclude_files``: stdlib files to leave out."""
     cfg.validate()
     t_start = time.perf_counter()
     backend.manual_seed(cfg.seed)
-    tokenizer, train_ids, val_ids = prepare_data(cfg, resume_tokenizer(cfg))
+    tokenizer, train_ids, val_ids = prepare_data(cfg, resume_tokenizer(cfg) or tokenizer,
+                                                 exclude_files)
     model_cfg = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=cfg.block_size,
                           n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
                           dropout=cfg.dropout, bias=cfg.bias)
@@ -277,7 +282,7 @@ def train_gpt(cfg: TrainConfig) -> dict:
     run = fit(cfg, model, optimizer, next_loss, lambda: {
         f"{k}_loss": v for k, v in estimate_loss(model, splits, cfg).items()},
         tokenizer, tokens_per_iter)
-    return _finish(cfg, model, tokenizer, val_ids, run["last"], run["best_val_loss"],
+    return _finish(cfg, model, tokenizer, val_ids, run["last"], run["best_score"],
                    run["train_loss"], run["iters"], run["step_times"], tokens_per_iter,
                    t_start, run["log_path"])
 
@@ -376,9 +381,9 @@ class MLMConfig(TrainConfig):
         TrainConfig.validate(dataclasses.replace(self, tokenizer="char"))
 
 
-def prepare_mlm_data(cfg: MLMConfig, tokenizer=None):
+def prepare_mlm_data(cfg: MLMConfig, tokenizer=None, exclude_files=()):
     """Corpus -> WordPiece/BPE tokenizer with special tokens -> (tokenizer, train, val ids)."""
-    text = data.load_corpus(cfg.data)
+    text = data.load_corpus(cfg.data, exclude_files=exclude_files)
     if tokenizer is None:
         tokenizer = data.WordPieceTokenizer.train(text, cfg.vocab_size, kind=cfg.tokenizer)
     ids = data.encode_corpus(tokenizer, text)
@@ -412,14 +417,15 @@ def estimate_mlm(model, tokenizer, splits: dict, cfg: MLMConfig) -> dict:
     return out
 
 
-def train_mlm(cfg: MLMConfig) -> dict:
+def train_mlm(cfg: MLMConfig, exclude_files=()) -> dict:
     """Pretrain a BERT-style encoder with the masked-LM objective; returns the summary dict
-    (also written to ``out_dir/summary.json``)."""
+    (also written to ``out_dir/summary.json``).  ``exclude_files``: stdlib files to leave out
+    of the corpus (a downstream task's held-out files)."""
     from .nn.bert import BERT, BERTConfig
     cfg.validate()
     t_start = time.perf_counter()
     backend.manual_seed(cfg.seed)
-    tokenizer, train_ids, val_ids = prepare_mlm_data(cfg, resume_tokenizer(cfg))
+    tokenizer, train_ids, val_ids = prepare_mlm_data(cfg, resume_tokenizer(cfg), exclude_files)
     model = BERT(BERTConfig(vocab_size=tokenizer.vocab_size, block_size=cfg.block_size,
                             n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
                             dropout=cfg.dropout, bias=cfg.bias,
@@ -447,7 +453,7 @@ def train_mlm(cfg: MLMConfig) -> dict:
     baseline = data.unigram_baseline_loss(train_ids, labels.numpy(), tokenizer.vocab_size)
     ms = statistics.median(run["step_times"]) * 1e3 if run["step_times"] else float("nan")
     summary = {
-        "val_loss": last["val_loss"], "best_val_loss": run["best_val_loss"],
+        "val_loss": last["val_loss"], "best_val_loss": run["best_score"],
         "train_loss": last["train_loss"], "val_masked_accuracy": last["val_masked_accuracy"],
         "perplexity": metrics.perplexity(last["val_loss"]),
         "unigram_baseline_loss": baseline,
@@ -475,7 +481,11 @@ class FinetuneConfig(TrainConfig):
     label_column: str = "label"
     max_per_class: int = 600      # the stdlib task's size
     init_from: str = "out-mlm"    # a pretrained BERT or GPT directory
-    pretrain_iters: int = 1500    # when init_from holds no model yet, pretrain one (MLM) first
+    pretrain_iters: int = 1500    # when init_from holds no model yet, pretrain one first,
+    # "causal" (a GPT, the default) or "mlm" (a BERT encoder).  Measured at this budget, the
+    # masked-LM encoder is still near its unigram plateau and fine-tunes no better than random
+    # weights, while next-token pretraining, where every token is a target, does (README).
+    pretrain_objective: str = "causal"
     tokenizer: str = "bpe"        # for that pretraining: "bpe" or "wordpiece"
     vocab_size: int = 4096
     pooling: str = ""             # "cls", "mean" or "last"; "" = the body's natural choice
@@ -487,8 +497,8 @@ class FinetuneConfig(TrainConfig):
     learning_rate: float = 5e-4
     min_lr: float = 5e-5
     warmup_iters: int = 30
-    max_iters: int = 400
-    lr_decay_iters: int = 400
+    max_iters: int = 300
+    lr_decay_iters: int = 300
     weight_decay: float = 0.01
     beta2: float = 0.999
     dropout: float = 0.1
@@ -497,6 +507,9 @@ class FinetuneConfig(TrainConfig):
     out_dir: str = "out-finetune"
 
     def validate(self):
+        if self.pretrain_objective not in ("mlm", "causal"):
+            raise ValueError(f"--pretrain_objective must be mlm or causal, not "
+                             f"{self.pretrain_objective!r}")
         if self.pooling not in ("", "cls", "mean", "last"):
             raise ValueError(f"--pooling must be cls, mean or last, not {self.pooling!r}")
         if self.max_length < 3:
@@ -514,18 +527,32 @@ def load_labelled(cfg: FinetuneConfig):
                                    label_column=cfg.label_column)
 
 
-def pretrained_body(cfg: FinetuneConfig):
-    """The directory of the pretrained encoder, pretraining one first if it is not there."""
+def pretrained_body(cfg: FinetuneConfig, task=None):
+    """The directory of the pretrained encoder, pretraining one first if it is not there --
+    on the stdlib corpus without ``task``'s val and test files, so that fine-tuning is
+    evaluated on source the encoder has never read."""
     if os.path.exists(os.path.join(cfg.init_from, "config.json")):
         return cfg.init_from
-    print(f"no pretrained model in {cfg.init_from!r}: pretraining one with the masked-LM "
-          f"objective for {cfg.pretrain_iters} iterations first")
+    held_out = getattr(task, "held_out_files", ())
+    print(f"no pretrained model in {cfg.init_from!r}: pretraining one ({cfg.pretrain_objective}"
+          f" objective) for {cfg.pretrain_iters} iterations first")
+    if cfg.pretrain_objective == "causal":
+        text = data.load_corpus("stdlib", exclude_files=held_out)
+        tokenizer = data.WordPieceTokenizer.train(text, cfg.vocab_size, kind=cfg.tokenizer)
+        train_gpt(TrainConfig(data="stdlib", out_dir=cfg.init_from, max_iters=cfg.pretrain_iters,
+                              lr_decay_iters=cfg.pretrain_iters, n_layer=cfg.n_layer,
+                              n_head=cfg.n_head, n_embd=cfg.n_embd, block_size=cfg.max_length,
+                              bias=cfg.bias, seed=cfg.seed, device=cfg.device, dtype=cfg.dtype,
+                              progress=cfg.progress, num_samples=0),
+                  tokenizer=tokenizer, exclude_files=held_out)
+        return cfg.init_from
     train_mlm(MLMConfig(data="stdlib", out_dir=cfg.init_from, max_iters=cfg.pretrain_iters,
                         lr_decay_iters=cfg.pretrain_iters, tokenizer=cfg.tokenizer,
                         vocab_size=cfg.vocab_size, n_layer=cfg.n_layer, n_head=cfg.n_head,
                         n_embd=cfg.n_embd, block_size=cfg.max_length, bias=cfg.bias,
                         seed=cfg.seed, device=cfg.device, dtype=cfg.dtype,
-                        progress=cfg.progress, num_samples=0))
+                        progress=cfg.progress, num_samples=0),
+              exclude_files=held_out)
     return cfg.init_from
 
 
@@ -553,7 +580,7 @@ def finetune_classifier(cfg: FinetuneConfig, task=None, tokenizer=None,
     t_start = time.perf_counter()
     backend.manual_seed(cfg.seed)
     task = load_labelled(cfg) if task is None else task
-    body_dir = pretrained_body(cfg) if body_dir is None else body_dir
+    body_dir = pretrained_body(cfg, task) if body_dir is None else body_dir
     if tokenizer is None:
         path = checkpoint.tokenizer_path(body_dir)
         if path is None:
@@ -606,9 +633,12 @@ def finetune_classifier(cfg: FinetuneConfig, task=None, tokenizer=None,
 
     def evaluate():
         loss, true, pred = classify(model, val_batches)
-        return {"val_loss": loss, "val_accuracy": metrics.accuracy(true, pred)}
+        accuracy = metrics.accuracy(true, pred)
+        return {"val_loss": loss, "val_accuracy": accuracy, "val_error": 1.0 - accuracy}
 
-    run = fit(cfg, model, optimizer, next_loss, evaluate, tokenizer)
+    # The best model is the most *accurate* on val: a classifier's val loss starts rising
+    # (over-confidence) long before its accuracy stops improving.
+    run = fit(cfg, model, optimizer, next_loss, evaluate, tokenizer, select="val_error")
     best = SequenceClassifier.from_pretrained(cfg.out_dir, device=cfg.device)
     test_loss, true, pred = classify(best, test_batches)
     labels = list(range(task.num_classes))
@@ -618,7 +648,8 @@ def finetune_classifier(cfg: FinetuneConfig, task=None, tokenizer=None,
         "test_f1_macro": metrics.f1_score(true, pred, average="macro", labels=labels),
         "test_loss": test_loss, "num_classes": task.num_classes,
         "label_names": task.label_names, "confusion_matrix": cm.tolist(),
-        "best_val_loss": run["best_val_loss"], "val_accuracy": run["last"]["val_accuracy"],
+        "best_val_accuracy": 1.0 - run["best_score"],
+        "val_accuracy": run["last"]["val_accuracy"],
         "iters": run["iters"], "init": "scratch" if scratch else body_dir,
         "examples": {"train": n_train, "val": len(task.val), "test": len(task.test)},
         "wall_seconds": time.perf_counter() - t_start, "config": dataclasses.asdict(cfg),
@@ -639,7 +670,7 @@ def finetune_and_compare(cfg: FinetuneConfig) -> dict:
     ``out_dir/summary.json``."""
     cfg.validate()
     task = load_labelled(cfg)
-    body_dir = pretrained_body(cfg)
+    body_dir = pretrained_body(cfg, task)
     summary = finetune_classifier(cfg, task, body_dir=body_dir)
     if cfg.compare_scratch:
         scratch_cfg = dataclasses.replace(cfg, out_dir=os.path.join(cfg.out_dir, "scratch"),

@@ -1,0 +1,628 @@
+"""How fast does tinygradlm train a GPT?  The baby-GPT training step against PyTorch, same run.
+
+The model is nanoGPT's CPU "baby GPT" (n_layer=4, n_head=4, n_embd=128, block_size=64,
+batch_size=12, dropout 0, bias), char-level on Tiny Shakespeare when
+``../shared/data/tinyshakespeare.txt`` is there (vocab 65), else on the embedded stdlib corpus.
+One training step is exactly ``tinygradlm.train``'s: forward with targets, backward,
+``clip_grad_norm_(1.0)``, AdamW step (lr 1e-3 held constant, betas (0.9, 0.99), weight decay
+0.1 on >= 2-D weights only), ``zero_grad``, ``loss.item()``.
+
+Cases
+  1. ``step``: ms per training step and tokens/s for tinygradlm with the fused kernels (the
+     default), with ``tinygradlm.kernels.use("reference")``, and the same model written in
+     PyTorch below (only when torch is importable): GPT-2 layout, tanh GELU,
+     ``F.scaled_dot_product_attention(is_causal=True)``, LM head tied to ``wte``, the same
+     initial weights copied in (tinygradlm's Linear weights are stored (in, out), so they are
+     transposed for ``torch.nn.Linear``) and ``torch.optim.AdamW`` + ``clip_grad_norm_``.
+     Every implementation starts from the same weights and steps through the same list of
+     batches, so each step does the same work.  Before timing, the loss of the first batch is
+     computed by each and compared (a mismatch is flagged in the table and the JSON, never
+     asserted); the loss of the last step (after the same number of identical steps) is
+     recorded as a second check.  The ratio reported is speed relative to torch:
+     ``torch_ms / tinygradlm_ms`` (above 1 = tinygradlm is faster).
+  2. ``mfu``: model FLOPs utilisation.  FLOPs per step, as nanoGPT's ``estimate_mfu`` (PaLM,
+     appendix B): ``(6 N + 12 n_layer n_embd T) * B * T`` with N = ``model.num_params()``
+     (non-embedding: all weights but ``wpe``; ``wte`` counts because it is also the LM head),
+     6 N per token for the matmuls' forward + backward, and 12 n_layer n_embd T for attention's
+     QK^T and AV (all T x T scores counted, as nanoGPT does, although causal attention needs
+     half).  The peak is *measured*: the best time of a float32 2048 x 2048 NumPy matmul
+     (2 n^3 FLOPs) with the same threads.  The same matmul in torch is recorded too.
+  3. ``profile``: where one tinygradlm step (fused kernels) goes.  ``Function.apply`` (forward
+     of every op, including its bookkeeping: checks, the output Tensor) and each op class's
+     ``backward`` are wrapped with timers keyed by class name (monkeypatched here, restored
+     afterwards; no library file is touched), as are the engine's ``_fit`` (sum a gradient to
+     its input's shape) and ``Tensor._accumulate`` (leaf ``.grad``); the optimizer step,
+     clipping and ``zero_grad`` are timed around their calls.  What is left of the forward /
+     backward / step is Python outside the ops (modules, the graph walk, gradient sums).  The
+     same for the reference kernels goes into the JSON; torch's own top ops (``torch.profiler``,
+     self CPU time) are printed when torch is there.
+  4. ``generation``: tokens/s of ``model.generate(prompt, max_new_tokens=63, do_sample=False)``
+     from a 1-token prompt (so the sequence stays within block_size) with ``use_cache=True``
+     against ``use_cache=False``, and whether both produce the same tokens.  At this size
+     a forward pass is ~230 small ops whatever T is, so Python overhead, not compute, sets the
+     pace and the cache gains little.  This case is the most sensitive to other load: with 2
+     BLAS + 2 Numba threads on 2 busy vCPUs the (T, 128) matmuls of the cache-less path were
+     seen to stall (30-100 ms instead of 0.03 ms), inflating the apparent speed-up.
+
+Timing follows ``bench_engine.py`` (its ``timeit`` is reused: everything warms up, then each
+implementation in turn pauses, warms up again and makes ``repeats`` timed calls; median and
+min per call) with ``gc.collect(); gc.freeze()`` before each case.  Torch and (with
+``--threads``) Numba get as many threads as NumPy's BLAS.
+
+Run from the repository root:
+
+    python benchmarks/bench_train.py [--quick] [--out PATH] [--threads N] [--data PATH]
+
+``--quick`` does fewer steps (about 10 s; the full run about 20 s).  Results go to
+``benchmarks/results/bench_train.json`` unless ``--out`` says otherwise.  Nothing here asserts
+on a time.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import os
+import sys
+import time
+from collections import defaultdict
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)            # run from a checkout without installing
+sys.path.insert(0, HERE)
+
+import numba                        # noqa: E402
+
+import tinygradlm as tg             # noqa: E402
+from tinygradlm import data, kernels, optim  # noqa: E402
+from tinygradlm.function import Function  # noqa: E402
+from tinygradlm.nn import GPT, GPTConfig  # noqa: E402
+from bench_engine import (environment, loadavg, numpy_blas_threads, write_json,  # noqa: E402
+                          set_numpy_blas_threads, timeit, torch)
+
+tg_tensor = importlib.import_module("tinygradlm.tensor")  # the module (tg.tensor is a function)
+
+DEFAULT_OUT = os.path.join(ROOT, "benchmarks", "results", "bench_train.json")
+SHAKESPEARE = os.path.join(os.path.dirname(ROOT), "shared", "data", "tinyshakespeare.txt")
+FUSED, REF, TORCH = "tinygradlm (fused)", "tinygradlm (reference)", "torch"
+LOSS_TOL = 1e-4             # first-batch loss, float32, same weights: should agree to ~1e-6
+
+MODEL = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, bias=True)
+TRAIN = dict(batch_size=12, learning_rate=1e-3, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1,
+             grad_clip=1.0, seed=1337)
+CONFIGS = {
+    "full": {"warmup": 5, "repeats": 30, "profile_steps": 10, "torch_profile_steps": 5,
+             "peak_repeats": 10, "gen_repeats": 7, "gen_warmup": 1},
+    "quick": {"warmup": 2, "repeats": 8, "profile_steps": 4, "torch_profile_steps": 3,
+              "peak_repeats": 4, "gen_repeats": 2, "gen_warmup": 1},
+}
+GEN_NEW_TOKENS = 63         # a 1-token prompt + 63 new tokens = block_size 64
+
+
+# --- data -----------------------------------------------------------------------------------
+def load_batches(source, n_batches, batch_size, block_size, seed):
+    """The corpus' char tokenizer and ``n_batches`` fixed (x, y) int64 arrays from the training
+    split, drawn with their own generator (the same list for every implementation)."""
+    text = data.load_corpus(source)
+    tok = data.CharTokenizer.from_text(text)
+    ids = data.encode_corpus(tok, text)
+    train_ids, _ = data.train_val_split(ids, 0.9)
+    gen = np.random.default_rng(seed)
+    batches = []
+    for _ in range(n_batches):
+        x, y = data.get_batch(train_ids, batch_size, block_size, "cpu", gen)
+        batches.append((x.data, y.data))
+    info = {"source": source, "vocab_size": tok.vocab_size, "tokens": int(len(ids)),
+            "train_tokens": int(len(train_ids)), "distinct_batches": n_batches}
+    return tok, batches, info
+
+
+# --- tinygradlm -----------------------------------------------------------------------------
+def tg_model(vocab_size):
+    tg.manual_seed(TRAIN["seed"])
+    model = GPT(GPTConfig(vocab_size=vocab_size, **MODEL))
+    model.train()
+    return model
+
+
+def tg_step_fn(model, batches, mode):
+    """One training step per call, as ``tinygradlm.train.train_gpt`` does it, on the next
+    batch of the shared list, under kernel mode ``mode``."""
+    opt = model.configure_optimizers(TRAIN["weight_decay"], TRAIN["learning_rate"],
+                                     TRAIN["betas"], TRAIN["eps"])
+    tensors = [(tg.Tensor(x), tg.Tensor(y)) for x, y in batches]
+    params = list(model.parameters())
+    state = {"i": 0, "losses": []}
+
+    def step():
+        x, y = tensors[state["i"] % len(tensors)]
+        state["i"] += 1
+        with kernels.use(mode):
+            _, loss = model(x, y)
+            loss.backward()
+            optim.clip_grad_norm_(params, TRAIN["grad_clip"])
+            opt.step()
+            opt.zero_grad()
+        state["losses"].append(loss.item())
+        return state["losses"][-1]
+    step.state, step.opt = state, opt
+    return step
+
+
+def tg_first_loss(model, batch, mode):
+    x, y = batch
+    with tg.no_grad(), kernels.use(mode):
+        return model(tg.Tensor(x), tg.Tensor(y))[1].item()
+
+
+# --- torch ----------------------------------------------------------------------------------
+def torch_gpt(cfg):
+    """nanoGPT's model in PyTorch with GPT-2's parameter names (as tinygradlm's)."""
+    tnn, TF = torch.nn, torch.nn.functional
+    C = cfg.n_embd
+
+    class Attention(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c_attn = tnn.Linear(C, 3 * C, bias=cfg.bias)
+            self.c_proj = tnn.Linear(C, C, bias=cfg.bias)
+
+        def forward(self, x):
+            B, T, _ = x.shape
+            q, k, v = self.c_attn(x).split(C, dim=2)
+            q, k, v = (a.view(B, T, cfg.n_head, C // cfg.n_head).transpose(1, 2)
+                       for a in (q, k, v))
+            y = TF.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+    class MLP(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c_fc = tnn.Linear(C, 4 * C, bias=cfg.bias)
+            self.c_proj = tnn.Linear(4 * C, C, bias=cfg.bias)
+
+        def forward(self, x):
+            return self.c_proj(TF.gelu(self.c_fc(x), approximate="tanh"))
+
+    class Block(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln_1 = tnn.LayerNorm(C, bias=cfg.bias)
+            self.attn = Attention()
+            self.ln_2 = tnn.LayerNorm(C, bias=cfg.bias)
+            self.mlp = MLP()
+
+        def forward(self, x):
+            x = x + self.attn(self.ln_1(x))
+            return x + self.mlp(self.ln_2(x))
+
+    class TorchGPT(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.transformer = tnn.ModuleDict(dict(
+                wte=tnn.Embedding(cfg.vocab_size, C), wpe=tnn.Embedding(cfg.block_size, C),
+                h=tnn.ModuleList(Block() for _ in range(cfg.n_layer)),
+                ln_f=tnn.LayerNorm(C, bias=cfg.bias)))
+            self.lm_head = tnn.Linear(C, cfg.vocab_size, bias=False)
+            self.lm_head.weight = self.transformer.wte.weight        # tied
+
+        def forward(self, idx, targets):
+            T = idx.shape[1]
+            x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(T))
+            for block in self.transformer.h:
+                x = block(x)
+            logits = self.lm_head(self.transformer.ln_f(x))
+            loss = TF.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1),
+                                    ignore_index=-100)
+            return logits, loss
+
+    return TorchGPT()
+
+
+def torch_model_like(model):
+    """The torch GPT holding a copy of ``model``'s weights (Linear weights transposed)."""
+    tmodel = torch_gpt(model.config)
+    ours = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, p in tmodel.named_parameters():       # tied lm_head is listed as wte
+            w = ours[name].data
+            if w.ndim == 2 and name.split(".")[-2] in ("c_attn", "c_proj", "c_fc"):
+                w = w.T                                  # (in, out) -> torch's (out, in)
+            if tuple(w.shape) != tuple(p.shape):
+                raise RuntimeError(f"weight copy: {name} is {w.shape} here, {tuple(p.shape)} "
+                                   "in torch")
+            p.copy_(torch.from_numpy(np.ascontiguousarray(w)))
+    tmodel.train()
+    return tmodel
+
+
+def torch_step_fn(tmodel, batches):
+    decay = [p for p in tmodel.parameters() if p.dim() >= 2]
+    no_decay = [p for p in tmodel.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": TRAIN["weight_decay"]},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=TRAIN["learning_rate"], betas=TRAIN["betas"], eps=TRAIN["eps"])
+    tensors = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches]
+    params = list(tmodel.parameters())
+    state = {"i": 0, "losses": []}
+
+    def step():
+        x, y = tensors[state["i"] % len(tensors)]
+        state["i"] += 1
+        _, loss = tmodel(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, TRAIN["grad_clip"])
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        state["losses"].append(loss.item())
+        return state["losses"][-1]
+    step.state = state
+    return step
+
+
+def torch_first_loss(tmodel, batch):
+    x, y = batch
+    with torch.no_grad():
+        return tmodel(torch.from_numpy(x), torch.from_numpy(y))[1].item()
+
+
+# --- case 1: training step ------------------------------------------------------------------
+def case_step(cfg, vocab_size, batches):
+    tokens = TRAIN["batch_size"] * MODEL["block_size"]
+    models = {FUSED: tg_model(vocab_size), REF: tg_model(vocab_size)}
+    first_loss = {FUSED: tg_first_loss(models[FUSED], batches[0], "fused"),
+                  REF: tg_first_loss(models[REF], batches[0], "reference")}
+    steps = {FUSED: tg_step_fn(models[FUSED], batches, "fused"),
+             REF: tg_step_fn(models[REF], batches, "reference")}
+    if torch:
+        tmodel = torch_model_like(models[FUSED])
+        first_loss[TORCH] = torch_first_loss(tmodel, batches[0])
+        steps[TORCH] = torch_step_fn(tmodel, batches)
+    spread = max(first_loss.values()) - min(first_loss.values())
+    check = {"first_batch_loss": first_loss, "max_abs_diff": spread, "tolerance": LOSS_TOL,
+             "match": spread <= LOSS_TOL}
+    print("\nfirst-batch loss, same weights: " +
+          ", ".join(f"{k} {v:.6f}" for k, v in first_loss.items()) +
+          f"  (max diff {spread:.2e}: {'OK' if check['match'] else '*** MISMATCH ***'})")
+
+    times = timeit(steps, cfg["repeats"], cfg["warmup"])
+    last = {name: step.state["losses"][-1] for name, step in steps.items()}
+    n_steps = {name: step.state["i"] for name, step in steps.items()}
+    check["loss_after_identical_steps"] = last
+    check["identical_steps"] = n_steps
+    check["loss_after_steps_max_abs_diff"] = max(last.values()) - min(last.values())
+    for t in times.values():
+        t["tokens_per_s"] = tokens / t["median_s"]
+    speed = {f"{name} speed / torch speed": times[TORCH]["median_s"] / times[name]["median_s"]
+             for name in (FUSED, REF) if torch}
+    speed["fused speed / reference speed"] = times[REF]["median_s"] / times[FUSED]["median_s"]
+    return {"tokens_per_step": tokens, "times": times, "loss_check": check,
+            "speed_ratios": speed, "ratio_is": "median_ms(other) / median_ms(this): "
+                                                "above 1 = this one is faster"}, models, steps
+
+
+# --- case 2: MFU ----------------------------------------------------------------------------
+def flops_per_step(model):
+    c = model.config
+    N = model.num_params()                         # non-embedding, nanoGPT's count
+    T, B = c.block_size, TRAIN["batch_size"]
+    per_token = 6 * N + 12 * c.n_layer * c.n_embd * T
+    return {"N_params_non_embedding": N, "flops_per_token": per_token,
+            "flops_per_step": per_token * B * T,
+            "formula": "(6 N + 12 n_layer n_embd T) * B * T  (nanoGPT estimate_mfu / PaLM "
+                       "appendix B; N = non-embedding params, attention counted in full)"}
+
+
+def measure_peak(repeats, n=2048):
+    """Best-of float32 matmul GFLOP/s: NumPy (the peak used) and torch (recorded)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(np.float32)
+    b = rng.standard_normal((n, n)).astype(np.float32)
+    out = {"n": n, "flops_per_matmul": 2 * n ** 3}
+    fns = {"numpy": lambda: a @ b}
+    if torch:
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        fns["torch"] = lambda: ta @ tb
+    for name, t in timeit(fns, repeats, 2).items():
+        out[f"{name}_best_s"] = t["min_s"]
+        out[f"{name}_gflops"] = 2 * n ** 3 / t["min_s"] / 1e9
+    return out
+
+
+# --- case 3: profile ------------------------------------------------------------------------
+class OpTimers:
+    """Monkeypatches ``Function.apply``, every op's ``backward``, ``tensor._fit`` and
+    ``Tensor._accumulate`` with timers; ``restore()`` puts the originals back."""
+
+    def __init__(self):
+        self.t = defaultdict(float)
+        self.n = defaultdict(int)
+        self.depth = {"fwd": 0, "bwd": 0}
+        self.saved = []
+
+    def _timed(self, fn, kind, key_of):
+        timers = self
+
+        def wrapper(*args, **kwargs):
+            if timers.depth[kind]:              # nested (super().backward, an op in an op)
+                return fn(*args, **kwargs)
+            timers.depth[kind] += 1
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                key = key_of(args)
+                timers.t[key] += time.perf_counter() - t0
+                timers.n[key] += 1
+                timers.depth[kind] -= 1
+        return wrapper
+
+    def _patch(self, owner, name, value):
+        self.saved.append((owner, name, owner.__dict__[name]))
+        setattr(owner, name, value)
+
+    def install(self):
+        apply = Function.__dict__["apply"].__func__
+        self._patch(Function, "apply", classmethod(
+            self._timed(apply, "fwd", lambda a: ("fwd", a[0].__name__))))
+        for cls in all_subclasses(Function):
+            if "backward" in cls.__dict__:
+                self._patch(cls, "backward", self._timed(
+                    cls.__dict__["backward"], "bwd", lambda a: ("bwd", type(a[0]).__name__)))
+        self._patch(tg_tensor, "_fit", self._timed(
+            tg_tensor._fit, "fit", lambda a: ("engine", "_fit (reduce_to_shape, dtype)")))
+        self.depth["fit"] = self.depth["acc"] = 0
+        self._patch(tg.Tensor, "_accumulate", self._timed(
+            tg.Tensor.__dict__["_accumulate"], "acc",
+            lambda a: ("engine", "_accumulate (leaf .grad)")))
+        return self
+
+    def restore(self):
+        for owner, name, value in reversed(self.saved):
+            setattr(owner, name, value)
+        self.saved = []
+
+
+def all_subclasses(cls):
+    out = []
+    for sub in cls.__subclasses__():
+        out += [sub] + all_subclasses(sub)
+    return out
+
+
+def profile_tg(model, opt, batches, mode, n_steps, warmup=2):
+    """Per-step seconds by op (forward, backward), optimizer, clipping and the rest."""
+    params = list(model.parameters())
+    tensors = [(tg.Tensor(x), tg.Tensor(y)) for x, y in batches]
+    parts = defaultdict(float)
+    timers = OpTimers().install()
+    try:
+        for i in range(warmup + n_steps):
+            if i == warmup:                         # the timers count from here
+                timers.t.clear(), timers.n.clear(), parts.clear()
+            x, y = tensors[i % len(tensors)]
+            with kernels.use(mode):
+                t0 = time.perf_counter()
+                _, loss = model(x, y)
+                t1 = time.perf_counter()
+                loss.backward()
+                t2 = time.perf_counter()
+                optim.clip_grad_norm_(params, TRAIN["grad_clip"])
+                t3 = time.perf_counter()
+                opt.step()
+                t4 = time.perf_counter()
+                opt.zero_grad()
+                t5 = time.perf_counter()
+            loss.item()
+            t6 = time.perf_counter()
+            for k, a, b in (("forward", t0, t1), ("backward", t1, t2), ("clip", t2, t3),
+                            ("optimizer", t3, t4), ("zero_grad", t4, t5), ("step", t0, t6)):
+                parts[k] += b - a
+    finally:
+        timers.restore()
+    per = {k: v / n_steps for k, v in parts.items()}
+    ops = {k: v / n_steps for k, v in timers.t.items()}
+    calls = {k: v / n_steps for k, v in timers.n.items()}
+    fwd_ops = sum(v for (kind, _), v in ops.items() if kind == "fwd")
+    bwd_ops = sum(v for (kind, _), v in ops.items() if kind in ("bwd", "engine"))
+    rows = [{"where": f"{kind} {name}" if kind != "engine" else f"backward engine: {name}",
+             "s_per_step": v, "calls_per_step": calls[(kind, name)]}
+            for (kind, name), v in ops.items()]
+    rows += [
+        {"where": "forward: Python outside ops (modules, checks, embedding ids)",
+         "s_per_step": per["forward"] - fwd_ops},
+        {"where": "backward engine: graph walk, gradient sums", "s_per_step":
+         per["backward"] - bwd_ops},
+        {"where": "clip_grad_norm_", "s_per_step": per["clip"]},
+        {"where": "AdamW step", "s_per_step": per["optimizer"]},
+        {"where": "zero_grad", "s_per_step": per["zero_grad"]},
+        {"where": "rest (loss.item, loop)", "s_per_step":
+         per["step"] - per["forward"] - per["backward"] - per["clip"] - per["optimizer"]
+         - per["zero_grad"]},
+    ]
+    for r in rows:
+        r["pct_of_step"] = 100 * r["s_per_step"] / per["step"]
+    rows.sort(key=lambda r: -r["s_per_step"])
+    return {"mode": mode, "steps": n_steps, "instrumented_step_s": per["step"],
+            "forward_s": per["forward"], "backward_s": per["backward"],
+            "ops_forward_calls_per_step": sum(v for (k, _), v in calls.items() if k == "fwd"),
+            "rows": rows}
+
+
+def profile_torch(step, n_steps):
+    from torch.profiler import ProfilerActivity, profile
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(n_steps):
+            step()
+    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in events)
+    return {"steps": n_steps, "note": "torch.profiler self CPU time (profiler overhead included)",
+            "rows": [{"op": e.key, "self_ms_per_step": e.self_cpu_time_total / 1e3 / n_steps,
+                      "calls_per_step": e.count / n_steps,
+                      "pct": 100 * e.self_cpu_time_total / total} for e in events[:12]]}
+
+
+# --- case 4: generation with and without the KV cache ---------------------------------------
+def case_generation(model, first_token, cfg):
+    prompt = np.array([[first_token]], dtype=np.int64)
+    outs = {}
+
+    def gen(use_cache):
+        def run():
+            outs[use_cache] = model.generate(prompt, max_new_tokens=GEN_NEW_TOKENS,
+                                             do_sample=False, use_cache=use_cache)
+        return run
+    times = timeit({"use_cache=True": gen(True), "use_cache=False": gen(False)},
+                   cfg["gen_repeats"], cfg["gen_warmup"])
+    for t in times.values():
+        t["tokens_per_s"] = GEN_NEW_TOKENS / t["median_s"]
+    same = bool(np.array_equal(outs[True].data, outs[False].data))
+    return {"prompt_tokens": 1, "new_tokens": GEN_NEW_TOKENS, "batch": 1, "do_sample": False,
+            "kernels": kernels.mode(), "times": times, "same_tokens": same,
+            "speedup_cache": times["use_cache=False"]["median_s"] /
+            times["use_cache=True"]["median_s"]}
+
+
+# --- reporting ------------------------------------------------------------------------------
+def print_step_table(step, mfu):
+    print("\n| implementation | median ms/step | min ms/step | tokens/s | MFU | speed vs torch |"
+          "\n|---|---:|---:|---:|---:|---:|")
+    for name, t in step["times"].items():
+        vs = (f"{step['speed_ratios'][f'{name} speed / torch speed']:.2f}x"
+              if f"{name} speed / torch speed" in step["speed_ratios"] else
+              "1.00x" if name == TORCH else "-")
+        print(f"| {name} | {t['median_s'] * 1e3:.1f} | {t['min_s'] * 1e3:.1f} | "
+              f"{t['tokens_per_s']:,.0f} | {100 * mfu['per_implementation'][name]:.1f}% | "
+              f"{vs} |")
+    chk = step["loss_check"]
+    flag = "OK" if chk["match"] else "*** MISMATCH ***"
+    print(f"\nloss check: first batch {flag} (max diff {chk['max_abs_diff']:.2e}); after "
+          f"{next(iter(chk['identical_steps'].values()))} identical steps: " +
+          ", ".join(f"{k} {v:.4f}" for k, v in chk["loss_after_identical_steps"].items()))
+    print(f"MFU: {mfu['flops_per_step'] / 1e9:.2f} GFLOP/step = {mfu['formula']}; peak = "
+          f"float32 {mfu['peak']['n']}^2 NumPy matmul, best of {mfu['peak_repeats']}: "
+          f"{mfu['peak']['numpy_gflops']:.1f} GFLOP/s" +
+          (f" (torch's: {mfu['peak']['torch_gflops']:.1f})" if "torch_gflops" in mfu["peak"]
+           else ""))
+
+
+def print_profile(prof, step_median_s, top=12):
+    print(f"\nwhere a tinygradlm step goes ({prof['mode']} kernels, {prof['steps']} instrumented "
+          f"steps: {prof['instrumented_step_s'] * 1e3:.1f} ms/step vs {step_median_s * 1e3:.1f} "
+          f"uninstrumented; forward {prof['forward_s'] * 1e3:.1f} ms, backward "
+          f"{prof['backward_s'] * 1e3:.1f} ms, {prof['ops_forward_calls_per_step']:.0f} ops)")
+    print("\n| where | ms/step | % of step | calls/step |\n|---|---:|---:|---:|")
+    for r in prof["rows"][:top]:
+        calls = f"{r['calls_per_step']:.0f}" if "calls_per_step" in r else ""
+        print(f"| {r['where']} | {r['s_per_step'] * 1e3:.2f} | {r['pct_of_step']:.1f}% | "
+              f"{calls} |")
+    rest = prof["rows"][top:]
+    if rest:
+        print(f"| ({len(rest)} more entries) | {sum(r['s_per_step'] for r in rest) * 1e3:.2f} | "
+              f"{sum(r['pct_of_step'] for r in rest):.1f}% | |")
+
+
+def print_torch_profile(tprof, top=8):
+    print(f"\ntorch's top ops ({tprof['note']}, {tprof['steps']} steps)")
+    print("\n| op | self ms/step | % | calls/step |\n|---|---:|---:|---:|")
+    for r in tprof["rows"][:top]:
+        print(f"| {r['op']} | {r['self_ms_per_step']:.2f} | {r['pct']:.1f}% | "
+              f"{r['calls_per_step']:.0f} |")
+
+
+def print_generation(g):
+    print(f"\ngeneration (1-token prompt, {g['new_tokens']} new tokens, greedy, "
+          f"{g['kernels']} kernels)")
+    print("\n| KV cache | median ms | min ms | tokens/s |\n|---|---:|---:|---:|")
+    for name, t in g["times"].items():
+        print(f"| {name} | {t['median_s'] * 1e3:.1f} | {t['min_s'] * 1e3:.1f} | "
+              f"{t['tokens_per_s']:,.0f} |")
+    print(f"\nKV-cache speed-up: {g['speedup_cache']:.2f}x; same tokens with and without: "
+          f"{'yes' if g['same_tokens'] else '*** NO ***'}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer steps (about 20 s)")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="where to write the JSON results")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="set NumPy's BLAS, torch's and Numba's threads to N; default: "
+                             "leave NumPy and Numba as configured, torch = NumPy's")
+    parser.add_argument("--data", default=None,
+                        help="corpus (default: Tiny Shakespeare at ../shared/data if present, "
+                             "else the embedded stdlib corpus)")
+    args = parser.parse_args(argv)
+    mode = "quick" if args.quick else "full"
+    cfg = CONFIGS[mode]
+    t_start = time.perf_counter()
+
+    if args.threads:
+        set_numpy_blas_threads(args.threads)
+        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    threads, thread_source = numpy_blas_threads()
+    if torch:
+        torch.set_num_threads(threads)
+    env = {**environment(threads, thread_source), "threads_requested": args.threads,
+           "numba": numba.__version__, "numba_threads": numba.get_num_threads(),
+           "numba_threading_layer": numba.config.THREADING_LAYER,
+           "malloc": "tinygradlm.backend.keep_freed_memory() at import"}
+    source = args.data or (SHAKESPEARE if os.path.isfile(SHAKESPEARE) else "stdlib")
+    tok, batches, data_info = load_batches(source, 16, TRAIN["batch_size"],
+                                           MODEL["block_size"], TRAIN["seed"])
+    torch_note = f"torch {torch.__version__} ({threads} threads)" if torch else "no torch"
+    print(f"tinygradlm {tg.__version__} | numpy {np.__version__} ({threads} BLAS threads) | "
+          f"numba {numba.__version__} ({env['numba_threads']} threads) | {torch_note} | "
+          f"{env['cpus_usable']} usable CPUs | load {env['loadavg_at_start']} | {mode} mode")
+    print(f"baby GPT {MODEL}, batch {TRAIN['batch_size']}, vocab {data_info['vocab_size']} "
+          f"({os.path.basename(str(source))}); {cfg['warmup']} warm-up + {cfg['repeats']} "
+          f"timed steps each")
+
+    gc.collect()
+    gc.freeze()
+    step, models, steps = case_step(cfg, data_info["vocab_size"], batches)
+
+    gc.collect()
+    gc.freeze()
+    fl = flops_per_step(models[FUSED])
+    peak = measure_peak(cfg["peak_repeats"])
+    peak_flops = peak["numpy_gflops"] * 1e9
+    mfu = {**fl, "peak": peak, "peak_repeats": cfg["peak_repeats"],
+           "peak_used": "numpy_gflops",
+           "per_implementation": {name: fl["flops_per_step"] / t["median_s"] / peak_flops
+                                  for name, t in step["times"].items()},
+           "achieved_gflops": {name: fl["flops_per_step"] / t["median_s"] / 1e9
+                               for name, t in step["times"].items()}}
+    print_step_table(step, mfu)
+
+    gc.collect()
+    gc.freeze()
+    profiles = {m: profile_tg(models[name], steps[name].opt, batches, m, cfg["profile_steps"])
+                for m, name in (("fused", FUSED), ("reference", REF))}
+    print_profile(profiles["fused"], step["times"][FUSED]["median_s"])
+    tprof = None
+    if torch:
+        tprof = profile_torch(steps[TORCH], cfg["torch_profile_steps"])
+        print_torch_profile(tprof)
+
+    gc.collect()
+    gc.freeze()
+    gen = case_generation(models[FUSED], int(batches[0][0][0, 0]), cfg)
+    print_generation(gen)
+
+    result = {"benchmark": "bench_train", "mode": mode,
+              "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": env,
+              "loadavg_at_end": loadavg(), "wall_s": time.perf_counter() - t_start,
+              "config": {"model": MODEL, "train": {**TRAIN, "lr_schedule": "constant"},
+                         "timing": cfg},
+              "data": data_info, "step": step, "mfu": mfu, "profile": profiles,
+              "torch_profile": tprof, "generation": gen}
+    write_json(args.out, result)
+    print(f"total {result['wall_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

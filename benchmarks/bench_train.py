@@ -9,8 +9,9 @@ One training step is exactly ``tinygradlm.train``'s: forward with targets, backw
 
 Cases
   1. ``step``: ms per training step and tokens/s for tinygradlm with the fused kernels (the
-     default), with ``tinygradlm.kernels.use("reference")``, and the same model written in
-     PyTorch below (only when torch is importable): GPT-2 layout, tanh GELU,
+     default), with ``tinygradlm.kernels.use("reference")``, and the same model in PyTorch,
+     ``tests/torch_reference.py``'s (only when torch is importable; the model the tests check
+     tinygradlm's logits, loss and gradients against): GPT-2 layout, tanh GELU,
      ``F.scaled_dot_product_attention(is_causal=True)``, LM head tied to ``wte``, the same
      initial weights copied in (tinygradlm's Linear weights are stored (in, out), so they are
      transposed for ``torch.nn.Linear``) and ``torch.optim.AdamW`` + ``clip_grad_norm_``.
@@ -82,6 +83,13 @@ from tinygradlm.function import Function  # noqa: E402
 from tinygradlm.nn import GPT, GPTConfig  # noqa: E402
 from bench_engine import (environment, loadavg, numpy_blas_threads, write_json,  # noqa: E402
                           set_numpy_blas_threads, timeit, torch)
+
+if torch:
+    # The PyTorch peer timed here is the very model the tests check tinygradlm against (logits,
+    # loss and every gradient, tests/test_gpt.py), so it is imported from the tests rather than
+    # written a second time; appended last on the path so that it shadows nothing.
+    sys.path.append(os.path.join(ROOT, "tests"))
+    from torch_reference import build_torch_gpt, copy_weights_from  # noqa: E402
 
 tg_tensor = importlib.import_module("tinygradlm.tensor")  # the module (tg.tensor is a function)
 
@@ -159,82 +167,10 @@ def tg_first_loss(model, batch, mode):
 
 
 # --- torch ----------------------------------------------------------------------------------
-def torch_gpt(cfg):
-    """nanoGPT's model in PyTorch with GPT-2's parameter names (as tinygradlm's)."""
-    tnn, TF = torch.nn, torch.nn.functional
-    C = cfg.n_embd
-
-    class Attention(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c_attn = tnn.Linear(C, 3 * C, bias=cfg.bias)
-            self.c_proj = tnn.Linear(C, C, bias=cfg.bias)
-
-        def forward(self, x):
-            B, T, _ = x.shape
-            q, k, v = self.c_attn(x).split(C, dim=2)
-            q, k, v = (a.view(B, T, cfg.n_head, C // cfg.n_head).transpose(1, 2)
-                       for a in (q, k, v))
-            y = TF.scaled_dot_product_attention(q, k, v, is_causal=True)
-            return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
-
-    class MLP(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c_fc = tnn.Linear(C, 4 * C, bias=cfg.bias)
-            self.c_proj = tnn.Linear(4 * C, C, bias=cfg.bias)
-
-        def forward(self, x):
-            return self.c_proj(TF.gelu(self.c_fc(x), approximate="tanh"))
-
-    class Block(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.ln_1 = tnn.LayerNorm(C, bias=cfg.bias)
-            self.attn = Attention()
-            self.ln_2 = tnn.LayerNorm(C, bias=cfg.bias)
-            self.mlp = MLP()
-
-        def forward(self, x):
-            x = x + self.attn(self.ln_1(x))
-            return x + self.mlp(self.ln_2(x))
-
-    class TorchGPT(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.transformer = tnn.ModuleDict(dict(
-                wte=tnn.Embedding(cfg.vocab_size, C), wpe=tnn.Embedding(cfg.block_size, C),
-                h=tnn.ModuleList(Block() for _ in range(cfg.n_layer)),
-                ln_f=tnn.LayerNorm(C, bias=cfg.bias)))
-            self.lm_head = tnn.Linear(C, cfg.vocab_size, bias=False)
-            self.lm_head.weight = self.transformer.wte.weight        # tied
-
-        def forward(self, idx, targets):
-            T = idx.shape[1]
-            x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(T))
-            for block in self.transformer.h:
-                x = block(x)
-            logits = self.lm_head(self.transformer.ln_f(x))
-            loss = TF.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1),
-                                    ignore_index=-100)
-            return logits, loss
-
-    return TorchGPT()
-
-
 def torch_model_like(model):
-    """The torch GPT holding a copy of ``model``'s weights (Linear weights transposed)."""
-    tmodel = torch_gpt(model.config)
-    ours = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, p in tmodel.named_parameters():       # tied lm_head is listed as wte
-            w = ours[name].data
-            if w.ndim == 2 and name.split(".")[-2] in ("c_attn", "c_proj", "c_fc"):
-                w = w.T                                  # (in, out) -> torch's (out, in)
-            if tuple(w.shape) != tuple(p.shape):
-                raise RuntimeError(f"weight copy: {name} is {w.shape} here, {tuple(p.shape)} "
-                                   "in torch")
-            p.copy_(torch.from_numpy(np.ascontiguousarray(w)))
+    """The PyTorch GPT of ``tests/torch_reference.py`` holding a copy of ``model``'s weights
+    (Linear weights transposed), in training mode."""
+    tmodel = copy_weights_from(model, build_torch_gpt(model.config))
     tmodel.train()
     return tmodel
 

@@ -2,9 +2,9 @@
 (``tinygradlm.nn.SequenceClassifier``): bidirectional attention with a padding mask, the
 masked-LM loss on the labelled positions only, the tied MLM head, GPT-2's initialisation,
 float64 gradient checks (fused kernels and references), save/load, and, when PyTorch is
-installed, loss and every gradient against a PyTorch encoder written here.  For the
-classifier: the three poolings against NumPy, loading a pretrained BERT or GPT body, freezing,
-the body learning rate, gradient checks, save/load and the errors a student hits."""
+installed, loss and every gradient against the PyTorch encoder of ``tests/torch_reference.py``.
+For the classifier: the three poolings against NumPy, loading a pretrained BERT or GPT body,
+freezing, the body learning rate, gradient checks, save/load and the errors a student hits."""
 import json
 import math
 import re
@@ -408,97 +408,17 @@ def test_fused_and_reference_agree():
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
-# --- against PyTorch --------------------------------------------------------------------
-def torch_bert(torch, cfg):
-    """The same encoder written in PyTorch from the description: pre-LN blocks, tanh-GELU,
-    bidirectional SDPA with a key padding mask, final LayerNorm, then the MLM head dense ->
-    GELU -> LayerNorm -> x @ wte^T + bias, and cross-entropy with ignore_index=-100."""
-    tnn, F = torch.nn, torch.nn.functional
-    C, nh = cfg.n_embd, cfg.n_head
-
-    class Attn(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c_attn = tnn.Linear(C, 3 * C, bias=cfg.bias)
-            self.c_proj = tnn.Linear(C, C, bias=cfg.bias)
-
-        def forward(self, x, keep):
-            B, T, _ = x.shape
-            q, k, v = self.c_attn(x).split(C, dim=2)
-            q, k, v = (t.view(B, T, nh, C // nh).transpose(1, 2) for t in (q, k, v))
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :])
-            return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
-
-    class MLP(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c_fc = tnn.Linear(C, 4 * C, bias=cfg.bias)
-            self.c_proj = tnn.Linear(4 * C, C, bias=cfg.bias)
-
-        def forward(self, x):
-            return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
-
-    class Block(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.ln_1 = tnn.LayerNorm(C, bias=cfg.bias)
-            self.attn = Attn()
-            self.ln_2 = tnn.LayerNorm(C, bias=cfg.bias)
-            self.mlp = MLP()
-
-        def forward(self, x, keep):
-            x = x + self.attn(self.ln_1(x), keep)
-            return x + self.mlp(self.ln_2(x))
-
-    class Head(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.dense = tnn.Linear(C, C, bias=cfg.bias)
-            self.ln = tnn.LayerNorm(C, bias=cfg.bias)
-            self.bias = tnn.Parameter(torch.zeros(cfg.vocab_size))
-
-        def forward(self, h, wte):
-            return self.ln(F.gelu(self.dense(h), approximate="tanh")) @ wte.T + self.bias
-
-    class Encoder(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.transformer = tnn.ModuleDict(dict(
-                wte=tnn.Embedding(cfg.vocab_size, C), wpe=tnn.Embedding(cfg.block_size, C),
-                h=tnn.ModuleList([Block() for _ in range(cfg.n_layer)]),
-                ln_f=tnn.LayerNorm(C, bias=cfg.bias)))
-            self.mlm_head = Head()
-
-        def forward(self, ids, labels):
-            keep = ids != cfg.pad_token_id
-            x = self.transformer.wte(ids) + self.transformer.wpe(torch.arange(ids.shape[1]))
-            for block in self.transformer.h:
-                x = block(x, keep)
-            logits = self.mlm_head(self.transformer.ln_f(x), self.transformer.wte.weight)
-            loss = F.cross_entropy(logits.reshape(-1, cfg.vocab_size), labels.reshape(-1),
-                                   ignore_index=-100)
-            return logits, loss
-
-    return Encoder()
-
-
-def is_linear_weight(name):
-    return re.search(r"(c_attn|c_proj|c_fc|dense)\.weight$", name) is not None
-
-
+# --- against PyTorch (tests/torch_reference.py) ---------------------------------------
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("bias", [True, False])
 def test_bert_matches_pytorch(mode, bias):
     torch = pytest.importorskip("torch")
+    from torch_reference import assert_grads_match, build_torch_bert, copy_weights_from
     model = tiny_bert(seed=9, bias=bias)
     ids, labels = masked_lm_case(9)
-    tmodel = torch_bert(torch, model.config).double()
-    ours, theirs = dict(model.named_parameters()), dict(tmodel.named_parameters())
-    assert set(ours) == set(theirs)
-    with torch.no_grad():
-        for n, p in ours.items():
-            w = p.numpy()
-            theirs[n].copy_(torch.from_numpy(w.T.copy() if is_linear_weight(n) else w))
+    tmodel = build_torch_bert(model.config, torch.float64)
+    assert {n for n, _ in model.named_parameters()} == {n for n, _ in tmodel.named_parameters()}
+    copy_weights_from(model, tmodel)
     with kernels.use(mode):
         model.zero_grad()
         logits, loss = model(ids, labels=labels)
@@ -510,11 +430,7 @@ def test_bert_matches_pytorch(mode, bias):
     np.testing.assert_allclose(full.numpy(), tl.detach().numpy(), **tight)
     np.testing.assert_allclose(logits.numpy(), tl.detach().numpy()[labels != -100], **tight)
     np.testing.assert_allclose(loss.item(), tloss.item(), **tight)
-    for n, p in ours.items():
-        g = theirs[n].grad.numpy()
-        g = g.T if is_linear_weight(n) else g
-        scale = max(1.0, float(np.abs(g).max()))
-        np.testing.assert_allclose(p.grad.numpy(), g, rtol=1e-9, atol=1e-11 * scale, err_msg=n)
+    assert_grads_match(model, tmodel, **tight)
 
 
 # --- save / load ------------------------------------------------------------------------

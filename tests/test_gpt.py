@@ -2,8 +2,8 @@
 ``TransformerBlock``, ``KVCache``): GPT-2's parameter names and initialisation, the loss, the
 optimizer groups, overfitting one batch, finite-difference gradient checks in float64 (with the
 fused kernels and with the references), padding masks, the KV cache, the errors a student
-hits, and, when PyTorch is installed, logits, loss and every gradient against a PyTorch GPT-2
-written here."""
+hits, and, when PyTorch is installed, logits, loss and every gradient against the PyTorch GPT-2
+of ``tests/torch_reference.py``."""
 import math
 import re
 
@@ -489,88 +489,20 @@ def test_kv_cache_keeps_no_graph():
                for k, v in zip(cache.keys, cache.values))
 
 
-# --- against PyTorch ------------------------------------------------------------------
-def torch_gpt(torch, cfg):
-    """GPT-2 in PyTorch, written from the paper/nanoGPT (pre-LN, tanh-GELU, causal SDPA, head
-    tied to wte), with the same module names so the parameter names line up."""
-    tnn, F = torch.nn, torch.nn.functional
-    C, nh = cfg.n_embd, cfg.n_head
-
-    class Attn(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c_attn = tnn.Linear(C, 3 * C, bias=cfg.bias)
-            self.c_proj = tnn.Linear(C, C, bias=cfg.bias)
-
-        def forward(self, x):
-            B, T, _ = x.shape
-            q, k, v = self.c_attn(x).split(C, dim=2)
-            q, k, v = (t.view(B, T, nh, C // nh).transpose(1, 2) for t in (q, k, v))
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
-
-    class MLP(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c_fc = tnn.Linear(C, 4 * C, bias=cfg.bias)
-            self.c_proj = tnn.Linear(4 * C, C, bias=cfg.bias)
-
-        def forward(self, x):
-            return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
-
-    class Block(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.ln_1 = tnn.LayerNorm(C, bias=cfg.bias)
-            self.attn = Attn()
-            self.ln_2 = tnn.LayerNorm(C, bias=cfg.bias)
-            self.mlp = MLP()
-
-        def forward(self, x):
-            x = x + self.attn(self.ln_1(x))
-            return x + self.mlp(self.ln_2(x))
-
-    class GPT(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.transformer = tnn.ModuleDict(dict(
-                wte=tnn.Embedding(cfg.vocab_size, C), wpe=tnn.Embedding(cfg.block_size, C),
-                h=tnn.ModuleList([Block() for _ in range(cfg.n_layer)]), ln_f=tnn.LayerNorm(
-                    C, bias=cfg.bias)))
-
-        def forward(self, idx, targets):
-            T = idx.shape[1]
-            x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(T))
-            for block in self.transformer.h:
-                x = block(x)
-            logits = self.transformer.ln_f(x) @ self.transformer.wte.weight.T
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                   ignore_index=-100)
-            return logits, loss
-
-    return GPT()
-
-
-def is_linear_weight(name):
-    return re.search(r"(c_attn|c_proj|c_fc)\.weight$", name) is not None
-
-
+# --- against PyTorch (tests/torch_reference.py) ---------------------------------------
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("dtype,tol", [("float64", dict(rtol=1e-9, atol=1e-11)),
                                        ("float32", dict(rtol=2e-4, atol=2e-5))])
 @pytest.mark.parametrize("bias", [True, False])
 def test_gpt_matches_pytorch(mode, dtype, tol, bias):
     torch = pytest.importorskip("torch")
+    from torch_reference import assert_grads_match, build_torch_gpt, copy_weights_from
     model = tiny_gpt(seed=9, dtype=dtype, bias=bias)
     idx, targets = token_batch(seed=9, B=3, T=8)
-    tmodel = torch_gpt(torch, model.config).to(getattr(torch, dtype))
-    ours = dict(model.named_parameters())
-    theirs = dict(tmodel.named_parameters())
-    assert list(ours) == list(theirs)          # the same names, in the same order
-    with torch.no_grad():
-        for n, p in ours.items():
-            w = p.numpy()
-            theirs[n].copy_(torch.from_numpy(w.T.copy() if is_linear_weight(n) else w))
+    tmodel = build_torch_gpt(model.config, dtype)
+    # the same names, in the same order
+    assert [n for n, _ in model.named_parameters()] == [n for n, _ in tmodel.named_parameters()]
+    copy_weights_from(model, tmodel)
     with kernels.use(mode):
         model.zero_grad()
         logits, loss = model(idx, targets)
@@ -580,9 +512,4 @@ def test_gpt_matches_pytorch(mode, dtype, tol, bias):
     assert logits.dtype == np.dtype(dtype)
     np.testing.assert_allclose(logits.numpy(), tl.detach().numpy(), **tol)
     np.testing.assert_allclose(loss.item(), tloss.item(), **tol)
-    for n, p in ours.items():
-        g = theirs[n].grad.numpy()
-        g = g.T if is_linear_weight(n) else g
-        scale = max(1.0, float(np.abs(g).max()))
-        np.testing.assert_allclose(p.grad.numpy(), g, rtol=tol["rtol"],
-                                   atol=tol["atol"] * scale, err_msg=n)
+    assert_grads_match(model, tmodel, **tol)

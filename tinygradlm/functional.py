@@ -13,6 +13,8 @@ import numpy as np
 from . import backend, kernels
 from .kernels.attention import Attention
 from .kernels.cross_entropy import CrossEntropy
+from .kernels.gelu import GELU
+from .kernels.layer_norm import LayerNorm
 from .kernels.softmax import Softmax
 from .tensor import Tensor, where
 
@@ -97,8 +99,11 @@ def nll_loss(log_probs: Tensor, targets: Tensor, ignore_index: int = -100,
 def gelu(x: Tensor, approximate: str = "tanh") -> Tensor:
     """Gaussian error linear unit.  ``approximate="tanh"`` (the default here, as GPT-2 uses)
     is 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); ``"none"`` is the exact
-    0.5 x (1 + erf(x / sqrt(2))), PyTorch's default."""
+    0.5 x (1 + erf(x / sqrt(2))), PyTorch's default.  The tanh form runs the fused kernel
+    (``kernels/gelu.py``) on the CPU unless the reference is selected."""
     if approximate == "tanh":
+        if x.device == "cpu" and kernels.fused() and x.dtype in (np.float32, np.float64):
+            return GELU.apply(x)
         inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)
         return 0.5 * x * (1.0 + inner.tanh())
     if approximate == "none":
@@ -121,12 +126,21 @@ def tanh(x: Tensor) -> Tensor:
 def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None,
                bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
     """Normalise over the last ``len(normalized_shape)`` axes to mean 0 and variance 1
-    (the biased variance, as PyTorch), then scale by ``weight`` and shift by ``bias``."""
+    (the biased variance, as PyTorch), then scale by ``weight`` and shift by ``bias``.
+    Over the last axis alone on the CPU this runs the fused kernel (``kernels/layer_norm.py``)
+    unless the reference is selected."""
     normalized_shape = ((normalized_shape,) if isinstance(normalized_shape, int)
                         else tuple(normalized_shape))
     if x.shape[x.ndim - len(normalized_shape):] != normalized_shape:
         raise ValueError(f"layer_norm: normalized_shape {normalized_shape} does not match the "
                          f"trailing dims of the input {x.shape}")
+    if (len(normalized_shape) == 1 and normalized_shape[0] > 0 and x.device == "cpu"
+            and kernels.fused() and x.dtype in (np.float32, np.float64)
+            and all(p is None or (isinstance(p, Tensor) and p.shape == normalized_shape)
+                    for p in (weight, bias))):
+        params = [p for p in (weight, bias) if p is not None]
+        return LayerNorm.apply(x, *params, eps=eps, has_weight=weight is not None,
+                               has_bias=bias is not None)
     dims = tuple(range(x.ndim - len(normalized_shape), x.ndim))
     mu = x.mean(dim=dims, keepdim=True)
     centred = x - mu

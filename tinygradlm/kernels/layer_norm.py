@@ -1,0 +1,139 @@
+"""Fused layer normalisation over the last axis: one kernel forward, one kernel backward.
+
+Reference (what ``kernels.use("reference")`` runs, see ``functional.layer_norm``), per row of
+C numbers, as PyTorch (biased variance, eps inside the square root)::
+
+    mean = sum(x) / C,   var = sum((x - mean)^2) / C,   rstd = 1 / sqrt(var + eps)
+    xhat = (x - mean) rstd,   y = xhat w + b
+
+and backward, with gw = dy w::
+
+    dx = rstd (gw - mean(gw) - xhat mean(gw xhat))
+    dw = sum over rows of dy xhat,   db = sum over rows of dy
+
+The composite is ~10 ops (mean, subtract, square, mean, add, sqrt, divide, multiply, add) and
+their backwards.  Forward here saves xhat and rstd; rows run in parallel.  For dw and db,
+each thread sums its own block of rows into its own row of a (blocks, C) buffer, and NumPy
+adds the few blocks afterwards: no two threads ever write the same element.
+
+Fast-math is only "reassoc" (so that LLVM vectorises the row sums).  No "arcp": ``sum / C``
+must stay a true division, so that a row of equal, exactly representable values has mean
+equal to them and xhat exactly 0, as in the reference.  No "contract": a fused multiply-add
+in ``g w - mean(g w)`` would leave the rounding error of g w, times a large rstd, where the
+reference gets exactly 0 (a row of one element, a constant row).
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange
+
+from ..function import Function
+
+FASTMATH = {"reassoc"}
+
+
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
+def layer_norm_forward_cpu(x, w, b, eps, n, one, y, xhat, rstd):
+    # x, y, xhat: (N, C) C-contiguous; w, b: (C,); rstd: (N,).  eps, n = C and one = 1 come
+    # typed like x (a bare int or float64 literal would turn float32 arithmetic into float64).
+    N, C = x.shape
+    for i in prange(N):
+        zero = n - n
+        s = zero
+        for j in range(C):
+            s += x[i, j]
+        mean = s / n
+        v = zero
+        for j in range(C):
+            d = x[i, j] - mean
+            v += d * d
+        r = one / np.sqrt(v / n + eps)
+        rstd[i] = r
+        for j in range(C):
+            h = (x[i, j] - mean) * r
+            xhat[i, j] = h
+            y[i, j] = h * w[j] + b[j]
+
+
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
+def layer_norm_backward_cpu(g, xhat, rstd, w, n, dx, dw_part, db_part):
+    # g, xhat, dx: (N, C); rstd: (N,); w: (C,); dw_part, db_part: (blocks, C), zeroed;
+    # n = C typed like g.
+    N, C = g.shape
+    blocks = dw_part.shape[0]
+    for blk in prange(blocks):
+        lo = blk * N // blocks
+        hi = (blk + 1) * N // blocks
+        for i in range(lo, hi):
+            zero = n - n
+            a = zero                    # sum(gw)
+            c = zero                    # sum(gw * xhat)
+            for j in range(C):
+                gw = g[i, j] * w[j]
+                a += gw
+                c += gw * xhat[i, j]
+                dw_part[blk, j] += g[i, j] * xhat[i, j]
+                db_part[blk, j] += g[i, j]
+            a = a / n
+            c = c / n
+            r = rstd[i]
+            for j in range(C):
+                dx[i, j] = r * (g[i, j] * w[j] - a - xhat[i, j] * c)
+
+
+def layer_norm_reference(x, w=None, b=None, eps=1e-5):
+    """Plain NumPy layer norm over the last axis (the kernels are tested against this)."""
+    mean = x.mean(axis=-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+    y = (x - mean) / np.sqrt(var + eps)
+    if w is not None:
+        y = y * w
+    if b is not None:
+        y = y + b
+    return y
+
+
+class LayerNorm(Function):
+    """y = layer_norm(x) over the last axis, times ``weight`` plus ``bias`` when given.
+
+    ``apply(x[, weight][, bias], eps=, has_weight=, has_bias=)``: only the tensors that are
+    there are inputs, and backward returns one gradient for each."""
+
+    def __init__(self, eps=1e-5, has_weight=False, has_bias=False):
+        self.eps, self.has_weight, self.has_bias = eps, has_weight, has_bias
+
+    def forward(self, x, *wb):
+        C = x.shape[-1]
+        rows = np.ascontiguousarray(x.reshape(-1, C))
+        wb = list(wb)
+        w = wb.pop(0) if self.has_weight else np.ones(C, rows.dtype)
+        b = wb.pop(0) if self.has_bias else np.zeros(C, rows.dtype)
+        w = np.ascontiguousarray(w, dtype=rows.dtype).reshape(C)
+        b = np.ascontiguousarray(b, dtype=rows.dtype).reshape(C)
+        y = np.empty_like(rows)
+        xhat = np.empty_like(rows)
+        rstd = np.empty(rows.shape[0], rows.dtype)
+        if rows.size:
+            f = rows.dtype.type
+            layer_norm_forward_cpu(rows, w, b, f(self.eps), f(C), f(1), y, xhat, rstd)
+        self.shape = x.shape
+        self.save_for_backward(xhat, rstd, w)
+        return y.reshape(x.shape)
+
+    def backward(self, g):
+        xhat, rstd, w = self.saved
+        N, C = xhat.shape
+        g = np.ascontiguousarray(g.reshape(N, C), dtype=xhat.dtype)
+        dx = np.empty_like(xhat)
+        blocks = max(1, min(N, numba.get_num_threads()))
+        dw_part = np.zeros((blocks, C), xhat.dtype)
+        db_part = np.zeros((blocks, C), xhat.dtype)
+        if xhat.size:
+            layer_norm_backward_cpu(g, xhat, rstd, w, xhat.dtype.type(C), dx, dw_part, db_part)
+        grads = [dx.reshape(self.shape)]
+        if self.has_weight:
+            grads.append(dw_part.sum(axis=0))
+        if self.has_bias:
+            grads.append(db_part.sum(axis=0))
+        return tuple(grads)

@@ -87,6 +87,8 @@ class MultiHeadAttention(Module):
         lower triangle is exactly right (Tq == Tk and no padding)."""
         xp = x.xp
         allowed = None
+        if self.causal and Tq == 1 and attention_mask is None:
+            return None, False          # one new query, at the end: it may see every key
         if self.causal and Tq != Tk:
             # New queries sit at the *end* of the sequence: query i is position Tk - Tq + i.
             allowed = xp.tril(xp.ones((Tq, Tk), dtype=bool), k=Tk - Tq)  # (Tq, Tk)

@@ -7,8 +7,10 @@ The built-in task needs no download: which standard-library package (asyncio, em
 importlib, logging, multiprocessing, unittest, xml) does a function's source come from?  The
 split is by file, so the test functions come from files never seen in fine-tuning.
 
-If ``--init_from`` (default ``out-mlm``) holds no pretrained model, a BERT-style encoder is
-first pretrained on the embedded corpus (``examples/train_mlm.py``'s defaults).  The script then
+If ``--init_from`` (default ``out-pretrained``) holds no pretrained model, one is pretrained
+first on the embedded corpus without the task's validation and test files: a GPT
+(``--pretrain_objective causal``, the default) or a BERT-style encoder (``mlm``).  To fine-tune
+the encoder of ``examples/train_mlm.py`` instead, pass ``--init_from out-mlm``.  The script then
 fine-tunes it, reports test accuracy, macro-F1 and the confusion matrix, and with
 ``--compare_scratch`` trains the same architecture from random weights with the same budget.
 Every field of ``tinygradlm.train.FinetuneConfig`` is a flag.
@@ -24,6 +26,7 @@ from tinygradlm.train import FinetuneConfig, finetune_and_compare  # noqa: E402
 HELP = {
     "data": "'stdlib' (the built-in package task) or a CSV / TSV / JSONL file of text + label",
     "init_from": "directory of a pretrained BERT/GPT (pretrained first if empty)",
+    "pretrain_objective": "when pretraining first: 'causal' (GPT) or 'mlm' (BERT encoder)",
     "freeze_layers": "-1 trains everything; k freezes the embeddings and the first k blocks",
     "freeze_body": "train only the classification head",
     "body_lr_scale": "the body's learning rate relative to the head's",

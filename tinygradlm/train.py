@@ -480,7 +480,7 @@ class FinetuneConfig(TrainConfig):
     text_column: str = "text"     # for CSV / TSV / JSONL data
     label_column: str = "label"
     max_per_class: int = 600      # the stdlib task's size
-    init_from: str = "out-mlm"    # a pretrained BERT or GPT directory
+    init_from: str = "out-pretrained"  # a pretrained BERT or GPT directory
     pretrain_iters: int = 1500    # when init_from holds no model yet, pretrain one first,
     # "causal" (a GPT, the default) or "mlm" (a BERT encoder).  Measured at this budget, the
     # masked-LM encoder is still near its unigram plateau and fine-tunes no better than random

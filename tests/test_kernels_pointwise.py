@@ -262,3 +262,30 @@ def test_dispatch_switch_and_fallbacks(monkeypatch):
     monkeypatch.setenv("TINYGRADLM_KERNELS", "reference")
     assert F.gelu(x).grad_fn.name != "GELU"
     assert F.layer_norm(x, 4).grad_fn.name != "LayerNorm"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_serial_twins_equal_the_parallel_kernels(monkeypatch, dtype):
+    """Small inputs run each kernel's serial twin (kernels.SERIAL_BELOW); both compilations
+    must give the same numbers, forward and backward."""
+    import tinygradlm.kernels as K
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 5, 24)).astype(dtype)
+    w, b = rng.standard_normal(24).astype(dtype), rng.standard_normal(24).astype(dtype)
+    q, k, v = (rng.standard_normal((2, 3, 7, 8)).astype(dtype) for _ in range(3))
+
+    def run():
+        xs = [tg.Tensor(a, requires_grad=True) for a in (x, w, b)]
+        qs = [tg.Tensor(a, requires_grad=True) for a in (q, k, v)]
+        out = (F.gelu(xs[0]) * 1.5 + F.layer_norm(xs[0], 24, xs[1], xs[2])).sum()
+        att = F.scaled_dot_product_attention(*qs, is_causal=True)
+        (out + (att * att).sum()).backward()
+        return [out.numpy(), att.numpy()] + [t.grad.numpy() for t in xs + qs]
+
+    monkeypatch.setattr(K, "SERIAL_BELOW", 0)           # everything parallel
+    parallel = run()
+    monkeypatch.setattr(K, "SERIAL_BELOW", 1 << 40)     # everything serial
+    serial = run()
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    for a, s in zip(parallel, serial):
+        np.testing.assert_allclose(a, s, rtol=rtol, atol=rtol)

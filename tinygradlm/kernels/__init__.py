@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import types
 
 import numba
 
@@ -51,3 +52,29 @@ def use(name: str):
         yield
     finally:
         _override.pop()
+
+
+# --- small inputs ---------------------------------------------------------------------------
+# Starting a ``parallel=True`` kernel costs ~80 µs (waking the worker threads), whatever the
+# input size: more than the whole computation on, say, the one token of a generation step.
+# Below this many elements a kernel's serial twin runs instead (same code, one thread).
+SERIAL_BELOW = 1 << 14
+
+
+def serial_twin(kernel):
+    """``kernel`` (a ``numba.njit(parallel=True)`` function) compiled again without
+    ``parallel``: ``prange`` then runs as ``range`` in the calling thread.  The twin is a copy
+    of the Python function under another name, because Numba's on-disk cache is keyed by the
+    function's name, not by its options (the two would otherwise overwrite each other)."""
+    f = kernel.py_func
+    twin = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial",
+                              f.__defaults__, f.__closure__)
+    twin.__qualname__ = f.__qualname__ + "_serial"
+    options = {k: v for k, v in kernel.targetoptions.items()
+               if k not in ("parallel", "nopython")}     # njit implies nopython
+    return numba.njit(cache=True, **options)(twin)
+
+
+def by_size(kernel, twin, n_elements: int):
+    """The parallel kernel for big inputs, its serial twin for small ones."""
+    return twin if n_elements < SERIAL_BELOW else kernel

@@ -44,6 +44,7 @@ from numba import prange, types
 from numba.extending import overload
 
 from ..function import Function
+from . import by_size, serial_twin
 
 
 # Fast-math without "no infinities": -inf marks masked keys and empty rows below.
@@ -300,6 +301,11 @@ def attention_reference(q, k, v, allowed=None, scale=None):
     return np.nan_to_num(p) @ v
 
 
+# For a generation step (one query against a few dozen keys) the thread start-up of the
+# parallel kernel costs more than the attention itself.
+attention_forward_serial = serial_twin(attention_forward_cpu)
+
+
 class Attention(Function):
     """softmax(Q K^T * scale) V on (B, H, T, D) inputs, causal and/or boolean-masked, fused.
     ``mask`` (True = may attend) broadcasts to (B, H, Tq, Tk); it is never copied."""
@@ -320,8 +326,8 @@ class Attention(Function):
         self.scale_ = q.dtype.type(self.scale)
         out = np.empty((B * H, Tq, Dv), q.dtype)
         lse = np.empty((B * H, Tq), q.dtype)
-        attention_forward_cpu(q3, k3, v3, self.scale_, self.causal, self.mask4, has_mask, H,
-                              out, lse)
+        kernel = by_size(attention_forward_cpu, attention_forward_serial, B * H * Tq * Tk * D)
+        kernel(q3, k3, v3, self.scale_, self.causal, self.mask4, has_mask, H, out, lse)
         self.save_for_backward(q3, k3, v3, out, lse)
         return out.reshape(B, H, Tq, Dv)
 

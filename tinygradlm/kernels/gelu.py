@@ -28,6 +28,7 @@ import numpy as np
 from numba import prange
 
 from ..function import Function
+from . import by_size, serial_twin
 from .attention import fast_exp
 
 FASTMATH = {"reassoc", "contract", "arcp"}
@@ -60,6 +61,10 @@ def gelu_backward_cpu(x, dy, dx, k, c, one):
         dx[i] = dy[i] * (s + (v + v) * (p * q) * k * (one + three * c * v * v))
 
 
+gelu_forward_serial = serial_twin(gelu_forward_cpu)
+gelu_backward_serial = serial_twin(gelu_backward_cpu)
+
+
 def gelu_reference(x):
     """Plain NumPy tanh-GELU (the kernels are tested against this)."""
     return 0.5 * x * (1.0 + np.tanh(SQRT_2_OVER_PI * (x + COEF * x ** 3)))
@@ -77,7 +82,8 @@ class GELU(Function):
         flat = np.ascontiguousarray(x).reshape(-1)
         y = np.empty_like(flat)
         if flat.size:
-            gelu_forward_cpu(flat, y, *_consts(flat.dtype))
+            kernel = by_size(gelu_forward_cpu, gelu_forward_serial, flat.size)
+            kernel(flat, y, *_consts(flat.dtype))
         self.shape = x.shape
         self.save_for_backward(flat)
         return y.reshape(x.shape)
@@ -88,5 +94,6 @@ class GELU(Function):
         dx = np.empty_like(flat)
         if flat.size:
             dy = np.ascontiguousarray(g, dtype=flat.dtype).reshape(-1)
-            gelu_backward_cpu(flat, dy, dx, *_consts(flat.dtype))
+            kernel = by_size(gelu_backward_cpu, gelu_backward_serial, flat.size)
+            kernel(flat, dy, dx, *_consts(flat.dtype))
         return (dx.reshape(shape),)

@@ -29,6 +29,7 @@ import numpy as np
 from numba import prange
 
 from ..function import Function
+from . import by_size, serial_twin
 
 FASTMATH = {"reassoc"}
 
@@ -82,6 +83,10 @@ def layer_norm_backward_cpu(g, xhat, rstd, w, n, dx, dw_part, db_part):
                 dx[i, j] = r * (g[i, j] * w[j] - a - xhat[i, j] * c)
 
 
+layer_norm_forward_serial = serial_twin(layer_norm_forward_cpu)
+layer_norm_backward_serial = serial_twin(layer_norm_backward_cpu)
+
+
 def layer_norm_reference(x, w=None, b=None, eps=1e-5):
     """Plain NumPy layer norm over the last axis (the kernels are tested against this)."""
     mean = x.mean(axis=-1, keepdims=True)
@@ -116,7 +121,8 @@ class LayerNorm(Function):
         rstd = np.empty(rows.shape[0], rows.dtype)
         if rows.size:
             f = rows.dtype.type
-            layer_norm_forward_cpu(rows, w, b, f(self.eps), f(C), f(1), y, xhat, rstd)
+            kernel = by_size(layer_norm_forward_cpu, layer_norm_forward_serial, rows.size)
+            kernel(rows, w, b, f(self.eps), f(C), f(1), y, xhat, rstd)
         self.shape = x.shape
         self.save_for_backward(xhat, rstd, w)
         return y.reshape(x.shape)
@@ -130,7 +136,8 @@ class LayerNorm(Function):
         dw_part = np.zeros((blocks, C), xhat.dtype)
         db_part = np.zeros((blocks, C), xhat.dtype)
         if xhat.size:
-            layer_norm_backward_cpu(g, xhat, rstd, w, xhat.dtype.type(C), dx, dw_part, db_part)
+            kernel = by_size(layer_norm_backward_cpu, layer_norm_backward_serial, xhat.size)
+            kernel(g, xhat, rstd, w, xhat.dtype.type(C), dx, dw_part, db_part)
         grads = [dx.reshape(self.shape)]
         if self.has_weight:
             grads.append(dw_part.sum(axis=0))

@@ -66,6 +66,9 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)            # run from a checkout without installing
 
+if "--system-malloc" in sys.argv:   # must be decided before tinygradlm's import applies it
+    os.environ["TINYGRADLM_SYSTEM_MALLOC"] = "1"
+
 import tinygradlm as tg             # noqa: E402
 from tinygradlm import nn           # noqa: E402
 from tinygradlm import functional as F  # noqa: E402
@@ -182,18 +185,25 @@ def set_numpy_blas_threads(n):
 
 
 def steady_malloc():
-    """Ask glibc to keep freed memory for reuse instead of handing big blocks back to the OS
-    (and faulting fresh pages in again on the next step).  Whether it hands them back depends
-    on what ran before in the process, so without this the same code flips between two speeds
-    from run to run.  Returns a note for the JSON."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-        ok = libc.mallopt(M_MMAP_THRESHOLD, 64 << 20) and libc.mallopt(M_TRIM_THRESHOLD, 256 << 20)
-    except (OSError, AttributeError):
-        ok = False
-    return ("glibc mallopt: mmap threshold 64 MiB, trim threshold 256 MiB" if ok
-            else "system default (mallopt unavailable)")
+    """A note for the JSON on the allocator: tinygradlm's import asks glibc to keep freed
+    memory for reuse (``backend.keep_freed_memory``) instead of handing big blocks back to the
+    OS and faulting fresh pages in again on the next step, which made the same code flip
+    between two speeds from run to run.  ``--system-malloc`` turns that off."""
+    if tg.backend.keep_freed_memory():
+        return "glibc mallopt: mmap threshold 64 MiB, trim threshold 256 MiB"
+    return "system default"
+
+
+def prepare_environment(threads_requested):
+    """Set NumPy's BLAS threads (and torch's to match) as asked; return the thread count and
+    the environment record every benchmark writes into its JSON."""
+    if threads_requested:
+        set_numpy_blas_threads(threads_requested)
+    threads, thread_source = numpy_blas_threads()
+    if torch:
+        torch.set_num_threads(threads)
+    return threads, {**environment(threads, thread_source),
+                     "threads_requested": threads_requested, "malloc": steady_malloc()}
 
 
 def environment(threads, thread_source):
@@ -536,14 +546,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     cfg = CONFIGS["quick" if args.quick else "full"]
 
-    malloc = "system default" if args.system_malloc else steady_malloc()
-    if args.threads:
-        set_numpy_blas_threads(args.threads)
-    threads, thread_source = numpy_blas_threads()
-    if torch:
-        torch.set_num_threads(threads)
-    env = {**environment(threads, thread_source), "threads_requested": args.threads,
-           "malloc": malloc}
+    threads, env = prepare_environment(args.threads)
     torch_note = f"torch {torch.__version__} ({threads} threads)" if torch else "no torch"
     print(f"tinygradlm {tg.__version__} | python {env['python']} | numpy {np.__version__} "
           f"({threads} BLAS threads) | {torch_note} | {env['cpus_usable']} usable CPUs | "

@@ -62,8 +62,7 @@ import numba                        # noqa: E402
 import tinygradlm as tg             # noqa: E402
 from tinygradlm import kernels      # noqa: E402
 import tinygradlm.nn.functional as F  # noqa: E402
-from bench_engine import (environment, loadavg, numpy_blas_threads, write_json,  # noqa: E402
-                          set_numpy_blas_threads, steady_malloc, timeit, torch)
+from bench_engine import loadavg, prepare_environment, timeit, torch, write_json  # noqa: E402
 
 DEFAULT_OUT = os.path.join(ROOT, "benchmarks", "results", "bench_kernels.json")
 FUSED, REF, TORCH = "fused", "reference", "torch"
@@ -344,14 +343,8 @@ def main(argv=None):
     t_start = time.perf_counter()
     cfg = CONFIGS["quick" if args.quick else "full"]
 
-    malloc = steady_malloc()
-    if args.threads:
-        set_numpy_blas_threads(args.threads)
-    threads, thread_source = numpy_blas_threads()
-    if torch:
-        torch.set_num_threads(threads)
-    env = {**environment(threads, thread_source), "threads_requested": args.threads,
-           "malloc": malloc, "numba": numba.__version__,
+    threads, env = prepare_environment(args.threads)
+    env = {**env, "numba": numba.__version__,
            "numba_num_threads": numba.get_num_threads(),
            "numba_threading_layer_config": numba.config.THREADING_LAYER}
     torch_note = f"torch {torch.__version__} ({threads} threads)" if torch else "no torch"

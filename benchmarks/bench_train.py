@@ -81,8 +81,7 @@ import tinygradlm as tg             # noqa: E402
 from tinygradlm import data, kernels, optim  # noqa: E402
 from tinygradlm.function import Function  # noqa: E402
 from tinygradlm.nn import GPT, GPTConfig  # noqa: E402
-from bench_engine import (environment, loadavg, numpy_blas_threads, write_json,  # noqa: E402
-                          set_numpy_blas_threads, timeit, torch)
+from bench_engine import loadavg, prepare_environment, timeit, torch, write_json  # noqa: E402
 
 if torch:
     # The PyTorch peer timed here is the very model the tests check tinygradlm against (logits,
@@ -497,15 +496,10 @@ def main(argv=None):
     t_start = time.perf_counter()
 
     if args.threads:
-        set_numpy_blas_threads(args.threads)
         numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
-    threads, thread_source = numpy_blas_threads()
-    if torch:
-        torch.set_num_threads(threads)
-    env = {**environment(threads, thread_source), "threads_requested": args.threads,
-           "numba": numba.__version__, "numba_threads": numba.get_num_threads(),
-           "numba_threading_layer": numba.config.THREADING_LAYER,
-           "malloc": "tinygradlm.backend.keep_freed_memory() at import"}
+    threads, env = prepare_environment(args.threads)
+    env = {**env, "numba": numba.__version__, "numba_threads": numba.get_num_threads(),
+           "numba_threading_layer": numba.config.THREADING_LAYER}
     source = args.data or (SHAKESPEARE if os.path.isfile(SHAKESPEARE) else "stdlib")
     tok, batches, data_info = load_batches(source, 16, TRAIN["batch_size"],
                                            MODEL["block_size"], TRAIN["seed"])

@@ -16,11 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import functional as F
-from .. import optim
-from ..tensor import Tensor, arange, zeros
+from ..tensor import Tensor, zeros
 from .gpt import Transformer, check_config, init_gpt2_weights
 from .layers import GELU, LayerNorm, Linear
 from .module import Module, Parameter
+from .pretrained import TransformerModel
 
 
 @dataclass
@@ -52,7 +52,9 @@ class MLMHead(Module):
         return h @ self.weight.T + self.bias                        # (B, T, V)
 
 
-class BERT(Module):
+class BERT(TransformerModel):
+    config_class = BERTConfig
+
     def __init__(self, config: BERTConfig):
         super().__init__()
         check_config(config)
@@ -93,40 +95,9 @@ class BERT(Module):
     def hidden_states(self, input_ids, attention_mask=None) -> Tensor:
         """The encoder's output (B, T, C), before the MLM head: what a classifier pools."""
         ids = input_ids if isinstance(input_ids, Tensor) else Tensor(input_ids)
-        if ids.ndim == 1:
-            ids = ids.unsqueeze(0)
-        if ids.ndim != 2 or ids.dtype.kind not in "iu":
-            raise ValueError(f"BERT: input_ids must be integer token ids of shape (batch, "
-                             f"time), got {ids.dtype} {ids.shape}")
-        T = ids.shape[1]
-        if T > self.config.block_size:
-            raise ValueError(f"BERT: an input of {T} tokens is longer than block_size="
-                             f"{self.config.block_size}; truncate it")
+        x = self.transformer.embed(ids, owner="BERT", arg="input_ids")  # (B, T, C)
         if attention_mask is None:
-            attention_mask = ids.data != self.config.pad_token_id   # (B, T)
-        x = self.transformer.wte(ids) + self.transformer.wpe(arange(T, device=ids.device))
-        x = self.transformer.drop(x)                                # (B, T, C)
+            attention_mask = ids.data.reshape(x.shape[:2]) != self.config.pad_token_id  # (B, T)
         for block in self.transformer.h:
             x = block(x, attention_mask)
         return self.transformer.ln_f(x)
-
-    def num_params(self, non_embedding: bool = True) -> int:
-        n = self.num_parameters()
-        return n - self.transformer.wpe.weight.numel() if non_embedding else n
-
-    def configure_optimizers(self, weight_decay: float, learning_rate: float,
-                             betas=(0.9, 0.999), eps: float = 1e-8):
-        groups = optim.weight_decay_groups(self.named_parameters(), weight_decay)
-        return optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps)
-
-    def save_pretrained(self, directory, tokenizer=None):
-        from ..checkpoint import save_pretrained
-        save_pretrained(self, directory, tokenizer)
-
-    @classmethod
-    def from_pretrained(cls, directory, device: str = "cpu") -> "BERT":
-        from ..checkpoint import load_pretrained
-        return load_pretrained(cls, BERTConfig, directory, device=device)
-
-    def extra_repr(self):
-        return f"{self.num_params() / 1e6:.2f}M parameters"

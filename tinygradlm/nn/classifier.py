@@ -20,7 +20,7 @@ from ..tensor import Tensor
 from .bert import BERT, BERTConfig
 from .gpt import GPT, GPTConfig
 from .layers import Dropout, Linear
-from .module import Module
+from .pretrained import PretrainedModel
 
 BODIES = {"BERT": (BERT, BERTConfig), "GPT": (GPT, GPTConfig)}
 
@@ -35,7 +35,9 @@ class ClassifierConfig:
     label_names: list = field(default_factory=list)
 
 
-class SequenceClassifier(Module):
+class SequenceClassifier(PretrainedModel):
+    config_class = ClassifierConfig
+
     def __init__(self, config: ClassifierConfig):
         super().__init__()
         if config.body_type not in BODIES:
@@ -146,15 +148,6 @@ class SequenceClassifier(Module):
                 if g["params"]:
                     groups.append({**g, "lr": lr})
         return optim.AdamW(groups, lr=learning_rate, betas=betas)
-
-    def save_pretrained(self, directory, tokenizer=None):
-        from ..checkpoint import save_pretrained
-        save_pretrained(self, directory, tokenizer)
-
-    @classmethod
-    def from_pretrained(cls, directory, device: str = "cpu") -> "SequenceClassifier":
-        from ..checkpoint import load_pretrained
-        return load_pretrained(cls, ClassifierConfig, directory, device=device)
 
     @staticmethod
     def predict_labels(logits: Tensor) -> np.ndarray:

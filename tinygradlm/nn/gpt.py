@@ -12,11 +12,11 @@ import math
 from dataclasses import dataclass
 
 from .. import functional as F
-from .. import optim
 from ..tensor import Tensor, arange, randn, zeros
 from .attention import KVCache, TransformerBlock
 from .layers import Dropout, Embedding, LayerNorm, ModuleList
 from .module import Module, Parameter
+from .pretrained import TransformerModel
 
 
 @dataclass
@@ -44,7 +44,10 @@ class LMHead(Module):
         return x @ self.weight.T                                    # (B, T, vocab_size)
 
 
-class GPT(Module):
+class GPT(TransformerModel):
+    config_class = GPTConfig
+    default_betas = (0.9, 0.95)     # nanoGPT's
+
     def __init__(self, config: GPTConfig):
         super().__init__()
         check_config(config)
@@ -80,55 +83,16 @@ class GPT(Module):
     def hidden_states(self, idx, attention_mask=None, kv_cache: KVCache | None = None):
         """The final-LayerNorm output (B, T, C): what the LM head reads, and what a
         classification head pools (``SequenceClassifier`` with last-token pooling)."""
-        idx = idx if isinstance(idx, Tensor) else Tensor(idx)
-        if idx.ndim == 1:
-            idx = idx.unsqueeze(0)
-        if idx.ndim != 2 or idx.dtype.kind not in "iu":
-            raise ValueError(f"GPT: idx must be integer token ids of shape (batch, time), got "
-                             f"{idx.dtype} {idx.shape}")
-        T = idx.shape[1]
         past = len(kv_cache) if kv_cache is not None else 0
-        if past + T > self.config.block_size:
-            raise ValueError(f"GPT: a sequence of {past + T} tokens is longer than "
-                             f"block_size={self.config.block_size}; crop the input to the last "
-                             f"{self.config.block_size} tokens")
-        pos = arange(past, past + T, device=idx.device)            # (T,)
-        x = self.transformer.wte(idx) + self.transformer.wpe(pos)   # (B, T, C)
-        x = self.transformer.drop(x)
+        x = self.transformer.embed(idx, past, owner="GPT", arg="idx")   # (B, T, C)
         for block in self.transformer.h:
             x = block(x, attention_mask, kv_cache)                  # (B, T, C)
         return self.transformer.ln_f(x)
-
-    def num_params(self, non_embedding: bool = True) -> int:
-        """Parameter count; by default without the position embeddings (nanoGPT's count; the
-        token embedding stays in because it is also the output layer)."""
-        n = self.num_parameters()
-        return n - self.transformer.wpe.weight.numel() if non_embedding else n
-
-    def configure_optimizers(self, weight_decay: float, learning_rate: float,
-                             betas=(0.9, 0.95), eps: float = 1e-8):
-        """AdamW with weight decay on matrices and embeddings (>= 2-D) only, nanoGPT-style."""
-        groups = optim.weight_decay_groups(self.named_parameters(), weight_decay)
-        return optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps)
 
     def generate(self, input_ids, **kwargs):
         """Continue ``input_ids``; see ``tinygradlm.generate.generate`` for the options."""
         from ..generate import generate
         return generate(self, input_ids, **kwargs)
-
-    def save_pretrained(self, directory, tokenizer=None):
-        """Write ``config.json``, ``model.npz`` (and ``tokenizer.json``) into ``directory``."""
-        from ..checkpoint import save_pretrained
-        save_pretrained(self, directory, tokenizer)
-
-    @classmethod
-    def from_pretrained(cls, directory, device: str = "cpu") -> "GPT":
-        """A model rebuilt from ``save_pretrained``'s files (in eval mode)."""
-        from ..checkpoint import load_pretrained
-        return load_pretrained(cls, GPTConfig, directory, device=device)
-
-    def extra_repr(self):
-        return f"{self.num_params() / 1e6:.2f}M parameters"
 
 
 def check_config(config):
@@ -166,3 +130,21 @@ class Transformer(Module):
                                              causal=causal, layer_idx=i)
                             for i in range(c.n_layer))
         self.ln_f = LayerNorm(c.n_embd, bias=c.bias)
+        self.block_size = c.block_size
+
+    def embed(self, ids, past: int = 0, owner: str = "model", arg: str = "ids") -> Tensor:
+        """Token plus position embeddings, then dropout: ids (B, T) -> (B, T, C), the tokens
+        sitting at positions past .. past + T - 1 (past > 0 after a KV cache)."""
+        ids = ids if isinstance(ids, Tensor) else Tensor(ids)
+        if ids.ndim == 1:
+            ids = ids.unsqueeze(0)
+        if ids.ndim != 2 or ids.dtype.kind not in "iu":
+            raise ValueError(f"{owner}: {arg} must be integer token ids of shape (batch, "
+                             f"time), got {ids.dtype} {ids.shape}")
+        T = ids.shape[1]
+        if past + T > self.block_size:
+            raise ValueError(f"{owner}: a sequence of {past + T} tokens is longer than "
+                             f"block_size={self.block_size}; crop (or truncate) the input to "
+                             f"the last {self.block_size} tokens")
+        pos = arange(past, past + T, device=ids.device)            # (T,)
+        return self.drop(self.wte(ids) + self.wpe(pos))             # (B, T, C)

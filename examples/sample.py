@@ -27,7 +27,8 @@ def main(argv=None):
     p.add_argument("--repetition_penalty", type=float, default=1.0)
     p.add_argument("--greedy", action="store_true", help="argmax decoding (one sample)")
     p.add_argument("--seed", type=int, default=1337)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default=tg.backend.default_device_from_env(),
+                   help="'cpu' or 'cuda' (default: $TINYGRADLM_DEVICE, else cpu)")
     args = p.parse_args(argv)
 
     try:
@@ -37,7 +38,7 @@ def main(argv=None):
             raise FileNotFoundError(f"no tokenizer.json in {args.out_dir!r}")
         tokenizer = load_tokenizer(path)
         prompt = tokenizer.encode(args.prompt)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, RuntimeError) as e:    # RuntimeError: no GPU
         sys.exit(f"error: {e}")
     tg.manual_seed(args.seed)
     prompt = prompt[-model.config.block_size:]

@@ -22,7 +22,7 @@ def two_moons(n, noise, rng):
                         np.stack([1 - np.cos(t), 0.5 - np.sin(t)], 1)])
     x += rng.normal(0, noise, x.shape)
     y = np.repeat([0, 1], n)
-    return tg.Tensor(x.astype(np.float32)), tg.Tensor(y)
+    return tg.Tensor(x.astype(np.float32)), tg.Tensor(y)       # on the default device
 
 
 def main():
@@ -31,7 +31,14 @@ def main():
     parser.add_argument("--lr", type=float, default=0.02)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", default=None, help="save a PNG (needs matplotlib)")
+    parser.add_argument("--device", default=tg.backend.default_device_from_env(),
+                        help="'cpu' or 'cuda' (default: $TINYGRADLM_DEVICE, else cpu)")
     args = parser.parse_args()
+    try:
+        tg.set_default_device(args.device)      # every tensor and parameter below goes there
+        tg.zeros(1)                             # no usable GPU: say why now
+    except (ValueError, RuntimeError) as e:
+        raise SystemExit(f"error: {e}")
 
     tg.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -56,7 +63,7 @@ def main():
         bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
 
     with tg.no_grad():
-        accuracy = (model(x_test).argmax(dim=-1) == y_test).numpy().mean()
+        accuracy = float((model(x_test).argmax(dim=-1) == y_test).numpy().mean())
     print(f"final train loss {losses[-1]:.4f}, test accuracy {accuracy:.3f}")
 
     if args.plot:

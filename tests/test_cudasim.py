@@ -128,14 +128,15 @@ def attention_grads_reference(q, k, v, dout, allowed, scale):
     return ds @ k, np.swapaxes(ds, -1, -2) @ q, dv
 
 
-def run_attention(ck, q, k, v, dout, scale, causal):
+def run_attention(ck, q, k, v, dout, scale, causal, mask=None, H=1):
     BH, Tq, _ = q.shape
     Dv = v.shape[2]
     out = np.full((BH, Tq, Dv), np.nan, q.dtype)
     lse = np.full((BH, Tq), np.nan, q.dtype)
-    ck.attention_forward_cuda(q, k, v, scale, causal, out, lse)
+    ck.attention_forward_cuda(q, k, v, scale, causal, out, lse, mask=mask, H=H)
     dq, dk, dv = (np.full_like(a, np.nan) for a in (q, k, v))  # all must be overwritten
-    ck.attention_backward_cuda(q, k, v, out, dout, lse, scale, causal, dq, dk, dv)
+    ck.attention_backward_cuda(q, k, v, out, dout, lse, scale, causal, dq, dk, dv, mask=mask,
+                               H=H)
     return out, lse, dq, dk, dv
 
 
@@ -169,9 +170,8 @@ def test_attention_forward_backward(ck, dtype, causal, BH, Tq, Tk, D, Dv):
 @pytest.mark.cudasim
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_attention_row_with_no_key(ck, dtype):
-    # A causal mask never empties a row when Tk >= 1 and the boolean mask is not supported
-    # here, so the only "no allowed key" case is Tk == 0: every row gives zeros and
-    # lse = -inf, and every gradient is zero.
+    # With no keys at all (Tk == 0) every row gives zeros and lse = -inf, and every gradient
+    # is zero (rows emptied by a boolean mask: test_attention_boolean_masks).
     BH, Tq, D = 2, 3, 4
     q = rng(1).standard_normal((BH, Tq, D)).astype(dtype)
     k = np.empty((BH, 0, D), dtype)
@@ -181,3 +181,109 @@ def test_attention_row_with_no_key(ck, dtype):
         out, lse, dq, dk, dv = run_attention(ck, q, k, v, dout, 0.5, causal)
         assert np.all(out == 0) and np.all(lse == -np.inf) and np.all(dq == 0)
         assert dk.shape == dv.shape == (BH, 0, D)
+
+
+@pytest.mark.cudasim
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["padding", "full", "per_query"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_boolean_masks(ck, dtype, kind, causal):
+    # Masks with axes of size 1 or full (B, H, Tq, Tk): the kernel indexes them modulo their
+    # own sizes.  Each case empties at least one query row (zeros out, zero gradients).
+    B, H, Tq, Tk, D = 2, 2, 5, 6, 3
+    r = rng({"padding": 1, "full": 2, "per_query": 3}[kind] + 10 * causal)
+    if kind == "padding":                                   # (B, 1, 1, Tk): key padding
+        mask = np.ones((B, 1, 1, Tk), bool)
+        mask[0, ..., 4:] = False
+        mask[1] = False                                     # a sequence that is all padding
+    elif kind == "full":
+        mask = r.random((B, H, Tq, Tk)) < 0.6
+        mask[0, 1, 2, :] = False
+    else:                                                   # (1, 1, Tq, Tk)
+        mask = r.random((1, 1, Tq, Tk)) < 0.5
+        mask[0, 0, 4, :] = False
+    q, k = (r.standard_normal((B * H, T, D)).astype(dtype) for T in (Tq, Tk))
+    v = r.standard_normal((B * H, Tk, D)).astype(dtype)
+    dout = r.standard_normal((B * H, Tq, D)).astype(dtype)
+    out, lse, dq, dk, dv = run_attention(ck, q, k, v, dout, 0.5, causal, mask=mask, H=H)
+
+    allowed = np.broadcast_to(mask, (B, H, Tq, Tk)).reshape(B * H, Tq, Tk)
+    if causal:
+        allowed = allowed & np.tril(np.ones((Tq, Tk), bool))
+    q64, k64, v64, g64 = (a.astype(np.float64) for a in (q, k, v, dout))
+    np.testing.assert_allclose(out, attention_reference(q64, k64, v64, allowed, 0.5),
+                               **TOL[dtype])
+    empty = ~allowed.any(-1)                                # (BH, Tq)
+    assert empty.any() and np.all(lse[empty] == -np.inf) and np.all(out[empty] == 0)
+    for got, want in zip((dq, dk, dv), attention_grads_reference(q64, k64, v64, g64,
+                                                                 allowed, 0.5)):
+        np.testing.assert_allclose(got, want, **TOL[dtype])
+    assert np.all(dq[empty] == 0)
+
+
+# ---- the kernels behind the functional API, on device tensors ------------------------------
+# With the tests' NumPy-backed CuPy stand-in installed (TINYGRADLM_FAKE_CUPY=1, as .ci/run's
+# simulator pass does), tensors on "cuda" dispatch to these kernels through the same code a
+# GPU runs: F.softmax / F.cross_entropy / F.scaled_dot_product_attention on device tensors
+# must equal the CPU kernels, forward and backward.
+
+def _cuda_or_skip():
+    import tinygradlm as tg
+    if not tg.cuda.is_available():
+        pytest.skip("needs a device: a GPU, or TINYGRADLM_FAKE_CUPY=1 (the tests' stand-in)")
+    from tinygradlm import kernels
+    if kernels.gpu_kernels() is None:
+        pytest.skip("numba.cuda cannot launch kernels here")
+    return tg
+
+
+def _both(tg, fn, *arrays):
+    """fn on CPU tensors and on device tensors built from the same arrays: outputs and the
+    gradients of sum(out * w) for a fixed random w."""
+    results = []
+    for device in ("cpu", "cuda"):
+        xs = [tg.Tensor(a, device=device, requires_grad=a.dtype.kind == "f") for a in arrays]
+        out = fn(*xs)
+        w = rng(99).standard_normal(out.shape).astype(out.dtype)
+        (out * tg.Tensor(w, device=device)).sum().backward()
+        assert out.device == device
+        results.append([out.numpy()] + [x.grad.numpy() for x in xs if x.requires_grad])
+    return results
+
+
+@pytest.mark.cudasim
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dispatch_softmax_and_cross_entropy(dtype):
+    tg = _cuda_or_skip()
+    F = tg.nn.functional
+    r = rng(7)
+    x = (r.standard_normal((2, 3, 9)) * 3).astype(dtype)
+    t = r.integers(0, 9, (2, 3))
+    t[0, 1] = -100
+    cpu, dev = _both(tg, lambda a: F.softmax(a, dim=-1), x)
+    for a, b in zip(cpu, dev):
+        np.testing.assert_allclose(b, a, **TOL[dtype])
+    cpu, dev = _both(tg, lambda a: F.cross_entropy(a, tg.Tensor(t, device=a.device)), x)
+    for a, b in zip(cpu, dev):
+        np.testing.assert_allclose(b, a, **TOL[dtype])
+
+
+@pytest.mark.cudasim
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("masked", [False, True])
+def test_dispatch_attention(dtype, masked):
+    tg = _cuda_or_skip()
+    F = tg.nn.functional
+    r = rng(8 + masked)
+    B, H, T, D = 2, 2, 5, 4
+    q, k, v = (r.standard_normal((B, H, T, D)).astype(dtype) for _ in range(3))
+    pad = np.ones((B, 1, 1, T), bool)
+    pad[1, ..., 3:] = False
+
+    def attend(q, k, v):
+        mask = tg.Tensor(pad, device=q.device) if masked else None
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=not masked)
+
+    cpu, dev = _both(tg, attend, q, k, v)
+    for a, b in zip(cpu, dev):
+        np.testing.assert_allclose(b, a, **TOL[dtype])

@@ -7,6 +7,7 @@ says why and how to fix it.
 """
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -15,6 +16,12 @@ _cupy = None            # the cupy module once it has been imported successfully
 _cupy_error = None      # why cupy could not be used, as a sentence for the user
 
 DEVICES = ("cpu", "cuda")
+GPU_INSTALL_HINT = ('install the GPU extra: pip install -e ".[gpu]" (CuPy for CUDA 12 and '
+                    'numba-cuda)')
+
+
+class DeviceUnavailableError(RuntimeError):
+    """``device="cuda"`` was asked for on a machine where CuPy cannot use a GPU."""
 
 
 def _load_cupy():
@@ -26,15 +33,17 @@ def _load_cupy():
     try:
         import cupy
     except ImportError as exc:
-        _cupy_error = (f"CuPy is not installed ({exc}). Install the GPU extra: "
-                       "pip install -e \".[gpu]\"")
+        _cupy_error = f"CuPy is not installed ({exc}); {GPU_INSTALL_HINT}"
         return None
     try:
         cupy.cuda.runtime.getDeviceCount()
         cupy.zeros(1)
     except Exception as exc:  # driver missing, no device, CUDA runtime mismatch, ...
         _cupy_error = (f"CuPy is installed but no CUDA device is usable "
-                       f"({type(exc).__name__}: {exc})")
+                       f"({type(exc).__name__}: {exc}); check that `nvidia-smi` lists a GPU, "
+                       f"that the NVIDIA driver is installed and that CUDA_VISIBLE_DEVICES "
+                       f"does not hide it, and that the CuPy wheel matches the CUDA version "
+                       f"({GPU_INSTALL_HINT})")
         return None
     _cupy = cupy
     return _cupy
@@ -43,6 +52,21 @@ def _load_cupy():
 def cuda_is_available() -> bool:
     """True only when CuPy imports and a CUDA device answers."""
     return _load_cupy() is not None
+
+
+def cuda_unavailable_reason() -> str | None:
+    """Why ``"cuda"`` cannot be used, as a sentence for the user (None when it can)."""
+    return None if cuda_is_available() else _cupy_error
+
+
+def default_device_from_env() -> str:
+    """``TINYGRADLM_DEVICE`` (``cpu`` or ``cuda``) if set, else ``"cpu"``.  Only the name is
+    checked here; whether a GPU is there is checked when the first tensor is made on it."""
+    name = os.environ.get("TINYGRADLM_DEVICE", "").strip()
+    try:
+        return normalize_device(name) if name else "cpu"
+    except ValueError:
+        raise ValueError(f"TINYGRADLM_DEVICE={name!r}: expected one of {DEVICES}") from None
 
 
 def normalize_device(device) -> str:
@@ -61,7 +85,7 @@ def xp_for(device: str):
         return np
     cp = _load_cupy()
     if cp is None:
-        raise RuntimeError(f"device 'cuda' is not available: {_cupy_error}")
+        raise DeviceUnavailableError(f"device 'cuda' is not available: {_cupy_error}")
     return cp
 
 
@@ -90,26 +114,40 @@ def to_numpy(array) -> np.ndarray:
 
 # --- random numbers ---------------------------------------------------------------------
 # One generator per backend so that manual_seed() makes every random draw in the library
-# (initialisation, dropout, batches, sampling) repeatable.  CPU and GPU streams differ.
+# (initialisation, dropout, batches, sampling) repeatable.  The CPU and GPU generators are
+# different algorithms (NumPy's PCG64, cuRAND's XORWOW), so the same seed gives different
+# numbers on the two devices: a model initialised on the GPU differs from one initialised on
+# the CPU.  Build on the CPU and move with ``.to("cuda")`` to get the same weights on both.
 _generators: dict = {"cpu": np.random.default_rng(0)}
+_seed = {"value": 0}                # the last manual_seed, for a GPU generator made later
 
 
 def generator(device: str = "cpu"):
     if device not in _generators:
-        _generators[device] = xp_for(device).random.default_rng(0)
+        _generators[device] = xp_for(device).random.default_rng(_seed["value"])
     return _generators[device]
 
 
 def manual_seed(seed: int) -> None:
-    """Seed every random source: Python's ``random``, NumPy's global and ours, and CuPy's."""
+    """Seed every random source: Python's ``random``, NumPy's global and ours, and CuPy's
+    (now if CuPy is in use, else when the GPU generator is first needed)."""
     seed = int(seed)
+    _seed["value"] = seed
     random.seed(seed)
     np.random.seed(seed % 2**32)
     _generators["cpu"] = np.random.default_rng(seed)
-    if "cuda" in _generators or _cupy is not None:
-        cp = _load_cupy()
-        cp.random.seed(seed)
-        _generators["cuda"] = cp.random.default_rng(seed)
+    _generators.pop("cuda", None)
+    if _cupy is not None:
+        _cupy.random.seed(seed)
+
+
+def reseed_device_generators() -> None:
+    """Seed the GPU generator from a draw of the CPU one.  The training loop calls this at
+    the start of every iteration on the GPU: the CPU generator's state is what a checkpoint
+    saves (CuPy's cannot be saved and restored), so resuming reproduces the GPU's dropout
+    masks too."""
+    if _cupy is not None:
+        _generators["cuda"] = _cupy.random.default_rng(int(_generators["cpu"].integers(2**63)))
 
 
 def get_rng_state() -> dict:

@@ -28,11 +28,11 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
     """exp(x) / sum(exp(x)) along ``dim``.
 
     Subtracting the row max first keeps exp() from overflowing; softmax is unchanged by the
-    shift, so the max is detached and never differentiated.  Over the last axis on the CPU
-    this runs the fused kernel (``kernels/softmax.py``) unless the reference is selected.
+    shift, so the max is detached and never differentiated.  Over the last axis this runs the
+    fused kernel (``kernels/softmax.py``, CPU or GPU) unless the reference is selected.
     """
     _check_dim_size("softmax", x)
-    if dim % x.ndim == x.ndim - 1 and x.device == "cpu" and kernels.fused():
+    if dim % x.ndim == x.ndim - 1 and kernels.fused_any(x):
         return Softmax.apply(x)
     e = (x - x.amax(dim=dim, keepdim=True).detach()).exp()
     return e / e.sum(dim=dim, keepdim=True)
@@ -59,6 +59,10 @@ def cross_entropy(logits: Tensor, targets: Tensor, ignore_index: int = -100,
     targets = targets if isinstance(targets, Tensor) else Tensor(targets, device=logits.device)
     if targets.dtype.kind not in "iu":
         raise TypeError(f"cross_entropy: targets must be integer class ids, not {targets.dtype}")
+    if targets.device != logits.device:
+        raise RuntimeError(f"cross_entropy: logits {logits.shape} on {logits.device} but "
+                           f"targets {targets.shape} on {targets.device}; move both to one "
+                           f"device with .to(...)")
     if logits.ndim == 0 or targets.shape != logits.shape[:-1]:
         raise ValueError(f"cross_entropy: logits {logits.shape} need targets of shape "
                          f"{logits.shape[:-1]} (one class id per row), got {targets.shape}")
@@ -70,7 +74,7 @@ def cross_entropy(logits: Tensor, targets: Tensor, ignore_index: int = -100,
         first = int(t[bad][0])
         raise IndexError(f"cross_entropy: target id {first} is out of range for {C} classes "
                          f"(valid ids are 0..{C - 1}, or ignore_index={ignore_index})")
-    if logits.device == "cpu" and kernels.fused():
+    if kernels.fused_any(logits):
         loss = CrossEntropy.apply(logits.reshape(-1, C), targets=t, ignore_index=ignore_index,
                                   reduction=reduction)
         return loss.reshape(targets.shape) if reduction == "none" else loss
@@ -102,7 +106,7 @@ def gelu(x: Tensor, approximate: str = "tanh") -> Tensor:
     0.5 x (1 + erf(x / sqrt(2))), PyTorch's default.  The tanh form runs the fused kernel
     (``kernels/gelu.py``) on the CPU unless the reference is selected."""
     if approximate == "tanh":
-        if x.device == "cpu" and kernels.fused() and x.dtype in (np.float32, np.float64):
+        if kernels.fused_cpu(x):
             return GELU.apply(x)
         inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)
         return 0.5 * x * (1.0 + inner.tanh())
@@ -134,8 +138,7 @@ def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None,
     if x.shape[x.ndim - len(normalized_shape):] != normalized_shape:
         raise ValueError(f"layer_norm: normalized_shape {normalized_shape} does not match the "
                          f"trailing dims of the input {x.shape}")
-    if (len(normalized_shape) == 1 and normalized_shape[0] > 0 and x.device == "cpu"
-            and kernels.fused() and x.dtype in (np.float32, np.float64)
+    if (len(normalized_shape) == 1 and normalized_shape[0] > 0 and kernels.fused_cpu(x)
             and all(p is None or (isinstance(p, Tensor) and p.shape == normalized_shape)
                     for p in (weight, bias))):
         params = [p for p in (weight, bias) if p is not None]
@@ -214,17 +217,16 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask=None
         raise ValueError("scaled_dot_product_attention: pass either attn_mask or is_causal")
     Tq, Tk = q.shape[-2], k.shape[-2]
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    mask = attn_mask.data if isinstance(attn_mask, Tensor) else attn_mask
-    if (kernels.fused() and q.device == "cpu" and q.ndim == 4 and
-            (dropout_p == 0.0 or not training) and (mask is None or mask.dtype == np.bool_)):
+    mask = _attention_mask_array(attn_mask, q, k)
+    if (q.ndim == 4 and (dropout_p == 0.0 or not training) and kernels.fused_any(q)
+            and (mask is None or mask.dtype == np.bool_)):
         return Attention.apply(q, k, v, scale=scale, causal=is_causal, mask=mask)
     scores = (q @ k.transpose(-2, -1)) * scale                     # (B, H, Tq, Tk)
     xp = q.xp
     allowed = None
     if is_causal:
         allowed = xp.tril(xp.ones((Tq, Tk), dtype=bool))           # (Tq, Tk)
-    elif attn_mask is not None:
-        mask = attn_mask.data if isinstance(attn_mask, Tensor) else xp.asarray(attn_mask)
+    elif mask is not None:
         if mask.dtype == np.bool_:
             allowed = mask
         else:
@@ -240,3 +242,27 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask=None
             att = where(Tensor._from_op(has_key), att, 0.0)
     att = dropout(att, dropout_p, training)
     return att @ v                                                  # (B, H, Tq, Dv)
+
+
+def _attention_mask_array(attn_mask, q, k):
+    """``attn_mask`` as an array on q's device, checked to broadcast to (B, H, Tq, Tk)."""
+    if attn_mask is None:
+        return None
+    if isinstance(attn_mask, Tensor):
+        if attn_mask.device != q.device:
+            raise RuntimeError(f"scaled_dot_product_attention: attn_mask {attn_mask.shape} on "
+                               f"{attn_mask.device} but q {q.shape} on {q.device}")
+        mask = attn_mask.data
+    elif hasattr(attn_mask, "shape"):
+        mask = backend.to_device(attn_mask, q.device)
+    else:
+        mask = q.xp.asarray(attn_mask)
+    scores_shape = (*q.shape[:-1], k.shape[-2])                     # (B, H, Tq, Tk)
+    try:
+        ok = np.broadcast_shapes(mask.shape, scores_shape) == scores_shape
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"scaled_dot_product_attention: attn_mask of shape {mask.shape} does "
+                         f"not broadcast to the scores' shape {scores_shape} (B, H, Tq, Tk)")
+    return mask

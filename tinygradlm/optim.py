@@ -49,7 +49,8 @@ class Optimizer:
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
-                    self.update(p, p.grad.data, self.state.setdefault(id(p), {}), group)
+                    state = self.state.setdefault(id(p), {})
+                    self.update(p, p.grad.data, _follow(state, p.device), group)
 
     def update(self, p, g, state, group):
         raise NotImplementedError
@@ -83,6 +84,15 @@ class Optimizer:
             p = params[int(i)]
             self.state[id(p)] = {k: (backend.to_device(v, p.device).astype(p.dtype)
                                      if hasattr(v, "shape") else v) for k, v in s.items()}
+
+
+def _follow(state: dict, device: str) -> dict:
+    """Move a parameter's state arrays to the parameter's device, in place: after
+    ``model.to("cuda")`` the optimizer's moments follow the parameters at the next step."""
+    for k, v in state.items():
+        if hasattr(v, "shape") and backend.device_of(v) != device:
+            state[k] = backend.to_device(v, device)
+    return state
 
 
 class SGD(Optimizer):

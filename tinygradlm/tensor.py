@@ -18,11 +18,14 @@ int32, int64, bool_ = np.dtype("int32"), np.dtype("int64"), np.dtype("bool")
 
 MaxResult = namedtuple("MaxResult", ["values", "indices"])
 
-_default = {"device": "cpu"}
+# ``TINYGRADLM_DEVICE=cuda python script.py`` runs a whole script on the GPU.
+_default = {"device": backend.default_device_from_env()}
 
 
 def set_default_device(device) -> None:
-    """Device used by factories and ``Tensor(...)`` when none is given."""
+    """Device used by factories and ``Tensor(...)`` when none is given (as PyTorch's
+    ``torch.set_default_device``): Python data and NumPy arrays go there; a CuPy array
+    stays on the GPU; a tensor stays where it is."""
     _default["device"] = backend.normalize_device(device)
 
 
@@ -64,7 +67,7 @@ class Tensor:
     __array_ufunc__ = None      # numpy_array + tensor calls Tensor.__radd__, not numpy
 
     def __init__(self, data, requires_grad=False, dtype=None, device=None):
-        if device is None:      # arrays stay where they are; Python data goes to the default
+        if device is None:      # GPU data stays there; host data goes to the default device
             device = data.device if isinstance(data, Tensor) else (
                 "cuda" if hasattr(data, "__cuda_array_interface__") else _default["device"])
         self.data = _to_array(data, dtype, backend.normalize_device(device))

@@ -24,7 +24,7 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -69,7 +69,8 @@ class TrainConfig:
     progress: bool = True         # the tqdm progress bar
     # the rest
     seed: int = 1337
-    device: str = "cpu"
+    # "cpu" or "cuda"; the default is the environment variable TINYGRADLM_DEVICE, else "cpu"
+    device: str = field(default_factory=backend.default_device_from_env)
     dtype: str = "float32"
 
     def validate(self):
@@ -80,6 +81,7 @@ class TrainConfig:
                 raise ValueError(f"--{name} must be a positive integer, got {getattr(self, name)}")
         if self.n_embd % self.n_head:
             raise ValueError(f"--n_embd={self.n_embd} must be divisible by --n_head={self.n_head}")
+        backend.xp_for(backend.normalize_device(self.device))  # no GPU: say why before any work
         if self.tokenizer not in ("char", "bpe"):
             raise ValueError(f"--tokenizer must be 'char' or 'bpe', not {self.tokenizer!r}")
         if not 0.0 <= self.dropout < 1.0:
@@ -209,6 +211,8 @@ def fit(cfg: TrainConfig, model, optimizer, next_loss, evaluate, tokenizer=None,
             run_evaluation()                        # the loss before any training
         while iter_num < cfg.max_iters:
             rng_at_iter_start = backend.get_rng_state()
+            if backend.normalize_device(cfg.device) == "cuda":
+                backend.reseed_device_generators()  # GPU dropout masks follow the CPU state
             t0 = time.perf_counter()
             lr = lr_at(iter_num, cfg)
             for group in optimizer.param_groups:

@@ -9,6 +9,11 @@ uses the fused kernels by default; select the references (the composites in
     with tinygradlm.kernels.use("reference"):
         loss = model(x, y)
 
+On the GPU (CuPy arrays) softmax, cross-entropy and attention run the ``numba.cuda`` kernels
+of ``cuda_kernels.py``; when numba-cuda cannot launch kernels there (not installed, or no
+driver it can use) the CuPy composites run instead, after a one-time warning.  GELU and
+LayerNorm have CPU kernels only: on the GPU their composites are already a few CuPy calls.
+
 Numba's default OpenMP threading layer can hang a process that forks (multiprocessing,
 pytest-xdist); the ``workqueue`` layer is fork-safe and needs no extra library, so it is
 chosen here before any parallel kernel runs (set ``NUMBA_THREADING_LAYER`` to override).
@@ -16,8 +21,10 @@ chosen here before any parallel kernel runs (set ``NUMBA_THREADING_LAYER`` to ov
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import types
+import warnings
 
 import numba
 
@@ -40,6 +47,48 @@ def mode() -> str:
 
 def fused() -> bool:
     return mode() == "fused"
+
+
+FLOATS = ("float32", "float64")
+
+
+def fused_cpu(x) -> bool:
+    """Run a CPU-only fused kernel (GELU, LayerNorm) on tensor ``x``?"""
+    return fused() and x.device == "cpu" and x.dtype.name in FLOATS
+
+
+def fused_any(x) -> bool:
+    """Run a fused kernel that exists for both devices (softmax, cross-entropy, attention)
+    on tensor ``x``?  On the GPU only when the numba.cuda kernels can run there."""
+    if not (fused() and x.dtype.name in FLOATS):
+        return False
+    return x.device == "cpu" or gpu_kernels() is not None
+
+
+_gpu: dict = {}
+
+
+def gpu_kernels():
+    """The ``cuda_kernels`` module when numba.cuda can launch kernels, else None (once, with
+    a warning that says what runs instead and how to get the kernels)."""
+    if "module" not in _gpu:
+        module, why = None, None
+        try:
+            from numba import cuda
+            if cuda.is_available():
+                module = importlib.import_module(".cuda_kernels", __name__)
+            else:
+                why = "numba.cuda finds no usable GPU or CUDA driver"
+        except Exception as exc:         # numba-cuda missing or broken: keep going without it
+            why = f"{type(exc).__name__}: {exc}"
+        if module is None:
+            warnings.warn(f"tinygradlm: the Numba CUDA kernels cannot run ({why}); softmax, "
+                          f"cross-entropy and attention on the GPU use the CuPy reference "
+                          f"path instead (correct, slower, more memory). To get the kernels: "
+                          f"pip install -e \".[gpu]\" (installs numba-cuda).",
+                          RuntimeWarning, stacklevel=3)
+        _gpu["module"] = module
+    return _gpu["module"]
 
 
 @contextlib.contextmanager

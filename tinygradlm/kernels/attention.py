@@ -43,8 +43,9 @@ import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
+from ..backend import get_array_module
 from ..function import Function
-from . import by_size, serial_twin
+from . import by_size, gpu_kernels, serial_twin
 
 
 # Fast-math without "no infinities": -inf marks masked keys and empty rows below.
@@ -307,36 +308,53 @@ attention_forward_serial = serial_twin(attention_forward_cpu)
 
 
 class Attention(Function):
-    """softmax(Q K^T * scale) V on (B, H, T, D) inputs, causal and/or boolean-masked, fused.
-    ``mask`` (True = may attend) broadcasts to (B, H, Tq, Tk); it is never copied."""
+    """softmax(Q K^T * scale) V on (B, H, T, D) inputs, causal and/or boolean-masked, fused
+    (CPU: the Numba kernels above; GPU: their numba.cuda versions in ``cuda_kernels.py``).
+    ``mask`` (True = may attend) broadcasts to (B, H, Tq, Tk); it is never expanded."""
 
     def __init__(self, scale, causal=False, mask=None):
         self.scale, self.causal, self.mask = scale, bool(causal), mask
 
     def forward(self, q, k, v):
+        xp = get_array_module(q)
         B, H, Tq, D = q.shape
         Tk, Dv = k.shape[2], v.shape[3]
         self.shapes = (q.shape, k.shape, v.shape)
-        q3, k3, v3 = (np.ascontiguousarray(a.reshape(B * H, a.shape[2], a.shape[3]))
+        q3, k3, v3 = (xp.ascontiguousarray(a.reshape(B * H, a.shape[2], a.shape[3]))
                       for a in (q, k, v))
-        has_mask = self.mask is not None
-        self.mask4 = (np.broadcast_to(self.mask, (B, H, Tq, Tk)) if has_mask
-                      else np.ones((1, 1, 1, 1), dtype=bool))
         self.H = H
         self.scale_ = q.dtype.type(self.scale)
-        out = np.empty((B * H, Tq, Dv), q.dtype)
-        lse = np.empty((B * H, Tq), q.dtype)
-        kernel = by_size(attention_forward_cpu, attention_forward_serial, B * H * Tq * Tk * D)
-        kernel(q3, k3, v3, self.scale_, self.causal, self.mask4, has_mask, H, out, lse)
+        out = xp.empty((B * H, Tq, Dv), q.dtype)
+        lse = xp.empty((B * H, Tq), q.dtype)
+        if xp is np:
+            has_mask = self.mask is not None
+            self.mask4 = (np.broadcast_to(self.mask, (B, H, Tq, Tk)) if has_mask
+                          else np.ones((1, 1, 1, 1), dtype=bool))
+            kernel = by_size(attention_forward_cpu, attention_forward_serial,
+                             B * H * Tq * Tk * D)
+            kernel(q3, k3, v3, self.scale_, self.causal, self.mask4, has_mask, H, out, lse)
+        else:
+            # The GPU kernels index the mask with its own (1 or full) sizes per axis, so a
+            # (B, 1, 1, Tk) padding mask stays that small.
+            self.mask4 = (None if self.mask is None else xp.ascontiguousarray(
+                self.mask.reshape((1,) * (4 - self.mask.ndim) + self.mask.shape)))
+            gpu_kernels().attention_forward_cuda(q3, k3, v3, self.scale_, self.causal, out,
+                                                 lse, mask=self.mask4, H=H)
         self.save_for_backward(q3, k3, v3, out, lse)
         return out.reshape(B, H, Tq, Dv)
 
     def backward(self, g):
         q3, k3, v3, out, lse = self.saved
+        xp = get_array_module(q3)
         # dq stays zero on rows with no allowed key; dk and dv are written whole.
-        dq, dk, dv = np.zeros_like(q3), np.empty_like(k3), np.empty_like(v3)
-        g3 = np.ascontiguousarray(g.reshape(out.shape), dtype=q3.dtype)
-        attention_backward_cpu(q3, k3, v3, out, g3, lse, self.scale_, self.causal, self.mask4,
-                               self.mask is not None, self.H, dq, dk, dv)
+        dq, dk, dv = xp.zeros_like(q3), xp.empty_like(k3), xp.empty_like(v3)
+        g3 = xp.ascontiguousarray(g.reshape(out.shape), dtype=q3.dtype)
+        if xp is np:
+            attention_backward_cpu(q3, k3, v3, out, g3, lse, self.scale_, self.causal,
+                                   self.mask4, self.mask is not None, self.H, dq, dk, dv)
+        else:
+            gpu_kernels().attention_backward_cuda(q3, k3, v3, out, g3, lse, self.scale_,
+                                                  self.causal, dq, dk, dv, mask=self.mask4,
+                                                  H=self.H)
         qs, ks, vs = self.shapes
         return dq.reshape(qs), dk.reshape(ks), dv.reshape(vs)

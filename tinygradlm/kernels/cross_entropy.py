@@ -15,7 +15,9 @@ import numba
 import numpy as np
 from numba import prange
 
+from ..backend import get_array_module
 from ..function import Function
+from . import gpu_kernels
 from .softmax import FASTMATH, row_max
 
 
@@ -50,19 +52,24 @@ def cross_entropy_backward_cpu(x, targets, ignore_index, lse, weight, dx):
 
 
 class CrossEntropy(Function):
-    """Mean / sum / per-row cross-entropy of (N, C) logits against (N,) ids, fused.
+    """Mean / sum / per-row cross-entropy of (N, C) logits against (N,) ids, fused (CPU: the
+    Numba kernels above; GPU: their numba.cuda versions in ``cuda_kernels.py``).
     Targets are checked by ``functional.cross_entropy`` before they reach the kernel."""
 
     def __init__(self, targets, ignore_index=-100, reduction="mean"):
-        self.targets = np.ascontiguousarray(targets, dtype=np.int64)
+        xp = get_array_module(targets)
+        self.targets = xp.ascontiguousarray(targets, dtype=xp.int64)
         self.ignore_index, self.reduction = int(ignore_index), reduction
 
     def forward(self, x):
-        x = np.ascontiguousarray(x)
+        xp = get_array_module(x)
+        x = xp.ascontiguousarray(x)
         N = x.shape[0]
-        loss, lse = np.empty(N, x.dtype), np.empty(N, x.dtype)
+        loss, lse = xp.empty(N, x.dtype), xp.empty(N, x.dtype)
         if N:
-            cross_entropy_forward_cpu(x, self.targets, self.ignore_index, loss, lse)
+            run = (cross_entropy_forward_cpu if xp is np
+                   else gpu_kernels().cross_entropy_forward_cuda)
+            run(x, self.targets, self.ignore_index, loss, lse)
         self.count = int((self.targets != self.ignore_index).sum())
         self.save_for_backward(x, lse)
         if self.reduction == "none":
@@ -70,18 +77,21 @@ class CrossEntropy(Function):
         total = loss.sum(dtype=x.dtype)
         if self.reduction == "sum":
             return total
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.asarray(total / x.dtype.type(self.count), dtype=x.dtype)  # nan if 0
+        with np.errstate(invalid="ignore", divide="ignore"):    # nan when all are ignored
+            return xp.asarray(total / x.dtype.type(self.count), dtype=x.dtype)
 
     def backward(self, g):
         x, lse = self.saved
+        xp = get_array_module(x)
         N = x.shape[0]
         if self.reduction == "none":
-            weight = np.ascontiguousarray(g, dtype=x.dtype)
+            weight = xp.ascontiguousarray(g, dtype=x.dtype)
         else:
             scale = g if self.reduction == "sum" else g / max(self.count, 1)
-            weight = np.full(N, scale, dtype=x.dtype)
-        dx = np.empty_like(x)
+            weight = xp.full(N, scale, dtype=x.dtype)
+        dx = xp.empty_like(x)
         if N:
-            cross_entropy_backward_cpu(x, self.targets, self.ignore_index, lse, weight, dx)
+            run = (cross_entropy_backward_cpu if xp is np
+                   else gpu_kernels().cross_entropy_backward_cuda)
+            run(x, self.targets, self.ignore_index, lse, weight, dx)
         return (dx,)

@@ -16,16 +16,18 @@ Why one kernel set per dtype: a shared-memory array needs its dtype at compile t
 constants such as 0 and -inf must have the data's dtype so that float32 data is never
 silently computed in float64.  ``_kernels(dtype)`` builds the set once per dtype and caches it.
 
-Left out on purpose: the optional boolean attention ``mask`` of the CPU kernel (only the
-``causal`` flag is supported here), and any tiling / shared-memory reuse in attention (one
-thread per query row or key row is slow but easy to read and has no atomics).
+The attention kernels take ``causal`` and an optional boolean ``mask`` (True = may attend) of
+4 axes, each of size 1 or full (B, H, Tq, Tk): a (B, 1, 1, Tk) padding mask is read through a
+modulo index and never expanded.  Left out on purpose: any tiling / shared-memory reuse in
+attention (one thread per query row or key row is slow but easy to read and has no atomics).
 """
 from __future__ import annotations
 
+import ctypes
 import math
 
 import numpy as np
-from numba import cuda
+from numba import config, cuda
 
 # Threads per block for the row kernels (softmax, cross-entropy).  A power of two, so that
 # the tree reduction halves cleanly; also the size of the shared-memory scratch buffer.
@@ -175,8 +177,14 @@ def _build(ty):
 
     # ---- attention -----------------------------------------------------------------
 
+    @cuda.jit(device=True)
+    def allowed(mask, bh, H, i, j):
+        # mask[b, h, i, j] where every axis of the mask has size 1 or the full size
+        return mask[(bh // H) % mask.shape[0], (bh % H) % mask.shape[1],
+                    i % mask.shape[2], j % mask.shape[3]]
+
     @cuda.jit
-    def attention_forward(q, k, v, scale, causal, out, lse):
+    def attention_forward(q, k, v, scale, causal, mask, has_mask, H, out, lse):
         # q (BH, Tq, D), k (BH, Tk, D), v (BH, Tk, Dv) -> out (BH, Tq, Dv), lse (BH, Tq).
         # One thread per (bh, query row i), flat index = bh * Tq + i.  Online softmax:
         # keep the running max m and running sum l, and rescale the output row (used as the
@@ -194,6 +202,8 @@ def _build(ty):
         m = NEG_INF
         total = ZERO
         for j in range(n):
+            if has_mask and not allowed(mask, bh, H, i, j):
+                continue                            # a masked key adds nothing
             s = ZERO
             for d in range(D):                      # s = scale * q_i . k_j
                 s += q[bh, i, d] * k[bh, j, d]
@@ -205,7 +215,7 @@ def _build(ty):
             for d in range(Dv):
                 out[bh, i, d] = out[bh, i, d] * corr + p * v[bh, j, d]
             m = m_new
-        if n == 0:                                  # no key allowed: zeros, lse = -inf
+        if m == NEG_INF:                            # no key allowed: zeros, lse = -inf
             lse[bh, i] = NEG_INF
             return
         inv = ONE / total
@@ -214,7 +224,7 @@ def _build(ty):
         lse[bh, i] = m + math.log(total)
 
     @cuda.jit
-    def attention_backward_dq(q, k, v, out, dout, lse, scale, causal, dq):
+    def attention_backward_dq(q, k, v, out, dout, lse, scale, causal, mask, has_mask, H, dq):
         # One thread per (bh, query row i): dQ_i = scale * sum_j dS_ij K_j, with
         # P_ij = exp(S_ij - L_i) recomputed from the saved lse and D_i = dO_i . O_i.
         BH, Tq, D = q.shape
@@ -234,6 +244,8 @@ def _build(ty):
         for d in range(Dv):
             delta += out[bh, i, d] * dout[bh, i, d]
         for j in range(n):
+            if has_mask and not allowed(mask, bh, H, i, j):
+                continue
             s = ZERO
             for d in range(D):
                 s += q[bh, i, d] * k[bh, j, d]
@@ -246,7 +258,8 @@ def _build(ty):
                 dq[bh, i, d] += ds * k[bh, j, d]
 
     @cuda.jit
-    def attention_backward_dkv(q, k, v, out, dout, lse, scale, causal, dk, dv):
+    def attention_backward_dkv(q, k, v, out, dout, lse, scale, causal, mask, has_mask, H,
+                               dk, dv):
         # One thread per (bh, key row j), looping over the queries that may see key j, so
         # every thread owns its dK_j and dV_j rows: no atomics.  It recomputes P_ij and
         # D_i = dO_i . O_i itself (an extra O(Tq * Dv) per thread, kept for simplicity).
@@ -265,7 +278,7 @@ def _build(ty):
         i0 = j if causal else 0                     # causal: query i sees key j iff j <= i
         for i in range(i0, Tq):
             L = lse[bh, i]
-            if L == NEG_INF:
+            if L == NEG_INF or (has_mask and not allowed(mask, bh, H, i, j)):
                 continue
             s = ZERO
             for d in range(D):
@@ -295,18 +308,50 @@ def _blocks(n, block):
     return (n + block - 1) // block
 
 
+def _arg(a):
+    """What a kernel is handed for array ``a``.  A CuPy array goes as it is: numba.cuda reads
+    its memory through ``__cuda_array_interface__``, no copy.  The CUDA simulator (tests, no
+    GPU) runs kernels on NumPy arrays only and ignores that interface; there the only
+    "device" arrays are the tests' NumPy-backed CuPy stand-in, whose memory is host memory,
+    so they are handed over as NumPy views of that same memory (writes go through)."""
+    if not config.ENABLE_CUDASIM or isinstance(a, np.ndarray):
+        return a
+    cai = a.__cuda_array_interface__
+    dtype, shape = np.dtype(cai["typestr"]), tuple(cai["shape"])
+    strides = cai.get("strides") or None
+    if strides is None:
+        span = int(np.prod(shape)) * dtype.itemsize
+    else:
+        span = sum((n - 1) * abs(st) for n, st in zip(shape, strides)) + dtype.itemsize
+    buffer = (ctypes.c_char * max(span, 1)).from_address(cai["data"][0])
+    return np.ndarray(shape, dtype, buffer=buffer, strides=strides)
+
+
+_NO_MASK = {}
+
+
+def _mask_args(mask):
+    """(mask, has_mask) for the attention kernels; without a mask a 1-element stand-in,
+    made once, so that the kernel's signature does not change."""
+    if mask is not None:
+        return _arg(mask), True
+    if "array" not in _NO_MASK:
+        _NO_MASK["array"] = cuda.to_device(np.ones((1, 1, 1, 1), dtype=np.bool_))
+    return _NO_MASK["array"], False
+
+
 def softmax_forward_cuda(x, y):
     """y = softmax(x) over the last axis; x, y: (N, C)."""
     N, C = x.shape
     if N and C:
-        _kernels(x.dtype)["softmax_forward"][N, BLOCK](x, y)
+        _kernels(x.dtype)["softmax_forward"][N, BLOCK](_arg(x), _arg(y))
 
 
 def softmax_backward_cuda(y, dy, dx):
     """dx = y * (dy - sum(dy * y)); all (N, C)."""
     N, C = y.shape
     if N and C:
-        _kernels(y.dtype)["softmax_backward"][N, BLOCK](y, dy, dx)
+        _kernels(y.dtype)["softmax_backward"][N, BLOCK](_arg(y), _arg(dy), _arg(dx))
 
 
 def cross_entropy_forward_cuda(x, t, ignore_index, loss, lse):
@@ -314,7 +359,7 @@ def cross_entropy_forward_cuda(x, t, ignore_index, loss, lse):
     N, C = x.shape
     if N:
         _kernels(x.dtype)["cross_entropy_forward"][N, BLOCK](
-            x, t, np.int64(ignore_index), loss, lse)
+            _arg(x), _arg(t), np.int64(ignore_index), _arg(loss), _arg(lse))
 
 
 def cross_entropy_backward_cuda(x, t, ignore_index, lse, weight, dx):
@@ -322,29 +367,35 @@ def cross_entropy_backward_cuda(x, t, ignore_index, lse, weight, dx):
     N, C = x.shape
     if N:
         _kernels(x.dtype)["cross_entropy_backward"][N, BLOCK](
-            x, t, np.int64(ignore_index), lse, weight, dx)
+            _arg(x), _arg(t), np.int64(ignore_index), _arg(lse), _arg(weight), _arg(dx))
 
 
-def attention_forward_cuda(q, k, v, scale, causal, out, lse):
+def attention_forward_cuda(q, k, v, scale, causal, out, lse, mask=None, H=1):
     """q (BH, Tq, D), k (BH, Tk, D), v (BH, Tk, Dv) -> out (BH, Tq, Dv), lse (BH, Tq).
-    No boolean mask (only ``causal``); rows with no allowed key give zeros, lse = -inf."""
+    ``mask``: None or boolean with 4 axes, each 1 or full (B, H, Tq, Tk), B * H = BH; ``H``
+    splits the flat BH index for it.  Rows with no allowed key give zeros, lse = -inf."""
     BH, Tq, _ = q.shape
     if BH * Tq == 0:
         return
     ty = np.dtype(q.dtype).type
+    m, has_mask = _mask_args(mask)
     _kernels(q.dtype)["attention_forward"][_blocks(BH * Tq, ATTN_BLOCK), ATTN_BLOCK](
-        q, k, v, ty(scale), bool(causal), out, lse)
+        _arg(q), _arg(k), _arg(v), ty(scale), bool(causal), m, has_mask, np.int64(H),
+        _arg(out), _arg(lse))
 
 
-def attention_backward_cuda(q, k, v, out, dout, lse, scale, causal, dq, dk, dv):
+def attention_backward_cuda(q, k, v, out, dout, lse, scale, causal, dq, dk, dv, mask=None,
+                            H=1):
     """Gradients of attention; dq, dk, dv are fully overwritten (no need to zero them)."""
     BH, Tq, _ = q.shape
     Tk = k.shape[1]
     ks = _kernels(q.dtype)
     sc, causal = np.dtype(q.dtype).type(scale), bool(causal)
+    m, has_mask = _mask_args(mask)
+    q, k, v, out, dout, lse = (_arg(a) for a in (q, k, v, out, dout, lse))
     if BH * Tq:
         ks["attention_backward_dq"][_blocks(BH * Tq, ATTN_BLOCK), ATTN_BLOCK](
-            q, k, v, out, dout, lse, sc, causal, dq)
+            q, k, v, out, dout, lse, sc, causal, m, has_mask, np.int64(H), _arg(dq))
     if BH * Tk:
         ks["attention_backward_dkv"][_blocks(BH * Tk, ATTN_BLOCK), ATTN_BLOCK](
-            q, k, v, out, dout, lse, sc, causal, dk, dv)
+            q, k, v, out, dout, lse, sc, causal, m, has_mask, np.int64(H), _arg(dk), _arg(dv))

@@ -14,7 +14,9 @@ import numba
 import numpy as np
 from numba import prange
 
+from ..backend import get_array_module
 from ..function import Function
+from . import gpu_kernels
 
 # Reassociation lets LLVM vectorise the row sums; no "no-infinities" flag, so huge logits
 # and masked rows keep IEEE behaviour.
@@ -67,23 +69,28 @@ def softmax_reference(x):
 
 
 class Softmax(Function):
-    """y = softmax(x) over the last axis, fused forward and backward."""
+    """y = softmax(x) over the last axis, fused forward and backward (CPU: the Numba kernels
+    above; GPU: their numba.cuda versions in ``cuda_kernels.py``)."""
 
     def forward(self, x):
         # x: (..., C) -> rows (N, C)
-        rows = np.ascontiguousarray(x.reshape(-1, x.shape[-1]))
-        y = np.empty_like(rows)
+        xp = get_array_module(x)
+        rows = xp.ascontiguousarray(x.reshape(-1, x.shape[-1]))
+        y = xp.empty_like(rows)
         if rows.size:
-            softmax_forward_cpu(rows, y)
+            run = softmax_forward_cpu if xp is np else gpu_kernels().softmax_forward_cuda
+            run(rows, y)
         y = y.reshape(x.shape)
         self.save_for_backward(y)
         return y
 
     def backward(self, g):
         (y,) = self.saved
+        xp = get_array_module(y)
         C = y.shape[-1]
         rows = y.reshape(-1, C)
-        dx = np.empty_like(rows)
+        dx = xp.empty_like(rows)
         if rows.size:
-            softmax_backward_cpu(rows, np.ascontiguousarray(g.reshape(-1, C), dtype=y.dtype), dx)
+            run = softmax_backward_cpu if xp is np else gpu_kernels().softmax_backward_cuda
+            run(rows, xp.ascontiguousarray(g.reshape(-1, C), dtype=y.dtype), dx)
         return (dx.reshape(y.shape),)

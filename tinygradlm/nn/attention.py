@@ -93,8 +93,7 @@ class MultiHeadAttention(Module):
             # New queries sit at the *end* of the sequence: query i is position Tk - Tq + i.
             allowed = xp.tril(xp.ones((Tq, Tk), dtype=bool), k=Tk - Tq)  # (Tq, Tk)
         if attention_mask is not None:
-            pad = attention_mask.data if isinstance(attention_mask, Tensor) else attention_mask
-            pad = xp.asarray(pad).astype(bool)
+            pad = Tensor(attention_mask, device=x.device).data.astype(bool)   # (B, Tk)
             if pad.shape != (B, Tk):
                 raise ValueError(f"MultiHeadAttention: attention_mask must be (batch, keys) = "
                                  f"{(B, Tk)}, got {tuple(pad.shape)}")

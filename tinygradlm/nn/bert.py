@@ -82,7 +82,7 @@ class BERT(TransformerModel):
         h = self.hidden_states(input_ids, attention_mask)           # (B, T, C)
         if labels is None:
             return self.mlm_head(h), None                           # (B, T, V)
-        labels = labels if isinstance(labels, Tensor) else Tensor(labels)
+        labels = labels if isinstance(labels, Tensor) else Tensor(labels, device=h.device)
         if labels.shape != h.shape[:2]:
             raise ValueError(f"BERT: labels {labels.shape} must match input_ids {h.shape[:2]}")
         picked = labels.data != -100                                # (B, T) bool
@@ -94,7 +94,8 @@ class BERT(TransformerModel):
 
     def hidden_states(self, input_ids, attention_mask=None) -> Tensor:
         """The encoder's output (B, T, C), before the MLM head: what a classifier pools."""
-        ids = input_ids if isinstance(input_ids, Tensor) else Tensor(input_ids)
+        ids = (input_ids if isinstance(input_ids, Tensor)
+               else Tensor(input_ids, device=self.transformer.wte.weight.device))
         x = self.transformer.embed(ids, owner="BERT", arg="input_ids")  # (B, T, C)
         if attention_mask is None:
             attention_mask = ids.data.reshape(x.shape[:2]) != self.config.pad_token_id  # (B, T)

@@ -92,21 +92,21 @@ class SequenceClassifier(PretrainedModel):
     def forward(self, input_ids, attention_mask=None, labels=None):
         """input_ids (B, T), attention_mask (B, T) (1 = real token), labels (B,) ->
         (logits (B, num_labels), mean cross-entropy or None)."""
-        ids = input_ids if isinstance(input_ids, Tensor) else Tensor(input_ids)
+        device = self.classifier.weight.device
+        ids = input_ids if isinstance(input_ids, Tensor) else Tensor(input_ids, device=device)
         if ids.ndim == 1:
             ids = ids.unsqueeze(0)
         if attention_mask is None:
             pad = getattr(self.body.config, "pad_token_id", None)
             mask = (ids.data != pad) if pad is not None else ids.xp.ones(ids.shape, dtype=bool)
         else:
-            mask = attention_mask.data if isinstance(attention_mask, Tensor) else attention_mask
-            mask = ids.xp.asarray(mask).astype(bool)
+            mask = Tensor(attention_mask, device=device).data.astype(bool)
         h = self.body.hidden_states(ids, mask)                      # (B, T, C)
         pooled = self.dropout(self.pool(h, mask))                   # (B, C)
         logits = self.classifier(pooled)                            # (B, num_labels)
         loss = None
         if labels is not None:
-            labels = labels if isinstance(labels, Tensor) else Tensor(labels)
+            labels = labels if isinstance(labels, Tensor) else Tensor(labels, device=device)
             if labels.shape != (ids.shape[0],):
                 raise ValueError(f"SequenceClassifier: labels {labels.shape} must be one id "
                                  f"per sequence, ({ids.shape[0]},)")

@@ -73,7 +73,8 @@ class GPT(TransformerModel):
         logits = self.lm_head(x)                                    # (B, T, vocab_size)
         loss = None
         if targets is not None:
-            targets = targets if isinstance(targets, Tensor) else Tensor(targets)
+            targets = (targets if isinstance(targets, Tensor)
+                       else Tensor(targets, device=logits.device))
             if targets.shape != logits.shape[:2]:
                 raise ValueError(f"GPT: targets {targets.shape} must match idx "
                                  f"{logits.shape[:2]}")
@@ -111,7 +112,7 @@ def init_gpt2_weights(model: Module, n_layer: int):
     for name, p in model.named_parameters():
         if p.ndim >= 2:
             scale = std / math.sqrt(2 * n_layer) if name.endswith("c_proj.weight") else std
-            p.data[...] = randn(*p.shape, dtype=p.dtype).data * scale
+            p.data[...] = randn(*p.shape, dtype=p.dtype, device=p.device).data * scale
         elif name.endswith(".bias") or name == "bias":
             p.data[...] = 0
 
@@ -135,7 +136,11 @@ class Transformer(Module):
     def embed(self, ids, past: int = 0, owner: str = "model", arg: str = "ids") -> Tensor:
         """Token plus position embeddings, then dropout: ids (B, T) -> (B, T, C), the tokens
         sitting at positions past .. past + T - 1 (past > 0 after a KV cache)."""
-        ids = ids if isinstance(ids, Tensor) else Tensor(ids)
+        ids = ids if isinstance(ids, Tensor) else Tensor(ids, device=self.wte.weight.device)
+        if ids.device != self.wte.weight.device:
+            raise RuntimeError(f"{owner}: {arg} {ids.shape} on {ids.device} but the model's "
+                               f"weights on {self.wte.weight.device}; move one of them with "
+                               f".to({self.wte.weight.device!r})")
         if ids.ndim == 1:
             ids = ids.unsqueeze(0)
         if ids.ndim != 2 or ids.dtype.kind not in "iu":

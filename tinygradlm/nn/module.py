@@ -198,8 +198,8 @@ class Module:
             problems.append(f"unexpected keys: {', '.join(unexpected)}")
         for k, t in own.items():
             if k in state_dict:
-                shape = tuple(np.shape(state_dict[k].data if isinstance(state_dict[k], Tensor)
-                                       else state_dict[k]))
+                value = state_dict[k].data if isinstance(state_dict[k], Tensor) else state_dict[k]
+                shape = tuple(value.shape) if hasattr(value, "shape") else np.shape(value)
                 if shape != t.shape:
                     problems.append(f"size mismatch for {k}: the checkpoint has {shape}, "
                                     f"the model has {t.shape}")

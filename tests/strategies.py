@@ -6,10 +6,6 @@ from hypothesis.extra import numpy as hnp
 
 import tinygradlm as tg
 
-# Every backend present on this machine; tests parametrised over it run once per backend.
-DEVICES = ["cpu"] + (["cuda"] if tg.cuda.is_available() else [])
-
-
 def shapes(min_dims=0, max_dims=4, min_side=1, max_side=4):
     return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side,
                             max_side=max_side)
@@ -45,5 +41,25 @@ def distinct_arrays(draw, shape, gap=0.05):
     return (np.array(perm, dtype=np.float64) * gap - n * gap / 2).reshape(shape)
 
 
-def T(a, requires_grad=True, device="cpu"):
+def T(a, requires_grad=True, device=None):
+    """A float64 tensor of ``a`` on ``device`` (default: the test's device, see conftest)."""
     return tg.Tensor(np.asarray(a, dtype=np.float64), requires_grad=requires_grad, device=device)
+
+
+# --- helpers that work on every device -----------------------------------------------------
+def set_data(t, values):
+    """Overwrite tensor ``t`` in place with host ``values`` (copied to t's device)."""
+    t.data[...] = tg.backend.to_device(np.asarray(values, dtype=t.dtype), t.device)
+
+
+def host(array):
+    """A NumPy copy of a raw NumPy or CuPy array (tests compare on the host)."""
+    return tg.backend.to_numpy(array)
+
+
+def shares_memory(a, b):
+    """Do two raw arrays (both NumPy, or both CuPy) overlap in memory?"""
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return np.shares_memory(a, b)
+    xp = tg.backend.get_array_module(a)
+    return bool(xp.shares_memory(a, b))

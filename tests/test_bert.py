@@ -18,6 +18,10 @@ from tinygradlm import kernels, nn
 from tinygradlm.gradcheck import gradcheck
 from tinygradlm.nn import BERT, GPT, BERTConfig, ClassifierConfig, SequenceClassifier
 
+from strategies import set_data, shares_memory
+# Every test here runs once per device (cpu, and cuda when usable): see conftest.py.
+pytestmark = pytest.mark.usefixtures("device")
+
 MODES = ["fused", "reference"]
 V, BLOCK, C = 13, 8, 8
 
@@ -41,7 +45,7 @@ def randomize(module, seed=0, scale=0.3):
         r = rng.standard_normal(p.shape) * scale
         if is_ln_weight(name):
             r = 1.0 + r
-        p.data[...] = r.astype(p.dtype)
+        set_data(p, r)
     return module
 
 
@@ -113,7 +117,7 @@ def test_parameter_names_and_tied_mlm_head(n_layer):
     sd = model.state_dict()
     assert "mlm_head.weight" in sd and set(sd) == set(expected_names(n_layer)) | {
         "mlm_head.weight"}
-    assert np.shares_memory(sd["mlm_head.weight"].data, sd["transformer.wte.weight"].data)
+    assert shares_memory(sd["mlm_head.weight"].data, sd["transformer.wte.weight"].data)
     shapes = {n: p.shape for n, p in model.named_parameters()}
     assert shapes["transformer.wte.weight"] == (V, C)
     assert shapes["transformer.wpe.weight"] == (BLOCK, C)

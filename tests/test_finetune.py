@@ -17,6 +17,9 @@ from tinygradlm.nn import BERT, GPT, GPTConfig, SequenceClassifier
 from tinygradlm.train import (FinetuneConfig, MLMConfig, finetune_and_compare,
                               finetune_classifier, pretrained_body, train_mlm)
 
+# Every test here runs once per device (cpu, and cuda when usable): see conftest.py.
+pytestmark = pytest.mark.usefixtures("device")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BLOCK = 32
 

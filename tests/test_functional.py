@@ -10,7 +10,10 @@ import tinygradlm as tg
 import tinygradlm.nn.functional as F
 from tinygradlm.gradcheck import gradcheck
 
-from strategies import DEVICES, T, arrays, shapes
+from strategies import T, arrays, shapes
+
+# Every test here runs once per device (cpu, and cuda when usable): see conftest.py.
+pytestmark = pytest.mark.usefixtures("device")
 
 
 def np_softmax(a, axis=-1):
@@ -18,7 +21,6 @@ def np_softmax(a, axis=-1):
     return e / e.sum(axis=axis, keepdims=True)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @given(data=st.data())
 def test_softmax_and_log_softmax(device, data):
     shape = data.draw(shapes(min_dims=1))
@@ -66,7 +68,6 @@ def np_cross_entropy(a, t, reduction):
     return nll.sum() / valid.sum()
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @given(data=st.data())
 def test_cross_entropy(device, reduction, data):
@@ -97,7 +98,6 @@ def test_cross_entropy_errors():
         F.cross_entropy(x, tg.Tensor([0, 1]), reduction="avg")
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("approximate", ["tanh", "none"])
 @given(data=st.data())
 def test_gelu(device, approximate, data):
@@ -111,7 +111,6 @@ def test_gelu(device, approximate, data):
     assert gradcheck(lambda t: F.gelu(t, approximate), x)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @given(data=st.data(), affine=st.booleans())
 def test_layer_norm(device, data, affine):
     shape = data.draw(shapes(min_dims=1))
@@ -156,7 +155,6 @@ def test_dropout_rate_and_errors():
         F.dropout(tg.ones(2), 1.5)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @given(data=st.data())
 def test_embedding(device, data):
     V, D = data.draw(st.integers(1, 6)), data.draw(st.integers(1, 4))
@@ -180,7 +178,6 @@ def test_embedding_errors():
         F.embedding(tg.Tensor([1.0]), w)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @given(data=st.data(), bias=st.booleans())
 def test_linear(device, data, bias):
     lead = data.draw(shapes(min_dims=0, max_dims=2))
@@ -230,7 +227,6 @@ def attention_inputs(draw):
     return q, k, v, kind, mask
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @given(inputs=attention_inputs())
 def test_scaled_dot_product_attention(device, inputs):
     q, k, v, kind, mask = inputs

@@ -16,6 +16,10 @@ import tinygradlm as tg
 from tinygradlm import backend, nn
 from tinygradlm.generate import generate, next_token
 
+from strategies import set_data
+# Every test here runs once per device (cpu, and cuda when usable): see conftest.py.
+pytestmark = pytest.mark.usefixtures("device")
+
 V = 11          # vocabulary of every model here
 BLOCK = 8
 
@@ -29,7 +33,7 @@ def tiny_gpt(seed=0, dropout=0.0, scale=0.5):
                                 dropout=dropout)).double()
     rng = np.random.default_rng(seed)
     for p in model.parameters():
-        p.data[...] = rng.standard_normal(p.shape) * scale
+        set_data(p, rng.standard_normal(p.shape) * scale)
     return model
 
 
@@ -38,8 +42,9 @@ def constant_gpt(scores):
     gain is 0 and its bias e_0, so the head sees e_0 and returns column 0 of wte."""
     model = tiny_gpt()
     model.transformer.ln_f.weight.data[...] = 0
-    model.transformer.ln_f.bias.data[...] = np.eye(8)[0]
-    model.transformer.wte.weight.data[:, 0] = scores
+    set_data(model.transformer.ln_f.bias, np.eye(8)[0])
+    wte = model.transformer.wte.weight
+    wte.data[:, 0] = tg.backend.to_device(np.asarray(scores, dtype=wte.dtype), wte.device)
     logits, _ = model(np.array([[1, 2, 3], [4, 5, 6]]))
     np.testing.assert_array_equal(logits.numpy(), np.broadcast_to(scores, (2, 3, V)))
     return model

@@ -15,6 +15,10 @@ import tinygradlm as tg
 from tinygradlm import kernels, nn
 from tinygradlm.gradcheck import gradcheck
 
+from strategies import set_data, shares_memory
+# Every test here runs once per device (cpu, and cuda when usable): see conftest.py.
+pytestmark = pytest.mark.usefixtures("device")
+
 MODES = ["fused", "reference"]
 
 
@@ -39,7 +43,7 @@ def randomize(module, seed=0, scale=0.3):
         r = rng.standard_normal(p.shape) * scale
         if re.search(r"ln_\w+\.weight$", name):
             r = 1.0 + r                        # LayerNorm gains around 1
-        p.data[...] = r.astype(p.dtype)
+        set_data(p, r)
     return module
 
 
@@ -78,7 +82,7 @@ def test_parameter_names_are_gpt2s_and_head_is_tied(n_layer):
     assert list(model.state_dict()) == names + ["lm_head.weight"]
     assert model.lm_head.weight is model.transformer.wte.weight
     sd = model.state_dict()
-    assert np.shares_memory(sd["lm_head.weight"].data, sd["transformer.wte.weight"].data)
+    assert shares_memory(sd["lm_head.weight"].data, sd["transformer.wte.weight"].data)
     C, V = 8, 11
     shapes = {n: p.shape for n, p in model.named_parameters()}
     assert shapes["transformer.wte.weight"] == (V, C)

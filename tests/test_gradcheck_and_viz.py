@@ -9,6 +9,9 @@ from tinygradlm.gradcheck import GradcheckError, gradcheck
 
 from strategies import T
 
+# Every test here runs once per device (cpu, and cuda when usable): see conftest.py.
+pytestmark = pytest.mark.usefixtures("device")
+
 
 class WrongSquare(Function):
     """x**2 with a deliberately wrong backward (forgets the factor 2)."""

@@ -6,6 +6,10 @@ import tinygradlm as tg
 import tinygradlm.nn as nn
 import tinygradlm.nn.functional as F
 from tinygradlm import optim
+import pytest
+
+# Every test here runs once per device (cpu, and cuda when usable): see conftest.py.
+pytestmark = pytest.mark.usefixtures("device")
 
 
 def two_moons(n, noise, rng):

@@ -14,7 +14,10 @@ import tinygradlm.nn.functional as F
 from tinygradlm import nn
 from tinygradlm.gradcheck import gradcheck
 
-from strategies import T, arrays, shapes
+from strategies import T, arrays, set_data, shapes, shares_memory
+
+# Every test here runs once per device (cpu, and cuda when usable): see conftest.py.
+pytestmark = pytest.mark.usefixtures("device")
 
 
 # --- small models used throughout ---------------------------------------------------------
@@ -129,7 +132,7 @@ def test_tied_parameter_once_in_parameters_twice_in_state_dict():
     assert [n for n, _ in m.named_parameters()] == ["enc.weight"]
     sd = m.state_dict()
     assert list(sd) == ["enc.weight", "dec.weight"]
-    assert np.shares_memory(sd["enc.weight"].data, sd["dec.weight"].data)
+    assert shares_memory(sd["enc.weight"].data, sd["dec.weight"].data)
     # Round trip keeps the tie and the values.
     m2 = Tied()
     m2.load_state_dict(sd)
@@ -195,7 +198,7 @@ def test_state_dict_round_trip_into_fresh_model():
     # Loaded by copy, in place: b's Parameters are the same objects, not linked to a's data.
     for (na, pa), (nb, pb) in zip(a.named_parameters(), b.named_parameters()):
         assert na == nb and pa is not pb
-        assert not np.shares_memory(pa.data, pb.data)
+        assert not shares_memory(pa.data, pb.data)
     a.head.bias.data += 1.0
     assert not np.array_equal(a(ids).numpy(), b(ids).numpy())
 
@@ -203,7 +206,7 @@ def test_state_dict_round_trip_into_fresh_model():
 def test_state_dict_shares_data_and_accepts_numpy_values():
     m = nn.Linear(2, 3)
     sd = m.state_dict()
-    assert np.shares_memory(sd["weight"].data, m.weight.data)
+    assert shares_memory(sd["weight"].data, m.weight.data)
     assert not sd["weight"].requires_grad
     w_id = id(m.weight)
     m.load_state_dict({"weight": np.full((2, 3), 0.5), "bias": np.arange(3.0)})
@@ -417,8 +420,8 @@ def linear_case(draw):
 def test_linear_gradcheck(case):
     a, w, b = case
     lin = nn.Linear(*w.shape).double()
-    lin.weight.data[...] = w
-    lin.bias.data[...] = b
+    set_data(lin.weight, w)
+    set_data(lin.bias, b)
     x = T(a)
     np.testing.assert_allclose(lin(x).numpy(), a @ w + b, rtol=1e-12, atol=1e-12)
     # The module, differentiated w.r.t. the input and its own parameters.
@@ -453,8 +456,8 @@ def test_layer_norm_gradcheck(case):
     ln = nn.LayerNorm(w.shape).double()
     assert ln.weight.shape == w.shape and np.all(ln.weight.numpy() == 1)
     assert np.all(ln.bias.numpy() == 0)
-    ln.weight.data[...] = w
-    ln.bias.data[...] = b
+    set_data(ln.weight, w)
+    set_data(ln.bias, b)
     x = T(a)
     np.testing.assert_allclose(ln(x).numpy(), np_layer_norm(a, w, b, w.ndim), rtol=1e-10,
                                atol=1e-10)
@@ -489,7 +492,7 @@ def embedding_case(draw):
 def test_embedding_gradcheck(case):
     ids, w = case
     emb = nn.Embedding(*w.shape).double()
-    emb.weight.data[...] = w
+    set_data(emb.weight, w)
     out = emb(tg.Tensor(ids))
     assert out.shape == ids.shape + (w.shape[1],)
     np.testing.assert_array_equal(out.numpy(), w[ids])
@@ -579,8 +582,8 @@ def test_linear_matches_torch():
     w, b = rng.standard_normal((4, 3)), rng.standard_normal(3)
     x, g = rng.standard_normal((2, 5, 4)), rng.standard_normal((2, 5, 3))
     lin = nn.Linear(4, 3).double()
-    lin.weight.data[...] = w
-    lin.bias.data[...] = b
+    set_data(lin.weight, w)
+    set_data(lin.bias, b)
     xt = T(x)
     y = lin(xt)
     y.backward(gradient=tg.Tensor(g))
@@ -606,7 +609,8 @@ def test_layer_norm_matches_torch():
     w, b = rng.uniform(0.5, 2, (3, 4)), rng.standard_normal((3, 4))
     x, g = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 3, 4))
     ln = nn.LayerNorm((3, 4)).double()
-    ln.weight.data[...], ln.bias.data[...] = w, b
+    set_data(ln.weight, w)
+    set_data(ln.bias, b)
     xt = T(x)
     y = ln(xt)
     y.backward(gradient=tg.Tensor(g))
@@ -631,7 +635,7 @@ def test_embedding_matches_torch():
     ids = np.array([[0, 5, 5, 2], [2, 2, 1, 0]])
     g = rng.standard_normal((2, 4, 3))
     emb = nn.Embedding(6, 3).double()
-    emb.weight.data[...] = w
+    set_data(emb.weight, w)
     y = emb(tg.Tensor(ids))
     y.backward(gradient=tg.Tensor(g))
 

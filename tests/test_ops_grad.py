@@ -9,7 +9,10 @@ from hypothesis import given, strategies as st
 import tinygradlm as tg
 from tinygradlm.gradcheck import gradcheck
 
-from strategies import DEVICES, T, arrays, broadcastable_pair, distinct_arrays, shapes
+from strategies import T, arrays, broadcastable_pair, distinct_arrays, shapes
+
+# Every test here runs once per device (cpu, and cuda when usable): see conftest.py.
+pytestmark = pytest.mark.usefixtures("device")
 
 # name -> (tensor function, numpy reference, value range / kink to avoid)
 UNARY = {
@@ -34,7 +37,6 @@ UNARY = {
 }
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", sorted(UNARY))
 @given(data=st.data())
 def test_unary(name, device, data):
@@ -58,7 +60,6 @@ BINARY = {
 }
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", sorted(BINARY))
 @given(data=st.data())
 def test_binary_broadcasting(name, device, data):
@@ -81,7 +82,6 @@ def matmul_shapes(draw):
     return sa, sb
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @given(data=st.data())
 def test_matmul(device, data):
     sa, sb = data.draw(matmul_shapes())
@@ -125,7 +125,6 @@ def _np_dims(dim):
     return dim if dim is None or isinstance(dim, int) else tuple(dim)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("reduction", ["sum", "mean", "amax", "var"])
 @given(data=st.data(), keepdim=st.booleans())
 def test_reductions(reduction, device, data, keepdim):
@@ -161,7 +160,6 @@ def test_max_splits_gradient_on_ties():
     np.testing.assert_array_equal(x.grad.numpy(), [0.5, 0.5, 0.0])
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @given(data=st.data())
 def test_reshape_view_flatten_squeeze(device, data):
     shape = data.draw(shapes(min_dims=1))
@@ -176,7 +174,6 @@ def test_reshape_view_flatten_squeeze(device, data):
     assert gradcheck(lambda t: t.unsqueeze(dim).squeeze(), x)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @given(data=st.data())
 def test_permute_transpose(device, data):
     shape = data.draw(shapes(min_dims=1))
@@ -192,7 +189,6 @@ def test_permute_transpose(device, data):
     assert gradcheck(lambda t: t.T, x)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @given(data=st.data())
 def test_expand(device, data):
     small, big = data.draw(hnp_broadcast_to())
@@ -236,7 +232,6 @@ def basic_index(draw, shape):
     return tuple(parts)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @given(data=st.data())
 def test_getitem_basic(device, data):
     shape = data.draw(shapes(min_dims=1))
@@ -247,7 +242,6 @@ def test_getitem_basic(device, data):
     assert gradcheck(lambda t: t[index], x)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @given(data=st.data())
 def test_getitem_integer_arrays_accumulate(device, data):
     shape = data.draw(shapes(min_dims=1))
@@ -274,7 +268,6 @@ def test_getitem_boolean_mask_and_pairs():
     assert gradcheck(lambda t: t[..., np.array([3, 3])], x)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @given(data=st.data())
 def test_cat_stack_split_chunk(device, data):
     shape = data.draw(shapes(min_dims=1))
@@ -302,7 +295,6 @@ def test_cat_stack_split_chunk(device, data):
     assert gradcheck(lambda t: t.split(1, dim)[-1], xs[0])
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @given(data=st.data(), diagonal=st.integers(-2, 2))
 def test_masked_fill_tril_triu(device, data, diagonal):
     shape = data.draw(shapes(min_dims=2))

@@ -9,6 +9,10 @@ import pytest
 import tinygradlm as tg
 from tinygradlm import nn, optim
 
+from strategies import shares_memory, host
+# Every test here runs once per device (cpu, and cuda when usable): see conftest.py.
+pytestmark = pytest.mark.usefixtures("device")
+
 RTOL = 1e-13
 
 
@@ -94,7 +98,7 @@ def test_sgd_momentum_explicit_numbers():
     b2 = mu * b1 + d2
     p2 = p1 - lr * (d2 + mu * b2)
     np.testing.assert_allclose(p.numpy(), p2, rtol=RTOL)
-    np.testing.assert_allclose(opt.state[id(p)]["momentum_buffer"], b2, rtol=RTOL)
+    np.testing.assert_allclose(host(opt.state[id(p)]["momentum_buffer"]), b2, rtol=RTOL)
 
 
 def test_sgd_nesterov_needs_momentum():
@@ -499,7 +503,7 @@ def test_optimizer_state_dict_round_trip_exact():
         np.testing.assert_array_equal(p.numpy(), p2.numpy())
     # The two optimizers did not share moment buffers.
     for p, p2 in zip(model.parameters(), model2.parameters()):
-        assert not np.shares_memory(opt.state[id(p)]["exp_avg"], opt2.state[id(p2)]["exp_avg"])
+        assert not shares_memory(opt.state[id(p)]["exp_avg"], opt2.state[id(p2)]["exp_avg"])
         assert opt2.state[id(p2)]["step"] == 5
 
 

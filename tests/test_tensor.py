@@ -5,6 +5,9 @@ import pytest
 import tinygradlm as tg
 from tinygradlm.function import _check_devices
 
+# Every test here runs once per device (cpu, and cuda when usable): see conftest.py.
+pytestmark = pytest.mark.usefixtures("device")
+
 
 def test_construction_dtypes():
     assert tg.Tensor(1.5).dtype == np.float32
@@ -19,7 +22,8 @@ def test_construction_dtypes():
 
 def test_properties_and_conversions():
     t = tg.Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
-    assert t.shape == (2, 3) and t.ndim == 2 and t.device == "cpu" and t.numel() == 6
+    assert t.shape == (2, 3) and t.ndim == 2 and t.numel() == 6
+    assert t.device == tg.get_default_device()          # the test's device (conftest)
     assert t.size() == (2, 3) and t.size(1) == 3 and len(t) == 2
     assert isinstance(t.numpy(), np.ndarray) and t.is_leaf and t.grad is None
     assert tg.Tensor([[4.0]]).item() == 4.0
@@ -119,7 +123,7 @@ def test_device_mix_names_both_devices():
 @pytest.mark.skipif(not tg.cuda.is_available(), reason="needs CuPy and a CUDA device")
 def test_device_mix_real_gpu():
     with pytest.raises(RuntimeError, match="cpu and cuda"):
-        tg.zeros(2) + tg.zeros(2, device="cuda")
+        tg.zeros(2, device="cpu") + tg.zeros(2, device="cuda")
 
 
 @pytest.mark.skipif(tg.cuda.is_available(), reason="this machine has a GPU")

@@ -441,9 +441,10 @@ def _saved_float_dtype(arrays: dict):
     return dtypes.pop() if len(dtypes) == 1 else None
 
 
-def load_pretrained(model_cls, config_cls, directory, device: str = "cpu", dtype=None):
+def load_pretrained(model_cls, config_cls, directory, device: str | None = None, dtype=None):
     """Build ``model_cls(config_cls(**fields of config.json))``, load ``model.npz`` into it, move
-    it to ``device`` and return it **in eval mode** (dropout off), as Hugging Face's
+    it to ``device`` (None: the default device, see ``set_default_device``; the saved arrays are
+    always host arrays) and return it **in eval mode** (dropout off), as Hugging Face's
     ``from_pretrained`` does: call ``.train()`` to fine-tune.  The tokenizer is not loaded: see
     ``tokenizer_path``.
 
@@ -467,7 +468,7 @@ def load_pretrained(model_cls, config_cls, directory, device: str = "cpu", dtype
     if target is not None:
         model.to(target)                # before loading, so no saved value is rounded
     _load_weights(model, arrays, weights_path)
-    return model.to(device).eval()
+    return (model if device is None else model.to(device)).eval()
 
 
 # --- training checkpoints -------------------------------------------------------------------

@@ -687,7 +687,7 @@ def _positive_int(name: str, value) -> int:
     return int(value)
 
 
-def get_batch(data: np.ndarray, batch_size: int, block_size: int, device="cpu",
+def get_batch(data: np.ndarray, batch_size: int, block_size: int, device=None,
               generator=None) -> tuple[Tensor, Tensor]:
     """A random batch of next-token examples from a 1-D array of ids.
 
@@ -830,7 +830,7 @@ def mask_tokens(ids, mask_token_id, vocab_size=None, special_ids=None,
 
 
 def get_mlm_batch(ids: np.ndarray, batch_size: int, block_size: int, tokenizer,
-                  mlm_probability: float = 0.15, device="cpu",
+                  mlm_probability: float = 0.15, device=None,
                   generator=None) -> tuple[Tensor, Tensor, Tensor]:
     """A random batch of masked-LM examples from the corpus as one stream of ids.
 
@@ -1211,7 +1211,7 @@ def labelled_from_file(path, val_fraction: float = 0.1, test_fraction: float = 0
 
 def classification_batches(examples, tokenizer, batch_size: int, max_length: int,
                            shuffle: bool, generator=None,
-                           device="cpu") -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+                           device=None) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
     """One pass over ``(text, label_id)`` examples in batches for a classifier.
 
     Yields ``(input_ids, attention_mask, labels)``: (B, T) int64, (B, T) bool and (B,)

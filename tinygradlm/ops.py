@@ -344,7 +344,7 @@ class Permute(Function):
         return x.transpose(self.dims)
 
     def backward(self, g):
-        return (g.transpose(np.argsort([d % g.ndim for d in self.dims])),)
+        return (g.transpose(np.argsort([d % g.ndim for d in self.dims]).tolist()),)
 
 
 class Expand(Function):
@@ -371,6 +371,38 @@ def _is_advanced(index) -> bool:
     return any(hasattr(p, "shape") and p.ndim > 0 or isinstance(p, list) for p in parts)
 
 
+def _index_on_device(index, x):
+    """``index`` with its arrays and lists on x's device, integer arrays checked against the
+    axis they index (CuPy, unlike NumPy, does not raise for an out-of-range array index)."""
+    xp = get_array_module(x)
+    parts = index if isinstance(index, tuple) else (index,)
+
+    def axes_used(p):               # how many of x's axes an index part consumes
+        if p is None:
+            return 0
+        if hasattr(p, "dtype") and p.dtype == bool:
+            return p.ndim
+        return 1
+
+    explicit = sum(axes_used(p) for p in parts if p is not Ellipsis)
+    out, axis = [], 0
+    for p in parts:
+        if p is Ellipsis:
+            axis += x.ndim - explicit
+        elif isinstance(p, list) or (hasattr(p, "shape") and p.ndim > 0):
+            p = backend.to_device(p, backend.device_of(x)) if hasattr(p, "shape") \
+                else xp.asarray(p)
+            if p.dtype.kind in "iu" and p.size and axis < x.ndim:
+                n, lo, hi = x.shape[axis], int(p.min()), int(p.max())
+                if hi >= n or lo < -n:
+                    raise IndexError(f"index {hi if hi >= n else lo} is out of bounds for "
+                                     f"axis {axis} with size {n}")
+        out.append(p)
+        if p is not Ellipsis:
+            axis += axes_used(p)
+    return tuple(out) if isinstance(index, tuple) else out[0]
+
+
 class GetItem(Function):
     """z = x[index] for ints, slices, None, ``...`` and integer/boolean arrays.
     Backward scatters the gradient into zeros; with integer arrays a repeated index receives
@@ -382,6 +414,7 @@ class GetItem(Function):
     def forward(self, x):
         self.in_shape, self.in_dtype = x.shape, x.dtype
         try:
+            self.index = _index_on_device(self.index, x)
             return x[self.index]
         except IndexError as exc:
             raise IndexError(f"index: {exc} (tensor shape {tuple(x.shape)})") from None

@@ -31,6 +31,7 @@ import numpy as np
 from . import backend, checkpoint, data, metrics, optim
 from .function import no_grad
 from .nn.gpt import GPT, GPTConfig
+from .tensor import get_default_device
 
 
 @dataclass
@@ -69,8 +70,8 @@ class TrainConfig:
     progress: bool = True         # the tqdm progress bar
     # the rest
     seed: int = 1337
-    # "cpu" or "cuda"; the default is the environment variable TINYGRADLM_DEVICE, else "cpu"
-    device: str = field(default_factory=backend.default_device_from_env)
+    # "cpu" or "cuda"; by default the default device: $TINYGRADLM_DEVICE, else "cpu"
+    device: str = field(default_factory=get_default_device)
     dtype: str = "float32"
 
     def validate(self):

@@ -71,7 +71,7 @@ class SequenceClassifier(PretrainedModel):
 
     @classmethod
     def from_pretrained_body(cls, directory, num_labels: int, pooling: str | None = None,
-                             dropout: float = 0.1, label_names=(), device: str = "cpu"):
+                             dropout: float = 0.1, label_names=(), device: str | None = None):
         """Load a pretrained BERT or GPT saved with ``save_pretrained`` and put a fresh
         classification head on it."""
         import json
@@ -118,6 +118,7 @@ class SequenceClassifier(PretrainedModel):
         if self.config.pooling == "cls":
             return h[:, 0, :]
         xp = h.xp
+        mask = Tensor(mask, device=h.device).data                   # (B, T)
         if self.config.pooling == "mean":
             w = mask.astype(h.dtype)[:, :, None]                   # (B, T, 1)
             w = w / xp.maximum(w.sum(axis=1, keepdims=True), 1)

@@ -19,7 +19,7 @@ class PretrainedModel(Module):
         save_pretrained(self, directory, tokenizer)
 
     @classmethod
-    def from_pretrained(cls, directory, device: str = "cpu"):
+    def from_pretrained(cls, directory, device: str | None = None):
         """A model rebuilt from ``save_pretrained``'s files (in eval mode)."""
         from ..checkpoint import load_pretrained
         return load_pretrained(cls, cls.config_class, directory, device=device)

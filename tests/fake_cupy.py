@@ -646,8 +646,18 @@ class _Random:
 
 
 class Generator(_Random):
+    """``cupy.random.default_rng()``: CuPy's Generator has only these four draws (checked
+    against CuPy 14.2), so the fake refuses the rest of NumPy's (``normal``, ``choice``, ...)."""
+
+    METHODS = ("random", "standard_normal", "integers", "uniform")
+
     def __init__(self, seed=None):
         super().__init__(np.random.default_rng(_unwrap(seed, "cupy.random.default_rng")))
+
+    def __getattr__(self, name):
+        if name not in self.METHODS:
+            raise AttributeError(f"'cupy.random.Generator' object has no attribute {name!r}")
+        return super().__getattr__(name)
 
 
 _global_random = _Random(np.random.RandomState())

@@ -88,7 +88,7 @@ class CrossEntropy(Function):
             weight = xp.ascontiguousarray(g, dtype=x.dtype)
         else:
             scale = g if self.reduction == "sum" else g / max(self.count, 1)
-            weight = xp.full(N, scale, dtype=x.dtype)
+            weight = xp.ones(N, dtype=x.dtype) * scale          # scale: a 0-d array
         dx = xp.empty_like(x)
         if N:
             run = (cross_entropy_backward_cpu if xp is np

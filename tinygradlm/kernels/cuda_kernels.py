@@ -309,13 +309,22 @@ def _blocks(n, block):
 
 
 def _arg(a):
-    """What a kernel is handed for array ``a``.  A CuPy array goes as it is: numba.cuda reads
-    its memory through ``__cuda_array_interface__``, no copy.  The CUDA simulator (tests, no
-    GPU) runs kernels on NumPy arrays only and ignores that interface; there the only
-    "device" arrays are the tests' NumPy-backed CuPy stand-in, whose memory is host memory,
-    so they are handed over as NumPy views of that same memory (writes go through)."""
-    if not config.ENABLE_CUDASIM or isinstance(a, np.ndarray):
+    """What a kernel is handed for array ``a``.
+
+    A CuPy array is wrapped as a numba device array over the same memory (read through
+    ``__cuda_array_interface__``, no copy).  ``sync=False``: by default numba would first wait
+    for the stream CuPy names in that interface, once per argument of every launch, stalling
+    the host each time; it is not needed, because CuPy's work and these kernels both go to the
+    legacy default stream (or streams that synchronise with it), which runs them in order.
+
+    The CUDA simulator (tests, no GPU) runs kernels on NumPy arrays only and ignores that
+    interface; there the only "device" arrays are the tests' NumPy-backed CuPy stand-in,
+    whose memory is host memory, so they are handed over as NumPy views of that same memory
+    (writes go through)."""
+    if isinstance(a, np.ndarray):
         return a
+    if not config.ENABLE_CUDASIM:
+        return cuda.as_cuda_array(a, sync=False)
     cai = a.__cuda_array_interface__
     dtype, shape = np.dtype(cai["typestr"]), tuple(cai["shape"])
     strides = cai.get("strides") or None

@@ -32,7 +32,9 @@ def fresh_cupy_state(monkeypatch):
 
 def test_cuda_without_cupy_says_how_to_install(fresh_cupy_state):
     fresh_cupy_state.setitem(sys.modules, "cupy", None)          # `import cupy` fails
-    assert not tg.cuda.is_available()
+    assert not tg.cuda.is_available() and tg.cuda.device_count() == 0
+    with pytest.raises(backend.DeviceUnavailableError):
+        tg.cuda.synchronize()
     with pytest.raises(backend.DeviceUnavailableError) as err:
         tg.zeros(2, device="cuda")
     msg = str(err.value)
@@ -102,6 +104,15 @@ def test_set_default_device_checks_the_name():
 
 
 # --- with a device ------------------------------------------------------------------------
+
+@needs_cuda
+def test_device_count_and_synchronize():
+    assert tg.cuda.device_count() >= 1
+    x = tg.randn(64, 64, device="cuda")
+    y = x @ x
+    tg.cuda.synchronize()                                       # returns once the GPU is idle
+    np.testing.assert_allclose(y.numpy(), x.numpy() @ x.numpy(), rtol=1e-4, atol=1e-4)
+
 
 @needs_cuda
 def test_cuda_tensor_round_trip_and_gradient_flows_back():

@@ -20,11 +20,23 @@ __version__ = "0.1.0"
 
 
 class cuda:
-    """``tinygradlm.cuda.is_available()``: a CuPy install with a CUDA device that answers."""
+    """PyTorch's ``torch.cuda`` basics: ``is_available()`` (a CuPy install with a CUDA device
+    that answers), ``device_count()``, and ``synchronize()`` (wait for the GPU: time GPU code
+    only after it, since kernels run asynchronously)."""
 
     @staticmethod
     def is_available() -> bool:
         return backend.cuda_is_available()
+
+    @staticmethod
+    def device_count() -> int:
+        if not backend.cuda_is_available():
+            return 0
+        return int(backend.xp_for("cuda").cuda.runtime.getDeviceCount())
+
+    @staticmethod
+    def synchronize() -> None:
+        backend.xp_for("cuda").cuda.Device().synchronize()
 
 
 def tensor(data, requires_grad=False, dtype=None, device=None) -> Tensor:

@@ -12,7 +12,7 @@ import tinygradlm as tg
 import tinygradlm.nn.functional as F
 from tinygradlm import kernels
 from tinygradlm.gradcheck import gradcheck
-from tinygradlm.kernels.attention import fast_exp
+from tinygradlm.kernels.fast_math import fast_exp
 from tinygradlm.kernels.softmax import softmax_reference
 
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-11, atol=1e-13)}

@@ -273,14 +273,18 @@ def test_serial_twins_equal_the_parallel_kernels(monkeypatch, dtype):
     x = rng.standard_normal((3, 5, 24)).astype(dtype)
     w, b = rng.standard_normal(24).astype(dtype), rng.standard_normal(24).astype(dtype)
     q, k, v = (rng.standard_normal((2, 3, 7, 8)).astype(dtype) for _ in range(3))
+    targets = rng.integers(0, 24, (3, 5))
 
     def run():
         xs = [tg.Tensor(a, requires_grad=True) for a in (x, w, b)]
         qs = [tg.Tensor(a, requires_grad=True) for a in (q, k, v)]
         out = (F.gelu(xs[0]) * 1.5 + F.layer_norm(xs[0], 24, xs[1], xs[2])).sum()
         att = F.scaled_dot_product_attention(*qs, is_causal=True)
-        (out + (att * att).sum()).backward()
-        return [out.numpy(), att.numpy()] + [t.grad.numpy() for t in xs + qs]
+        sm = F.softmax(xs[0] * 2.0, dim=-1)
+        ce = F.cross_entropy(xs[0], tg.Tensor(targets))
+        (out + (att * att).sum() + (sm * sm).sum() + ce).backward()
+        return ([out.numpy(), att.numpy(), sm.numpy(), ce.numpy()]
+                + [t.grad.numpy() for t in xs + qs])
 
     monkeypatch.setattr(K, "SERIAL_BELOW", 0)           # everything parallel
     parallel = run()

@@ -24,7 +24,8 @@ T=256 D=32 causal, forward + backward):
   multiple of 16 keys and 4 features: loops then never need scalar remainder code (a causal
   row's key count is rounded up to whole vectors and the extra keys are masked to -inf).
 * ``np.exp`` compiles to one C-library call per element, which cannot be vectorised and was
-  a third of the run time; ``fast_exp`` below is plain arithmetic that LLVM vectorises.
+  a third of the run time; ``fast_exp`` (``fast_math.py``) is plain arithmetic that LLVM
+  vectorises.
 * Loops over the features d are unrolled by 4 (``vec_mat``, ``mat_vec``), so each load and
   store of a score carries four multiply-adds instead of one.
 * Backward takes query rows ``ROWS`` at a time, so each element of the dK and dV sums is
@@ -36,16 +37,14 @@ T=256 D=32 causal, forward + backward):
 """
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
-from numba import prange, types
-from numba.extending import overload
+from numba import prange
 
 from ..backend import get_array_module
 from ..function import Function
 from . import by_size, gpu_kernels, serial_twin
+from .fast_math import fast_exp
 
 
 # Fast-math without "no infinities": -inf marks masked keys and empty rows below.
@@ -56,65 +55,6 @@ FASTMATH = {"reassoc", "contract", "arcp"}
 # (loops over features are unrolled by 4), and backward takes query rows ROWS at a time.
 KEY_PAD = 16
 ROWS = 4
-
-
-def fast_exp(x):
-    """exp(x) for a float32 or float64 scalar, written so that LLVM can vectorise a loop of it.
-
-    ``np.exp`` inside a Numba loop is a call into the C library for every element (no SIMD
-    without Intel's SVML).  This version is plain arithmetic:
-
-        n = round(x / ln 2),   r = x - n ln 2  (|r| <= ln(2)/2, in two parts: Cody-Waite)
-        exp(x) = 2^n * exp(r),  exp(r) by its Taylor polynomial (degree 7 / 13 for f32 / f64)
-        2^n    = a float built from its bits: exponent field n + bias, shifted into place
-               (as 2^(n//2) * 2^(n - n//2) so that results near overflow and in the
-               subnormal range come out right)
-
-    Error within ~1 ulp of np.exp; -inf -> 0 exactly, +inf -> inf, nan -> nan.  It is
-    compiled with only the "contract" fast-math flag (fused multiply-add): "reassoc" could
-    rewrite ``x - n*hi - n*lo`` as ``x - n*(hi+lo)`` and undo the two-part reduction.
-    Called from Python it is ``np.exp``; in compiled code Numba uses the overload below.
-    """
-    return np.exp(x)
-
-
-def _exp_impl(f, degree, int_t, mant_bits, bias, x_min, x_max, ln2_hi, ln2_lo):
-    """The Numba implementation of ``fast_exp`` for one float type ``f``."""
-    log2e, half, one = f(1.4426950408889634), f(0.5), f(1.0)
-    hi, lo, lo_x, hi_x = f(ln2_hi), f(ln2_lo), f(x_min), f(x_max)
-    # Taylor coefficients 1/k! for k = degree .. 2, for Horner's rule
-    coeffs = tuple(f(1.0 / math.factorial(k)) for k in range(degree, 1, -1))
-
-    def impl(x):
-        y = min(max(x, lo_x), hi_x)             # beyond these exp is 0 / inf anyway
-        n = np.floor(y * log2e + half)          # nearest integer to y / ln 2
-        r = y - n * hi                          # exact: hi has few significant bits
-        r = r - n * lo
-        p = coeffs[0]
-        for c in coeffs[1:]:                    # a tuple: unrolled at compile time
-            p = p * r + c
-        p = (p * r + one) * r + one             # exp(r) = 1 + r + r^2/2 + ...
-        ni = int_t(n)
-        n1 = ni >> 1
-        n2 = ni - n1
-        s1 = int_t((n1 + bias) << mant_bits).view(f)   # 2^n1 from its bit pattern
-        s2 = int_t((n2 + bias) << mant_bits).view(f)
-        e = p * s1 * s2
-        return x if x != x else e               # nan stays nan
-    return impl
-
-
-@overload(fast_exp, jit_options={"fastmath": {"contract"}})
-def _fast_exp_overload(x):
-    if isinstance(x, types.Float) and x.bitwidth == 32:
-        # ln 2 = hi + lo with hi = 0.693359375 (9 significant bits), as in Cephes' expf
-        return _exp_impl(np.float32, 7, np.int32, 23, 127, -110.0, 89.0,
-                         0.693359375, -2.12194440e-4)
-    if isinstance(x, types.Float) and x.bitwidth == 64:
-        # ln 2 = hi + lo as in fdlibm's exp (hi has 32 significant bits)
-        return _exp_impl(np.float64, 13, np.int64, 52, 1023, -760.0, 710.0,
-                         6.93147180369123816490e-01, 1.90821492927058770002e-10)
-    return None
 
 
 @numba.njit(inline="always", fastmath=FASTMATH)

@@ -17,7 +17,8 @@ from numba import prange
 
 from ..backend import get_array_module
 from ..function import Function
-from . import gpu_kernels
+from . import by_size, gpu_kernels, serial_twin
+from .fast_math import fast_exp
 from .softmax import FASTMATH, row_max
 
 
@@ -29,7 +30,7 @@ def cross_entropy_forward_cpu(x, targets, ignore_index, loss, lse):
         m = row_max(x, i)
         s = m - m
         for j in range(C):
-            s += np.exp(x[i, j] - m)
+            s += fast_exp(x[i, j] - m)
         lse[i] = m + np.log(s)
         t = targets[i]
         loss[i] = lse[i] - x[i, t] if t != ignore_index else lse[i] - lse[i]
@@ -45,10 +46,15 @@ def cross_entropy_backward_cpu(x, targets, ignore_index, lse, weight, dx):
             for j in range(C):
                 dx[i, j] = x[i, j] - x[i, j]
             continue
-        w = weight[i]
+        w, L = weight[i], lse[i]
         for j in range(C):
-            dx[i, j] = w * np.exp(x[i, j] - lse[i])
+            dx[i, j] = w * fast_exp(x[i, j] - L)
         dx[i, t] -= w
+
+
+# The same kernels on one thread, for inputs too small to repay waking the workers.
+cross_entropy_forward_serial = serial_twin(cross_entropy_forward_cpu)
+cross_entropy_backward_serial = serial_twin(cross_entropy_backward_cpu)
 
 
 class CrossEntropy(Function):
@@ -67,8 +73,8 @@ class CrossEntropy(Function):
         N = x.shape[0]
         loss, lse = xp.empty(N, x.dtype), xp.empty(N, x.dtype)
         if N:
-            run = (cross_entropy_forward_cpu if xp is np
-                   else gpu_kernels().cross_entropy_forward_cuda)
+            run = (by_size(cross_entropy_forward_cpu, cross_entropy_forward_serial, x.size)
+                   if xp is np else gpu_kernels().cross_entropy_forward_cuda)
             run(x, self.targets, self.ignore_index, loss, lse)
         self.count = int((self.targets != self.ignore_index).sum())
         self.save_for_backward(x, lse)
@@ -91,7 +97,7 @@ class CrossEntropy(Function):
             weight = xp.ones(N, dtype=x.dtype) * scale          # scale: a 0-d array
         dx = xp.empty_like(x)
         if N:
-            run = (cross_entropy_backward_cpu if xp is np
-                   else gpu_kernels().cross_entropy_backward_cuda)
+            run = (by_size(cross_entropy_backward_cpu, cross_entropy_backward_serial, x.size)
+                   if xp is np else gpu_kernels().cross_entropy_backward_cuda)
             run(x, self.targets, self.ignore_index, lse, weight, dx)
         return (dx,)

@@ -16,7 +16,8 @@ from numba import prange
 
 from ..backend import get_array_module
 from ..function import Function
-from . import gpu_kernels
+from . import by_size, gpu_kernels, serial_twin
+from .fast_math import fast_exp
 
 # Reassociation lets LLVM vectorise the row sums; no "no-infinities" flag, so huge logits
 # and masked rows keep IEEE behaviour.
@@ -42,7 +43,7 @@ def softmax_forward_cpu(x, y):
         m = row_max(x, i)
         s = m - m
         for j in range(C):
-            e = np.exp(x[i, j] - m)
+            e = fast_exp(x[i, j] - m)
             y[i, j] = e
             s += e
         inv = (s - s + 1) / s
@@ -62,6 +63,11 @@ def softmax_backward_cpu(y, dy, dx):
             dx[i, j] = y[i, j] * (dy[i, j] - dot)
 
 
+# The same kernels on one thread, for inputs too small to repay waking the workers.
+softmax_forward_serial = serial_twin(softmax_forward_cpu)
+softmax_backward_serial = serial_twin(softmax_backward_cpu)
+
+
 def softmax_reference(x):
     """Plain NumPy softmax over the last axis (the kernels are tested against this)."""
     e = np.exp(x - x.max(axis=-1, keepdims=True))
@@ -78,7 +84,8 @@ class Softmax(Function):
         rows = xp.ascontiguousarray(x.reshape(-1, x.shape[-1]))
         y = xp.empty_like(rows)
         if rows.size:
-            run = softmax_forward_cpu if xp is np else gpu_kernels().softmax_forward_cuda
+            run = (by_size(softmax_forward_cpu, softmax_forward_serial, rows.size) if xp is np
+                   else gpu_kernels().softmax_forward_cuda)
             run(rows, y)
         y = y.reshape(x.shape)
         self.save_for_backward(y)
@@ -91,6 +98,7 @@ class Softmax(Function):
         rows = y.reshape(-1, C)
         dx = xp.empty_like(rows)
         if rows.size:
-            run = softmax_backward_cpu if xp is np else gpu_kernels().softmax_backward_cuda
+            run = (by_size(softmax_backward_cpu, softmax_backward_serial, rows.size) if xp is np
+                   else gpu_kernels().softmax_backward_cuda)
             run(rows, xp.ascontiguousarray(g.reshape(-1, C), dtype=y.dtype), dx)
         return (dx.reshape(y.shape),)

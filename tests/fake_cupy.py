@@ -651,13 +651,22 @@ class Generator(_Random):
 
     METHODS = ("random", "standard_normal", "integers", "uniform")
 
-    def __init__(self, seed=None):
-        super().__init__(np.random.default_rng(_unwrap(seed, "cupy.random.default_rng")))
+    def __init__(self, bit_generator):
+        seed = getattr(bit_generator, "seed", bit_generator)   # default_rng passes a seed
+        super().__init__(np.random.default_rng(_unwrap(seed, "cupy.random.Generator")))
 
     def __getattr__(self, name):
         if name not in self.METHODS:
             raise AttributeError(f"'cupy.random.Generator' object has no attribute {name!r}")
         return super().__getattr__(name)
+
+
+class _BitGenerator:
+    """``cupy.random.Philox4x3210(seed)`` / ``XORWOW(seed)``: here only the seed matters (the
+    draws come from NumPy's generator, never equal to cuRAND's)."""
+
+    def __init__(self, seed=None, *, size=-1):
+        self.seed = seed
 
 
 _global_random = _Random(np.random.RandomState())
@@ -669,7 +678,8 @@ def _seed(seed=None):
 
 random = _module(
     "cupy.random", "Seeded random draws on the fake device.",
-    seed=_seed, default_rng=Generator, Generator=Generator,
+    seed=_seed, default_rng=lambda seed=None: Generator(_BitGenerator(seed)),
+    Generator=Generator, Philox4x3210=_BitGenerator, XORWOW=_BitGenerator,
     get_random_state=lambda: _global_random,
     **{name: getattr(_global_random, name)
        for name in ("rand", "randn", "randint", "random", "random_sample", "normal", "uniform",

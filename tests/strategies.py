@@ -1,5 +1,7 @@
 """Shared hypothesis strategies: shapes, broadcastable pairs, and float64 tensors whose values
 stay away from an op's kinks and overflow."""
+import sys
+
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -63,3 +65,15 @@ def shares_memory(a, b):
         return np.shares_memory(a, b)
     xp = tg.backend.get_array_module(a)
     return bool(xp.shares_memory(a, b))
+
+
+def assert_matches(actual, expected, err_msg="", rtol=1e-5, atol=1e-6):
+    """Equal bit for bit on the CPU (and on the tests' NumPy-backed CuPy stand-in).  On a real
+    GPU only to rounding: cuBLAS sums in another order than NumPy's BLAS, and the embedding's
+    backward adds repeated ids with atomics in no fixed order, so two GPU runs may differ in
+    the last bits."""
+    cp = sys.modules.get("cupy")
+    if tg.get_default_device() == "cuda" and not getattr(cp, "FAKE", False):
+        np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=err_msg)
+    else:
+        np.testing.assert_array_equal(actual, expected, err_msg=err_msg)

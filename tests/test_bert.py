@@ -591,6 +591,8 @@ def test_from_pretrained_body_bert_and_gpt(tmp_path):
         assert model.config.body_type == type(body).__name__
         assert model.config.pooling == pooling and model.config.num_labels == 4
         assert model.training and model.body.training          # ready to fine-tune
+        assert {p.dtype for p in model.parameters()} == {np.dtype("float32")}  # not cast
+        assert {p.device for p in model.parameters()} == {tg.get_default_device()}
         a, b = state(body), state(model.body)
         for k in a:
             np.testing.assert_array_equal(a[k], b[k], err_msg=k)

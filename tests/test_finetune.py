@@ -17,6 +17,7 @@ from tinygradlm.nn import BERT, GPT, GPTConfig, SequenceClassifier
 from tinygradlm.train import (FinetuneConfig, MLMConfig, finetune_and_compare,
                               finetune_classifier, pretrained_body, train_mlm)
 
+from strategies import assert_matches
 # Every test here runs once per device (cpu, and cuda when usable): see conftest.py.
 pytestmark = pytest.mark.usefixtures("device")
 
@@ -118,7 +119,7 @@ def weights(model):
 def assert_same(a, b, keys=None):
     assert a.keys() == b.keys()
     for k in keys or a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+        assert_matches(a[k], b[k], err_msg=k)
 
 
 # --- masked-LM pretraining --------------------------------------------------------------

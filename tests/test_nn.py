@@ -14,7 +14,7 @@ import tinygradlm.nn.functional as F
 from tinygradlm import nn
 from tinygradlm.gradcheck import gradcheck
 
-from strategies import T, arrays, set_data, shapes, shares_memory
+from strategies import T, arrays, assert_matches, set_data, shapes, shares_memory
 
 # Every test here runs once per device (cpu, and cuda when usable): see conftest.py.
 pytestmark = pytest.mark.usefixtures("device")
@@ -398,10 +398,10 @@ def test_linear_shape_and_exact_formula():
     x = np.random.default_rng(0).standard_normal((2, 5, 4)).astype(np.float32)
     y = lin(tg.Tensor(x))
     assert y.shape == (2, 5, 3)
-    np.testing.assert_array_equal(y.numpy(), x @ lin.weight.numpy() + lin.bias.numpy())
+    assert_matches(y.numpy(), x @ lin.weight.numpy() + lin.bias.numpy())
     nb = nn.Linear(4, 3, bias=False)
     assert nb.bias is None
-    np.testing.assert_array_equal(nb(tg.Tensor(x)).numpy(), x @ nb.weight.numpy())
+    assert_matches(nb(tg.Tensor(x)).numpy(), x @ nb.weight.numpy())
     with pytest.raises(ValueError, match=re.escape("(4, 3)")):
         lin(tg.zeros(2, 5))
 

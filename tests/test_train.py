@@ -17,6 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "examples"))
 import train_char_lm  # noqa: E402
 
+from strategies import assert_matches  # noqa: E402
 # Every test here runs once per device (cpu, and cuda when usable): see conftest.py.
 pytestmark = pytest.mark.usefixtures("device")
 
@@ -46,7 +47,7 @@ def assert_same_weights(a, b):
     wa, wb = weights(a), weights(b)
     assert wa.keys() == wb.keys()
     for k in wa:
-        np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
+        assert_matches(wa[k], wb[k], err_msg=k)
 
 
 def test_resume_is_exact(corpus, tmp_path):

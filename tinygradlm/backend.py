@@ -90,8 +90,11 @@ def xp_for(device: str):
 
 
 def device_of(array) -> str:
-    """``"cpu"`` for a NumPy array, ``"cuda"`` for a CuPy array."""
-    return "cpu" if isinstance(array, (np.ndarray, np.generic)) else "cuda"
+    """``"cuda"`` for a CuPy array (anything with ``__cuda_array_interface__``), else
+    ``"cpu"`` (NumPy arrays and scalars, Python lists and numbers)."""
+    if isinstance(array, (np.ndarray, np.generic)):
+        return "cpu"                # the common case first: one isinstance
+    return "cuda" if hasattr(array, "__cuda_array_interface__") else "cpu"
 
 
 def get_array_module(array):
@@ -102,7 +105,7 @@ def get_array_module(array):
 def to_device(array, device: str):
     """Copy ``array`` to ``device`` (no copy when it is already there)."""
     if device_of(array) == device:
-        return array
+        return array if hasattr(array, "shape") else np.asarray(array)
     if device == "cpu":
         return array.get()
     return xp_for("cuda").asarray(array)
@@ -115,7 +118,7 @@ def to_numpy(array) -> np.ndarray:
 # --- random numbers ---------------------------------------------------------------------
 # One generator per backend so that manual_seed() makes every random draw in the library
 # (initialisation, dropout, batches, sampling) repeatable.  The CPU and GPU generators are
-# different algorithms (NumPy's PCG64, cuRAND's XORWOW), so the same seed gives different
+# different algorithms (NumPy's PCG64, cuRAND's Philox), so the same seed gives different
 # numbers on the two devices: a model initialised on the GPU differs from one initialised on
 # the CPU.  Build on the CPU and move with ``.to("cuda")`` to get the same weights on both.
 _generators: dict = {"cpu": np.random.default_rng(0)}
@@ -124,8 +127,17 @@ _seed = {"value": 0}                # the last manual_seed, for a GPU generator 
 
 def generator(device: str = "cpu"):
     if device not in _generators:
-        _generators[device] = xp_for(device).random.default_rng(_seed["value"])
+        _generators[device] = (np.random.default_rng(_seed["value"]) if device == "cpu"
+                               else _gpu_generator(_seed["value"]))
     return _generators[device]
+
+
+def _gpu_generator(seed: int):
+    """A CuPy generator on cuRAND's Philox: counter-based, so seeding it (every training
+    iteration, see ``reseed_device_generators``) is cheap, unlike ``cupy.random.default_rng``'s
+    XORWOW, whose initialisation skips ahead each of its 256,000 sub-streams."""
+    cp = xp_for("cuda")
+    return cp.random.Generator(cp.random.Philox4x3210(seed))
 
 
 def manual_seed(seed: int) -> None:
@@ -147,7 +159,7 @@ def reseed_device_generators() -> None:
     saves (CuPy's cannot be saved and restored), so resuming reproduces the GPU's dropout
     masks too."""
     if _cupy is not None:
-        _generators["cuda"] = _cupy.random.default_rng(int(_generators["cpu"].integers(2**63)))
+        _generators["cuda"] = _gpu_generator(int(_generators["cpu"].integers(2**63)))
 
 
 def get_rng_state() -> dict:

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from . import backend, kernels
+from . import backend, kernels, ops
 from .kernels.attention import Attention
 from .kernels.cross_entropy import CrossEntropy
 from .kernels.gelu import GELU
@@ -185,7 +185,7 @@ def embedding(ids: Tensor, weight: Tensor) -> Tensor:
             raise IndexError(f"embedding: token id {bad} is out of range for an embedding "
                              f"with {n} rows (valid ids are 0..{n - 1}); is the vocab_size "
                              f"of the model smaller than the tokenizer's?")
-    return weight[ids.data]
+    return ops.GetItem.apply(weight, index=ids.data, check_bounds=False)   # checked above
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

@@ -189,9 +189,19 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0) -> floa
     if not grads:
         return 0.0
     if norm_type == math.inf:
-        total = max(float(abs(p.grad.data).max()) for p in grads)
+        parts, combine = [abs(p.grad.data).max() for p in grads], max
     else:
-        total = sum(float((abs(p.grad.data) ** norm_type).sum()) for p in grads) ** (1 / norm_type)
+        parts, combine = [(abs(p.grad.data) ** norm_type).sum() for p in grads], sum
+    on_gpu = [p for p in grads if p.device != "cpu"]
+    if on_gpu:
+        # Combine the parts on the GPU and read back one number: a float() per parameter
+        # would make the host wait for the GPU once per parameter, every step.
+        xp = on_gpu[0].xp
+        stacked = xp.stack([xp.asarray(part, dtype=xp.float64) for part in parts])
+        parts = [stacked.max() if combine is max else stacked.sum()]
+    total = combine(float(part) for part in parts)
+    if norm_type != math.inf:
+        total = total ** (1 / norm_type)
     coef = max_norm / (total + 1e-6)
     if coef < 1:
         for p in grads:

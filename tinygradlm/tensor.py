@@ -262,6 +262,9 @@ class Tensor:
     # --- conversion ---------------------------------------------------------------------
     def to(self, target):
         """``.to("cuda")``, ``.to("cpu")`` or ``.to(tinygradlm.float64)``; differentiable."""
+        if target is None:
+            raise TypeError("to: expected a device ('cpu', 'cuda'), a dtype or a tensor, "
+                            "got None")
         if isinstance(target, Tensor):
             return self.to(target.device).to(target.dtype)
         if isinstance(target, str) and target.split(":")[0] in backend.DEVICES:

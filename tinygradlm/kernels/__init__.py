@@ -77,10 +77,11 @@ def gpu_kernels():
             from numba import cuda
             if cuda.is_available():
                 module = importlib.import_module(".cuda_kernels", __name__)
+                module.self_test()      # compile and run one kernel now, not mid-training
             else:
                 why = "numba.cuda finds no usable GPU or CUDA driver"
         except Exception as exc:         # numba-cuda missing or broken: keep going without it
-            why = f"{type(exc).__name__}: {exc}"
+            module, why = None, f"{type(exc).__name__}: {exc}"
         if module is None:
             warnings.warn(f"tinygradlm: the Numba CUDA kernels cannot run ({why}); softmax, "
                           f"cross-entropy and attention on the GPU use the CuPy reference "

@@ -314,8 +314,8 @@ def _arg(a):
     A CuPy array is wrapped as a numba device array over the same memory (read through
     ``__cuda_array_interface__``, no copy).  ``sync=False``: by default numba would first wait
     for the stream CuPy names in that interface, once per argument of every launch, stalling
-    the host each time; it is not needed, because CuPy's work and these kernels both go to the
-    legacy default stream (or streams that synchronise with it), which runs them in order.
+    the host each time; it is not needed, because the kernels are launched on CuPy's current
+    stream (``_stream``), which runs them in order with the CuPy work around them.
 
     The CUDA simulator (tests, no GPU) runs kernels on NumPy arrays only and ignores that
     interface; there the only "device" arrays are the tests' NumPy-backed CuPy stand-in,
@@ -336,6 +336,31 @@ def _arg(a):
     return np.ndarray(shape, dtype, buffer=buffer, strides=strides)
 
 
+def _stream():
+    """The stream to launch on: CuPy's current one, so that a kernel runs after the CuPy work
+    that produced its inputs and before the work that reads its outputs, on any stream."""
+    if config.ENABLE_CUDASIM:
+        return 0
+    import cupy
+    ptr = cupy.cuda.get_current_stream().ptr
+    return 0 if ptr == 0 else cuda.external_stream(ptr)
+
+
+def self_test():
+    """Compile and launch the float32 softmax kernel on a (1, 3) CuPy array, and check the
+    result: called once before the kernels are used, so that a numba-cuda / driver mismatch
+    shows up as a fallback to the CuPy path with a warning, not as a crash mid-training."""
+    from .. import backend
+    cp = backend.xp_for("cuda")
+    x = cp.asarray(np.array([[0.0, 1.0, 2.0]], dtype=np.float32))
+    y = cp.empty_like(x)
+    softmax_forward_cuda(x, y)
+    got = backend.to_numpy(y)
+    want = np.exp([0.0, 1.0, 2.0]) / np.exp([0.0, 1.0, 2.0]).sum()
+    if not np.allclose(got[0], want, rtol=1e-5):
+        raise RuntimeError(f"the softmax kernel's self-test gave {got[0]}, expected {want}")
+
+
 _NO_MASK = {}
 
 
@@ -353,21 +378,21 @@ def softmax_forward_cuda(x, y):
     """y = softmax(x) over the last axis; x, y: (N, C)."""
     N, C = x.shape
     if N and C:
-        _kernels(x.dtype)["softmax_forward"][N, BLOCK](_arg(x), _arg(y))
+        _kernels(x.dtype)["softmax_forward"][N, BLOCK, _stream()](_arg(x), _arg(y))
 
 
 def softmax_backward_cuda(y, dy, dx):
     """dx = y * (dy - sum(dy * y)); all (N, C)."""
     N, C = y.shape
     if N and C:
-        _kernels(y.dtype)["softmax_backward"][N, BLOCK](_arg(y), _arg(dy), _arg(dx))
+        _kernels(y.dtype)["softmax_backward"][N, BLOCK, _stream()](_arg(y), _arg(dy), _arg(dx))
 
 
 def cross_entropy_forward_cuda(x, t, ignore_index, loss, lse):
     """x (N, C), t (N,) int64 -> per-row loss (N,) (0 where ignored) and lse (N,)."""
     N, C = x.shape
     if N:
-        _kernels(x.dtype)["cross_entropy_forward"][N, BLOCK](
+        _kernels(x.dtype)["cross_entropy_forward"][N, BLOCK, _stream()](
             _arg(x), _arg(t), np.int64(ignore_index), _arg(loss), _arg(lse))
 
 
@@ -375,7 +400,7 @@ def cross_entropy_backward_cuda(x, t, ignore_index, lse, weight, dx):
     """dx (N, C) = weight[:, None] * (softmax(x) - onehot(t)); zero rows where ignored."""
     N, C = x.shape
     if N:
-        _kernels(x.dtype)["cross_entropy_backward"][N, BLOCK](
+        _kernels(x.dtype)["cross_entropy_backward"][N, BLOCK, _stream()](
             _arg(x), _arg(t), np.int64(ignore_index), _arg(lse), _arg(weight), _arg(dx))
 
 
@@ -388,7 +413,7 @@ def attention_forward_cuda(q, k, v, scale, causal, out, lse, mask=None, H=1):
         return
     ty = np.dtype(q.dtype).type
     m, has_mask = _mask_args(mask)
-    _kernels(q.dtype)["attention_forward"][_blocks(BH * Tq, ATTN_BLOCK), ATTN_BLOCK](
+    _kernels(q.dtype)["attention_forward"][_blocks(BH * Tq, ATTN_BLOCK), ATTN_BLOCK, _stream()](
         _arg(q), _arg(k), _arg(v), ty(scale), bool(causal), m, has_mask, np.int64(H),
         _arg(out), _arg(lse))
 
@@ -402,9 +427,10 @@ def attention_backward_cuda(q, k, v, out, dout, lse, scale, causal, dq, dk, dv, 
     sc, causal = np.dtype(q.dtype).type(scale), bool(causal)
     m, has_mask = _mask_args(mask)
     q, k, v, out, dout, lse = (_arg(a) for a in (q, k, v, out, dout, lse))
+    stream = _stream()
     if BH * Tq:
-        ks["attention_backward_dq"][_blocks(BH * Tq, ATTN_BLOCK), ATTN_BLOCK](
+        ks["attention_backward_dq"][_blocks(BH * Tq, ATTN_BLOCK), ATTN_BLOCK, stream](
             q, k, v, out, dout, lse, sc, causal, m, has_mask, np.int64(H), _arg(dq))
     if BH * Tk:
-        ks["attention_backward_dkv"][_blocks(BH * Tk, ATTN_BLOCK), ATTN_BLOCK](
+        ks["attention_backward_dkv"][_blocks(BH * Tk, ATTN_BLOCK), ATTN_BLOCK, stream](
             q, k, v, out, dout, lse, sc, causal, m, has_mask, np.int64(H), _arg(dk), _arg(dv))

@@ -87,7 +87,8 @@ class SequenceClassifier(PretrainedModel):
             raise ValueError(f"{path}: model_type {body_type!r} cannot be fine-tuned for "
                              f"classification (expected one of {sorted(BODIES)})")
         body = BODIES[body_type][0].from_pretrained(directory, device=device).train()
-        return cls.from_body(body, num_labels, pooling, dropout, label_names).to(device)
+        model = cls.from_body(body, num_labels, pooling, dropout, label_names)
+        return model if device is None else model.to(device)
 
     def forward(self, input_ids, attention_mask=None, labels=None):
         """input_ids (B, T), attention_mask (B, T) (1 = real token), labels (B,) ->

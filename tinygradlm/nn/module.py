@@ -161,6 +161,9 @@ class Module:
     def to(self, target):
         """Move every parameter and buffer to a device, or cast the floating-point ones to a
         dtype (integer and boolean buffers such as masks keep theirs), in place; returns self."""
+        if target is None:
+            raise TypeError(f"{type(self).__name__}.to: expected a device ('cpu', 'cuda') or a "
+                            f"dtype, got None")
         to_device = isinstance(target, str) and target.split(":")[0] in backend.DEVICES
         for m in self.modules():
             for store in (m._parameters, m._buffers):

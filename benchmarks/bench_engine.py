@@ -570,12 +570,29 @@ def main(argv=None):
     write_json(args.out, result)
 
 
-def write_json(path, result):
-    """Write a benchmark's results (shared by the other scripts in this folder)."""
+def write_json(path, result, quiet=False):
+    """Write a benchmark's results (shared by the other scripts in this folder), atomically:
+    a temp file, then a rename, so a run killed mid-write (gpu_check.py rewrites its JSON
+    after every section) leaves the last complete copy.  NumPy values become plain JSON."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(result, f, indent=2)
-    print(f"\nwrote {path}")
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(result, f, indent=2, default=_jsonable)
+    os.replace(tmp, path)
+    if not quiet:
+        print(f"\nwrote {path}")
+
+
+def _jsonable(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (set, tuple)):
+        return list(obj)
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8", "replace")
+    return repr(obj)
 
 
 if __name__ == "__main__":

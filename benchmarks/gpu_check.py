@@ -68,7 +68,6 @@ import argparse
 import faulthandler
 import gc
 import importlib.metadata
-import json
 import os
 import platform
 import re
@@ -93,7 +92,7 @@ import numba                        # noqa: E402
 import tinygradlm as tg             # noqa: E402
 from tinygradlm import backend, kernels, optim  # noqa: E402
 from tinygradlm.nn import GPT, GPTConfig  # noqa: E402
-from bench_engine import prepare_environment, torch  # noqa: E402
+from bench_engine import prepare_environment, torch, write_json  # noqa: E402
 from bench_train import SHAKESPEARE, load_batches  # noqa: E402
 
 if torch:
@@ -145,27 +144,6 @@ class Clock:
         return self.budget_s - self.elapsed()
 
 
-def _jsonable(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (set, tuple)):
-        return list(obj)
-    if isinstance(obj, bytes):
-        return obj.decode("utf-8", "replace")
-    return repr(obj)
-
-
-def write_json(path, result):
-    """Write atomically (a temp file, then rename): a kill mid-write leaves the last copy."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=2, default=_jsonable)
-    os.replace(tmp, path)
-
-
 def guarded(fn, *args, **kwargs):
     """``fn(...)``'s dict, or a record of the exception it raised (the run goes on)."""
     try:
@@ -188,45 +166,22 @@ def dist_version(name):
         return f"? ({type(exc).__name__})"
 
 
-def cuda_unavailable_reason():
-    """Why ``device="cuda"`` cannot be used, as the library says it: its
-    ``backend.cuda_unavailable_reason()`` where there is one, else the message of the error
-    ``backend.xp_for("cuda")`` raises; None when CUDA is usable."""
-    ask = getattr(backend, "cuda_unavailable_reason", None)
-    if callable(ask):
-        try:
-            return ask()
-        except Exception as exc:
-            return f"{type(exc).__name__}: {exc}"
-    try:
-        backend.xp_for("cuda")
-        return None
-    except Exception as exc:
-        return str(exc) or getattr(backend, "_cupy_error", None) or type(exc).__name__
-
-
 def cupy_module():
     return backend.xp_for("cuda")
 
 
 def synchronize(device):
     if device == "cuda":
-        cupy_module().cuda.Device().synchronize()
+        tg.cuda.synchronize()
 
 
 def gpu_kernel_state():
     """Whether ``device="cuda"``'s fused mode really runs the numba.cuda kernels: the library
     falls back to the CuPy composites (with a warning) when numba.cuda cannot launch them."""
-    state = {"cuda_kernels_module_loaded": "tinygradlm.kernels.cuda_kernels" in sys.modules}
-    ask = getattr(kernels, "gpu_kernels", None)
-    if callable(ask):
-        try:
-            state["numba_cuda_kernels_usable"] = ask() is not None
-        except Exception as exc:
-            state["numba_cuda_kernels_error"] = f"{type(exc).__name__}: {exc}"
-    else:
-        state["note"] = "tinygradlm.kernels has no gpu_kernels(): cannot tell"
-    return state
+    try:
+        return {"numba_cuda_kernels_usable": kernels.gpu_kernels() is not None}
+    except Exception as exc:
+        return {"numba_cuda_kernels_error": f"{type(exc).__name__}: {exc}"}
 
 
 def gpu_kernels_if_cuda(device):
@@ -348,7 +303,7 @@ def section_environment(device):
         "numba_cuda": numba_cuda_info(),
         "nvidia_smi": nvidia_smi(),
         "tinygradlm_cuda_is_available": bool(tg.cuda.is_available()),
-        "cuda_unavailable_reason": cuda_unavailable_reason(),
+        "cuda_unavailable_reason": backend.cuda_unavailable_reason(),
         "tinygradlm_kernels_mode": kernels.mode(),
         "env_vars": {k: v for k, v in sorted(os.environ.items())
                      if k.startswith(("CUPY_", "NUMBA_", "TINYGRADLM_", "CUDA_"))},
@@ -901,12 +856,12 @@ def run_section(result, name, out, fn, *args, progress=False):
     section gets a callback that records (and writes) what it has done so far."""
     print(f"\n== {name} ==", flush=True)
     result["running"] = name
-    write_json(out, result)
+    write_json(out, result, quiet=True)
     t0 = time.perf_counter()
 
     def record_progress(partial):
         result["sections"][name] = {"status": "running", **partial}
-        write_json(out, result)
+        write_json(out, result, quiet=True)
 
     kwargs = {"progress": record_progress} if progress else {}
     with warnings.catch_warnings(record=True) as caught:
@@ -925,7 +880,7 @@ def run_section(result, name, out, fn, *args, progress=False):
     result["running"] = None
     if rec.get("status") == "error":
         print(f"{name}: ERROR {rec['error']}\n{rec['traceback']}", flush=True)
-    write_json(out, result)
+    write_json(out, result, quiet=True)
     return rec
 
 
@@ -976,7 +931,7 @@ def main(argv=None, watchdog=False):
             faulthandler.cancel_dump_traceback_later()
         result["wall_s"] = clock.elapsed()
         result["exit_code"] = exit_code_of(result)
-        write_json(args.out, result)
+        write_json(args.out, result, quiet=True)
     print(f"\nwrote {args.out}; {result['wall_s']:.0f} s; exit code {result['exit_code']}")
     return result
 

@@ -252,11 +252,7 @@ def _attention_mask_array(attn_mask, q, k):
         if attn_mask.device != q.device:
             raise RuntimeError(f"scaled_dot_product_attention: attn_mask {attn_mask.shape} on "
                                f"{attn_mask.device} but q {q.shape} on {q.device}")
-        mask = attn_mask.data
-    elif hasattr(attn_mask, "shape"):
-        mask = backend.to_device(attn_mask, q.device)
-    else:
-        mask = q.xp.asarray(attn_mask)
+    mask = Tensor(attn_mask, device=q.device).data     # a list or a host/device array
     scores_shape = (*q.shape[:-1], k.shape[-2])                     # (B, H, Tq, Tk)
     try:
         ok = np.broadcast_shapes(mask.shape, scores_shape) == scores_shape

@@ -366,9 +366,10 @@ class Expand(Function):
 
 
 def _is_advanced(index) -> bool:
-    """Does the index use integer/boolean arrays (numpy "advanced" indexing)?"""
+    """Does the index use integer/boolean arrays (numpy "advanced" indexing)?  (Lists are
+    arrays by then: ``_index_on_device`` converted them in forward.)"""
     parts = index if isinstance(index, tuple) else (index,)
-    return any(hasattr(p, "shape") and p.ndim > 0 or isinstance(p, list) for p in parts)
+    return any(hasattr(p, "shape") and p.ndim > 0 for p in parts)
 
 
 def _index_on_device(index, x, check_bounds=True):

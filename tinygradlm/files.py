@@ -1,0 +1,83 @@
+"""Writing files so that a crash never leaves half of one.
+
+Every module that writes (checkpoints, tokenizers, summaries, the Tiny Shakespeare download,
+benchmark results) goes through ``atomic_path``: the bytes go to a temporary file in the same
+directory, are flushed to the disk (``fsync``), and the file is renamed onto its real name with
+``os.replace``.  A rename within one file system is atomic, so a reader sees the old file or the
+new one, never a mixture; if anything fails (Ctrl-C included) the temporary file is removed and
+the old file is left as it was.  (A process killed outright can leave a hidden ``.name.*.tmp``
+file behind; nothing reads it.)
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+from pathlib import Path
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path next to ``path`` to write to; when the block ends without an
+    error, the file is fsync-ed and renamed onto ``path``.  Creates the parent directory."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Same directory: os.replace is atomic only within one file system.  The real suffix is
+    # kept last, for tools that insist on one (a tokenizer's save).  Created with os.open's
+    # default mode, so the file gets the usual permissions (0o666 minus the umask).
+    tmp = path.parent / f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        yield str(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write(path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see the module docstring)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    return Path(path)
+
+
+def _json_default(obj):
+    """NumPy scalars become Python numbers; anything else JSON cannot hold is refused."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"cannot store a value of type {type(obj).__name__} ({obj!r:.60}) in JSON; "
+                    f"only numbers, strings, booleans, None, lists and dicts (convert arrays "
+                    f"with .tolist(), dataclasses with dataclasses.asdict)")
+
+
+def json_bytes(obj) -> bytes:
+    """Pretty JSON a student can read in any editor.  Floats are written with ``repr`` (they
+    read back exactly); NaN and Infinity are written as Python's json reads them back."""
+    return (json.dumps(obj, indent=2, default=_json_default) + "\n").encode("utf-8")
+
+
+def write_json(path, obj) -> Path:
+    """Write ``obj`` as pretty JSON to ``path`` atomically; an unstorable value is refused
+    before anything is written."""
+    return atomic_write(path, json_bytes(obj))
+
+
+def read_json(path, what: str = "JSON file"):
+    """Parse the JSON file at ``path``; a missing or unreadable file raises an error that
+    names it (FileNotFoundError, or ValueError for a corrupt one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {str(path)!r}")
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{what} {str(path)!r} is not valid JSON ({exc}); the file is "
+                         f"corrupt or was not written by tinygradlm") from None

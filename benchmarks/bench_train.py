@@ -85,7 +85,7 @@ from bench_engine import loadavg, prepare_environment, timeit, torch, write_json
 
 if torch:
     # The PyTorch peer timed here is the very model the tests check tinygradlm against (logits,
-    # loss and every gradient, tests/test_gpt.py), so it is imported from the tests rather than
+    # loss and every gradient, tests/nn/test_gpt.py), so it is imported from the tests rather than
     # written a second time; appended last on the path so that it shadows nothing.
     sys.path.append(os.path.join(ROOT, "tests"))
     from torch_reference import build_torch_gpt, copy_weights_from  # noqa: E402

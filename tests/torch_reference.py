@@ -7,7 +7,7 @@ one to one with ``tinygradlm.nn.GPT`` / ``tinygradlm.nn.BERT``: pre-LN blocks, t
 a final LayerNorm, and the output projection tied to ``wte`` (GPT's LM head; BERT's MLM head
 dense -> GELU -> LayerNorm -> ``x @ wte^T + bias``); cross-entropy with ``ignore_index=-100``.
 
-Used by ``tests/test_gpt.py`` and ``tests/test_bert.py`` (logits, loss and every gradient) and
+Used by ``tests/nn/test_gpt.py`` and ``tests/nn/test_bert.py`` (logits, loss and every gradient) and
 by ``benchmarks/bench_train.py`` (the PyTorch peer it times).  Importing it imports torch, so
 import it only after ``pytest.importorskip("torch")`` or a check that torch is there.
 """

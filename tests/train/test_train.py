@@ -13,7 +13,7 @@ from tinygradlm import train as train_mod
 from tinygradlm.nn import GPT
 from tinygradlm.train import TrainConfig, train_gpt
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "examples"))
 import train_char_lm  # noqa: E402
 

@@ -21,7 +21,7 @@ from strategies import assert_matches
 # Every test here runs once per device (cpu, and cuda when usable): see conftest.py.
 pytestmark = pytest.mark.usefixtures("device")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BLOCK = 32
 
 # Three classes that a tiny model learns in a few dozen steps: each text is a bag of words

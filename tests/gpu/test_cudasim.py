@@ -1,7 +1,7 @@
 """The numba.cuda kernels (``kernels/cuda_kernels.py``) against the plain NumPy references,
 forward and backward, float32 and float64, run under the Numba CUDA simulator:
 
-    NUMBA_ENABLE_CUDASIM=1 python -m pytest -m cudasim tests/test_cudasim.py
+    NUMBA_ENABLE_CUDASIM=1 python -m pytest -m cudasim tests/gpu/test_cudasim.py
 
 The simulator runs every GPU thread as a Python thread, so shapes stay tiny (a few rows,
 C = 130 to cross one 128-thread block).  Deselected by default (``addopts``) and skipped

@@ -179,7 +179,7 @@ def test_parallel_kernels_survive_fork(tmp_path):
     import sys
     script = tmp_path / "fork.py"
     script.write_text(FORK_SCRIPT)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                          timeout=120, env={**os.environ, "PYTHONPATH": root})
     assert out.returncode == 0, out.stderr

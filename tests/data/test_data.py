@@ -17,7 +17,7 @@ from tinygradlm import data
 from tinygradlm.data import (BPETokenizer, CharTokenizer, encode_corpus, get_batch, load_corpus,
                              load_tokenizer, train_val_split)
 
-REAL_SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+REAL_SHAKESPEARE = Path(__file__).resolve().parents[3] / "shared" / "data" / "tinyshakespeare.txt"
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 
 import tinygradlm as tg
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "benchmarks", "gpu_check.py")
 FAKE_CUPY = os.path.join(ROOT, "tests", "fake_cupy.py")
 HAS_GPU = tg.cuda.is_available()

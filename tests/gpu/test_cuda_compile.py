@@ -1,6 +1,6 @@
 """The numba.cuda kernels compiled for a real GPU (PTX for sm_90, an H100/H200), no GPU needed.
 
-The simulator (tests/test_cudasim.py) runs the kernels as Python, so it cannot see a typing
+The simulator (tests/gpu/test_cudasim.py) runs the kernels as Python, so it cannot see a typing
 error that only the CUDA compiler would, nor a float32 kernel silently computing in float64.
 Here every kernel goes through numba-cuda's real compiler (NVVM, from the ``nvidia-cuda-nvcc``
 wheel that ``pip install "numba-cuda[cu12]"`` brings) with the argument types the launchers

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend
-from .function import no_grad
+from .autograd import no_grad
 from .nn.attention import KVCache
 from .tensor import Tensor
 

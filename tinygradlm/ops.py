@@ -11,7 +11,7 @@ import numpy as np
 
 from . import backend
 from .backend import get_array_module
-from .function import Function
+from .autograd import Function
 
 
 # --- elementwise, two inputs (broadcasting) -----------------------------------------------

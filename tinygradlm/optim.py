@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from . import backend
-from .function import no_grad
+from .autograd import no_grad
 from .tensor import Tensor
 
 

@@ -1,8 +1,8 @@
 """``Tensor``: an array (NumPy or CuPy) plus what reverse-mode autograd needs.
 
-A tensor made by an op remembers the ``Function`` that made it (``_ctx``); ``backward()`` walks
-those links from the output back to the leaves in topological order and adds up gradients.
-The operators below are thin wrappers: every piece of differentiation lives in ``ops.py``.
+A tensor made by an op remembers the ``Function`` that made it (``_ctx``); ``backward()`` hands
+the graph to ``autograd.backward``, which walks those links back to the leaves.  The operators
+below are thin wrappers: every op's forward and backward live in ``ops.py``.
 """
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from . import backend, ops
-from .function import reduce_to_shape
+from . import autograd, backend, ops
 
 float32, float64, float16 = np.dtype("float32"), np.dtype("float64"), np.dtype("float16")
 int32, int64, bool_ = np.dtype("int32"), np.dtype("int64"), np.dtype("bool")
@@ -180,12 +179,8 @@ class Tensor:
         return Tensor._from_op(self.data)
 
     def backward(self, gradient=None, retain_graph=False):
-        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
-
-        The graph is walked in reverse topological order with an explicit stack (no recursion,
-        so a 20,000-op chain is fine).  Each node's saved arrays are freed afterwards unless
-        ``retain_graph=True``; a second backward through freed nodes raises an error.
-        """
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (the walk is in
+        ``autograd.backward``)."""
         if not self.requires_grad:
             raise RuntimeError("backward: this tensor does not require grad; it was computed "
                                "from tensors without requires_grad=True, or under no_grad()")
@@ -200,64 +195,7 @@ class Tensor:
             if grad.shape != self.data.shape:
                 raise ValueError(f"backward: gradient has shape {tuple(grad.shape)} but the "
                                  f"tensor has shape {self.shape}")
-        if self._ctx is None:
-            self._accumulate(grad)
-            return
-        grads = {id(self): grad}            # gradients of non-leaf tensors still to propagate
-        for t in self._topological_order():
-            g = grads.pop(id(t), None)
-            if g is None:
-                continue
-            if t._retains_grad:
-                t._accumulate(g)
-            fn = t._ctx
-            inputs = fn.inputs
-            in_grads = fn.backward(g)
-            if not retain_graph:
-                fn.saved, fn.inputs, fn.freed = (), (), True
-            for inp, ig in zip(inputs, in_grads):
-                if ig is None or not inp.requires_grad:
-                    continue
-                ig = _fit(ig, inp, fn)
-                if inp._ctx is None:
-                    inp._accumulate(ig)
-                elif id(inp) in grads:
-                    grads[id(inp)] = grads[id(inp)] + ig
-                else:
-                    grads[id(inp)] = ig
-
-    def _topological_order(self):
-        """Non-leaf tensors reachable from self, each after every tensor that uses it."""
-        order, visited = [], set()
-        stack = [(self, False)]
-        while stack:
-            t, children_done = stack.pop()
-            if children_done:
-                order.append(t)
-                continue
-            if id(t) in visited:
-                continue
-            visited.add(id(t))
-            fn = t._ctx
-            if fn.freed:
-                raise RuntimeError(
-                    f"backward: trying to backward through the graph a second time (the "
-                    f"values saved by {fn.name} were freed by the first backward); call "
-                    f"backward(retain_graph=True) the first time if you need two")
-            stack.append((t, True))
-            for inp in fn.inputs:
-                if inp.requires_grad and inp._ctx is not None and id(inp) not in visited:
-                    stack.append((inp, False))
-        order.reverse()
-        return order
-
-    def _accumulate(self, g):
-        # A fresh array each time: an op may hand the same gradient array to several
-        # inputs, so accumulating in place could change another tensor's gradient.
-        if self.grad is None:
-            self.grad = Tensor._from_op(g.copy())
-        else:
-            self.grad = Tensor._from_op(self.grad.data + g)
+        autograd.backward(self, grad, retain_graph)
 
     # --- conversion ---------------------------------------------------------------------
     def to(self, target):
@@ -598,18 +536,6 @@ def _index_arg(index):
     if isinstance(index, tuple):
         return tuple(i.data if isinstance(i, Tensor) else i for i in index)
     return index
-
-
-def _fit(grad, inp, fn):
-    """The engine's single place for broadcasting: sum a gradient back to its input's shape
-    (and dtype), and catch an op whose backward returned the wrong shape."""
-    if grad.ndim < inp.ndim or grad.size % max(inp.numel(), 1):
-        raise RuntimeError(f"{fn.name}.backward returned a gradient of shape "
-                           f"{tuple(grad.shape)} for an input of shape {inp.shape}")
-    grad = reduce_to_shape(grad, inp.shape)
-    if grad.dtype != inp.dtype:
-        grad = grad.astype(inp.dtype)
-    return grad
 
 
 # --- functions on several tensors -------------------------------------------------------

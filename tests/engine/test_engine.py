@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import tinygradlm as tg
-from tinygradlm.function import reduce_to_shape
+from tinygradlm.autograd import reduce_to_shape
 
 from strategies import T, arrays, broadcastable_pair
 

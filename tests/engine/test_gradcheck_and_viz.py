@@ -4,7 +4,7 @@ import pytest
 
 import tinygradlm as tg
 from tinygradlm import viz
-from tinygradlm.function import Function
+from tinygradlm.autograd import Function
 from tinygradlm.gradcheck import GradcheckError, gradcheck
 
 from strategies import T

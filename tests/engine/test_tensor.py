@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import tinygradlm as tg
-from tinygradlm.function import _check_devices
+from tinygradlm.autograd import _check_devices
 
 # Every test here runs once per device (cpu, and cuda when usable): see conftest.py.
 pytestmark = pytest.mark.usefixtures("device")

@@ -14,8 +14,6 @@ from .tensor import (Tensor, arange, bool_, cat, float16, float32, float64, full
 from .gradcheck import gradcheck
 from . import checkpoint, data, functional, generate, metrics, nn, optim, viz
 
-backend.keep_freed_memory()      # see its docstring: ~1.7x faster training steps on glibc
-
 __version__ = "0.1.0"
 
 

@@ -54,11 +54,19 @@ def config_from_args(config_cls, doc: str, argv=None, help_text: dict | None = N
 
 
 def run_cli(main, cfg):
-    """Run ``main(cfg)``: Ctrl-C exits with 130 (after the loop has saved its state), and the
-    errors a user can fix print as one line instead of a traceback."""
+    """Check the flags, then run ``main(cfg)``.  The errors a user causes and fixes from the
+    command line -- a bad flag, a missing or unreadable file, a checkpoint that does not fit,
+    no usable GPU -- print as one line; anything else is a bug and keeps its traceback.
+    Ctrl-C exits with 130 (after the training loop has saved its state)."""
+    from .backend import DeviceUnavailableError
+    from .checkpoint import CheckpointError
+    try:
+        cfg.validate()
+    except (ValueError, DeviceUnavailableError) as e:
+        sys.exit(f"error: {e}")
     try:
         return main(cfg)
     except KeyboardInterrupt:
         sys.exit(130)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
+    except (OSError, CheckpointError, DeviceUnavailableError) as e:
         sys.exit(f"error: {e}")

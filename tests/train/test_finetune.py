@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import tinygradlm as tg
-from tinygradlm import train as train_mod
+from tinygradlm.train import finetune as finetune_mod, mlm as mlm_mod
 from tinygradlm.nn import BERT, GPT, GPTConfig, SequenceClassifier
 from tinygradlm.train import (FinetuneConfig, MLMConfig, finetune_and_compare,
                               finetune_classifier, pretrained_body, train_mlm)
@@ -129,7 +129,8 @@ def test_train_mlm_summary_files_and_model(pretrained):
                 "unigram_baseline_loss", "unigram_baseline_perplexity", "iters", "ms_per_iter",
                 "tokens_per_second", "wall_seconds", "num_params", "vocab_size", "config"):
         assert key in summary, key
-    for name in ("config.json", "model.npz", "tokenizer.json", "log.jsonl", "summary.json"):
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "log.jsonl",
+                 "summary.json"):
         assert (out / name).is_file(), name
     assert (out / "resume").is_dir() and (out / "resume" / "trainer.json").is_file()
     on_disk = json.load(open(out / "summary.json"))
@@ -221,8 +222,8 @@ def test_mlm_length_check_matches_what_a_batch_needs(tmp_path, pretrained):
     x, labels, _ = tg.data.get_mlm_batch(np.arange(5, 15), 2, 12, wp)   # 10 = 12 - 2 tokens
     assert x.shape == labels.shape == (2, 12)
     with pytest.raises(ValueError, match=r"validation split has 10 tokens.*= 11"):
-        train_mod.prepare_mlm_data(mlm_config(str(path), tmp_path, block_size=13), char)
-    _, train_ids, val_ids = train_mod.prepare_mlm_data(
+        mlm_mod.prepare_mlm_data(mlm_config(str(path), tmp_path, block_size=13), char)
+    _, train_ids, val_ids = mlm_mod.prepare_mlm_data(
         mlm_config(str(path), tmp_path, block_size=12), char)
     assert (len(train_ids), len(val_ids)) == (90, 10)
 
@@ -339,13 +340,19 @@ def test_finetune_a_gpt_body(pretrained, labelled_csv, tmp_path):
 
 
 @pytest.mark.parametrize("objective, body", [("mlm", "BERT"), ("causal", "GPT")])
-def test_pretrained_body_pretrains_only_when_missing(tmp_path, monkeypatch, objective, body):
+def test_pretrained_body_pretrains_only_when_missing_and_asked(tmp_path, monkeypatch,
+                                                                objective, body):
     init = tmp_path / f"new-{objective}"
     cfg = FinetuneConfig(init_from=str(init), pretrain_iters=2, n_layer=1, n_head=2,
                          n_embd=16, max_length=16, progress=False, vocab_size=300,
                          pretrain_objective=objective)
     task = tg.data.stdlib_function_dataset(packages=("json", "email", "logging"),
                                            max_per_class=20)
+    # A missing body is an error that says how to get one, never a silent long pretraining.
+    with pytest.raises(FileNotFoundError, match="--pretrain_if_missing"):
+        pretrained_body(cfg, task)
+    assert not init.exists()
+    cfg.pretrain_if_missing = True
     assert pretrained_body(cfg, task) == str(init)
     model = (BERT if body == "BERT" else tg.nn.GPT).from_pretrained(init)
     assert (model.config.n_layer, model.config.n_head, model.config.n_embd,
@@ -356,8 +363,8 @@ def test_pretrained_body_pretrains_only_when_missing(tmp_path, monkeypatch, obje
     def no_training(*args, **kwargs):
         raise AssertionError("pretrained again although a model was there")
 
-    monkeypatch.setattr(train_mod, "train_mlm", no_training)
-    monkeypatch.setattr(train_mod, "train_gpt", no_training)
+    monkeypatch.setattr(finetune_mod, "train_mlm", no_training)
+    monkeypatch.setattr(finetune_mod, "train_gpt", no_training)
     assert pretrained_body(cfg, task) == str(init)
 
 
@@ -463,3 +470,11 @@ def test_example_scripts_name_a_bad_data_path(tmp_path):
                  "--progress=false")
     assert run.returncode != 0 and "/no/such/labels.csv" in run.stderr
     assert not (tmp_path / "none").exists()           # failed before pretraining anything
+
+
+def test_finetune_script_without_a_body_says_how_to_get_one(labelled_csv, tmp_path):
+    run = script("finetune_classifier.py", f"--data={labelled_csv}", "--text_column=snippet",
+                 "--label_column=kind", f"--init_from={tmp_path / 'none'}",
+                 f"--out_dir={tmp_path / 'ft'}", "--progress=false")
+    assert run.returncode != 0 and "--pretrain_if_missing" in run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "none").exists()

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import tinygradlm as tg
-from tinygradlm import train as train_mod
 from tinygradlm.nn import GPT
 from tinygradlm.train import TrainConfig, train_gpt
 
@@ -68,7 +67,7 @@ def test_resume_is_exact(corpus, tmp_path):
 def test_ctrl_c_saves_and_resume_continues_exactly(corpus, tmp_path, monkeypatch):
     straight = tmp_path / "straight"
     train_gpt(tiny(corpus, straight))
-    real_get_batch, calls = train_mod.data.get_batch, {"n": 0}
+    real_get_batch, calls = tg.data.get_batch, {"n": 0}
 
     def interrupting_get_batch(ids, batch_size, block_size, device="cpu", generator=None):
         if generator is None:               # a training batch (evaluation passes its own)
@@ -77,13 +76,13 @@ def test_ctrl_c_saves_and_resume_continues_exactly(corpus, tmp_path, monkeypatch
                 raise KeyboardInterrupt
         return real_get_batch(ids, batch_size, block_size, device, generator)
 
-    monkeypatch.setattr(train_mod.data, "get_batch", interrupting_get_batch)
+    monkeypatch.setattr(tg.data, "get_batch", interrupting_get_batch)
     stopped = tmp_path / "stopped"
     with pytest.raises(KeyboardInterrupt):
         train_gpt(tiny(corpus, stopped))
     meta = json.load(open(stopped / "resume" / "trainer.json"))
     assert "12" in json.dumps(meta)             # 12 iterations completed before the Ctrl-C
-    monkeypatch.setattr(train_mod.data, "get_batch", real_get_batch)
+    monkeypatch.setattr(tg.data, "get_batch", real_get_batch)
     train_gpt(tiny(corpus, stopped, resume=True))
     assert_same_weights(straight / "resume", stopped / "resume")
 
@@ -101,7 +100,7 @@ def test_gradient_accumulation_matches_one_big_batch(corpus, tmp_path, monkeypat
 
     def run(out_dir, batches, **kw):
         it = iter(batches)
-        monkeypatch.setattr(train_mod.data, "get_batch",
+        monkeypatch.setattr(tg.data, "get_batch",
                             lambda ids, b, t, device="cpu", generator=None:
                             next(it) if generator is None else
                             real_get_batch(ids, b, t, device, generator))
@@ -194,3 +193,21 @@ def test_example_scripts_run_end_to_end(tmp_path):
          "--data=/no/such/corpus.txt", f"--out_dir={out}"], capture_output=True, text=True,
         env=env, timeout=300)
     assert bad.returncode != 0 and "/no/such/corpus.txt" in bad.stderr
+
+
+def test_cli_shortens_only_user_errors():
+    """A bad flag or a missing file is one line for the user; a bug keeps its traceback."""
+    from tinygradlm.cli import run_cli
+
+    with pytest.raises(SystemExit, match="error: --n_embd=10 must be divisible by --n_head=4"):
+        run_cli(lambda cfg: None, TrainConfig(n_embd=10))
+
+    def missing(cfg):
+        raise FileNotFoundError("no such file: 'corpus.txt'")
+    with pytest.raises(SystemExit, match="error: no such file: 'corpus.txt'"):
+        run_cli(missing, TrainConfig())
+
+    def bug(cfg):
+        raise ValueError("an internal shape bug")
+    with pytest.raises(ValueError, match="internal shape bug"):
+        run_cli(bug, TrainConfig())

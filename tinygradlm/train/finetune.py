@@ -1,0 +1,233 @@
+"""Fine-tuning a sequence classifier on labelled text: ``python examples/finetune_classifier.py``.
+
+    a pretrained body (GPT or BERT) + a new linear head ─> train on (text, label) pairs
+    ─> keep the checkpoint most accurate on val ─> accuracy, macro-F1, confusion matrix on test
+
+With ``--compare_scratch`` the same architecture is also trained from random weights with the
+same budget: the difference is what pretraining bought.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import backend, checkpoint, data, metrics
+from ..autograd import no_grad
+from ..nn.classifier import BODIES, SequenceClassifier
+from .gpt import train_gpt
+from .loop import TrainConfig, fit, write_summary
+from .mlm import MLMConfig, train_mlm
+
+
+@dataclass
+class FinetuneConfig(TrainConfig):
+    TOKENIZERS = data.TOKENIZER_KINDS       # for --pretrain_if_missing
+    data: str = "stdlib"          # "stdlib": which package is this function from? or a file
+    text_column: str = "text"     # for CSV / TSV / JSONL data
+    label_column: str = "label"
+    max_per_class: int = 600      # the stdlib task's size
+    init_from: str = "out-pretrained"  # a pretrained BERT or GPT directory
+    pretrain_if_missing: bool = False  # no model in init_from: pretrain one first (~25 min)
+    pretrain_iters: int = 1500    # ... for this many iterations,
+    # ... as a GPT ("causal", the default) or a BERT encoder ("mlm").  Measured at this budget,
+    # the masked-LM encoder is still near its unigram plateau and fine-tunes no better than
+    # random weights, while next-token pretraining, where every token is a target, does.
+    pretrain_objective: str = "causal"
+    tokenizer: str = "bpe"        # ... with this tokenizer ("bpe" or "wordpiece")
+    vocab_size: int = 4096
+    pooling: str = ""             # "cls", "mean" or "last"; "" = the body's natural choice
+    freeze_layers: int = -1       # -1: train all; k >= 0: freeze embeddings + first k blocks
+    freeze_body: bool = False     # train the head only
+    body_lr_scale: float = 1.0    # the body's learning rate = learning_rate * this
+    max_length: int = 128
+    batch_size: int = 32
+    learning_rate: float = 5e-4
+    min_lr: float = 5e-5
+    warmup_iters: int = 30
+    max_iters: int = 300
+    lr_decay_iters: int = 300
+    weight_decay: float = 0.01
+    beta2: float = 0.999
+    dropout: float = 0.1
+    eval_interval: int = 50
+    compare_scratch: bool = False  # also train the same architecture from random weights
+    out_dir: str = "out-finetune"
+
+    def validate(self):
+        super().validate()
+        if self.pretrain_objective not in ("mlm", "causal"):
+            raise ValueError(f"--pretrain_objective must be mlm or causal, not "
+                             f"{self.pretrain_objective!r}")
+        if self.pooling not in ("", "cls", "mean", "last"):
+            raise ValueError(f"--pooling must be cls, mean or last, not {self.pooling!r}")
+        if self.max_length < 3:
+            raise ValueError(f"--max_length must be at least 3, got {self.max_length}")
+
+
+def load_labelled(cfg: FinetuneConfig):
+    if cfg.data == "stdlib":
+        return data.stdlib_function_dataset(max_per_class=cfg.max_per_class, seed=cfg.seed)
+    return data.labelled_from_file(cfg.data, seed=cfg.seed, text_column=cfg.text_column,
+                                   label_column=cfg.label_column)
+
+
+def pretrained_body(cfg: FinetuneConfig, task=None) -> str:
+    """The directory of the pretrained body.  When it holds no model: an error that says how
+    to make one, or with ``--pretrain_if_missing`` a pretraining run first -- on the stdlib
+    corpus without ``task``'s val and test files, so that fine-tuning is evaluated on source
+    the body has never read."""
+    if os.path.exists(os.path.join(cfg.init_from, "config.json")):
+        return cfg.init_from
+    if not cfg.pretrain_if_missing:
+        raise FileNotFoundError(
+            f"--init_from {cfg.init_from!r} holds no pretrained model (no config.json). "
+            f"Add --pretrain_if_missing to pretrain one there first ({cfg.pretrain_objective} "
+            f"objective, {cfg.pretrain_iters} iterations: about 25 minutes on 2 CPU cores), "
+            f"or point --init_from at a model saved by train_char_lm.py/train_mlm.py with a "
+            f"subword tokenizer")
+    held_out = getattr(task, "held_out_files", ())
+    print(f"no pretrained model in {cfg.init_from!r}: pretraining one ({cfg.pretrain_objective}"
+          f" objective) for {cfg.pretrain_iters} iterations first")
+    shape = dict(data="stdlib", out_dir=cfg.init_from, max_iters=cfg.pretrain_iters,
+                 lr_decay_iters=cfg.pretrain_iters, n_layer=cfg.n_layer, n_head=cfg.n_head,
+                 n_embd=cfg.n_embd, block_size=cfg.max_length, bias=cfg.bias, seed=cfg.seed,
+                 device=cfg.device, dtype=cfg.dtype, progress=cfg.progress, num_samples=0)
+    if cfg.pretrain_objective == "causal":
+        text = data.load_corpus("stdlib", exclude_files=held_out)
+        tokenizer = data.WordPieceTokenizer.train(text, cfg.vocab_size, kind=cfg.tokenizer)
+        train_gpt(TrainConfig(**shape), tokenizer=tokenizer, exclude_files=held_out)
+    else:
+        train_mlm(MLMConfig(tokenizer=cfg.tokenizer, vocab_size=cfg.vocab_size, **shape),
+                  exclude_files=held_out)
+    return cfg.init_from
+
+
+def classify(model, batches) -> tuple[float, np.ndarray, np.ndarray]:
+    """(mean loss, true labels, predicted labels) over prepared batches, without gradients."""
+    total, n, true, pred = 0.0, 0, [], []
+    with no_grad():
+        for ids, mask, labels in batches:
+            logits, loss = model(ids, mask, labels)
+            total += loss.item() * labels.shape[0]
+            n += labels.shape[0]
+            true.append(labels.numpy())
+            pred.append(logits.numpy().argmax(-1))
+    return total / n, np.concatenate(true), np.concatenate(pred)
+
+
+def finetune_classifier(cfg: FinetuneConfig, task=None, tokenizer=None,
+                        body_dir: str | None = None, scratch: bool = False) -> dict:
+    """Fine-tune a sequence classifier on ``task`` (a ``data.LabelledData``; built from
+    ``cfg.data`` when None) starting from the pretrained body in ``body_dir`` -- or from
+    random weights of the same shape when ``scratch``.  Evaluates the checkpoint most accurate
+    on val on the held-out test split."""
+    cfg.validate()
+    t_start = time.perf_counter()
+    backend.manual_seed(cfg.seed)
+    task = load_labelled(cfg) if task is None else task
+    body_dir = pretrained_body(cfg, task) if body_dir is None else body_dir
+    if tokenizer is None:
+        path = checkpoint.tokenizer_path(body_dir)
+        if path is None:
+            raise FileNotFoundError(f"no tokenizer.json beside the pretrained model in "
+                                    f"{body_dir!r}")
+        tokenizer = data.load_tokenizer(path)
+    if not hasattr(tokenizer, "pad_token_id"):
+        raise ValueError(f"the tokenizer in {body_dir!r} has no [PAD]/[CLS]/[SEP] tokens; "
+                         f"fine-tuning needs a model pretrained with a WordPiece or BPE "
+                         f"tokenizer with special tokens (examples/train_mlm.py)")
+    pooling = cfg.pooling or None
+    model = SequenceClassifier.from_pretrained_body(body_dir, task.num_classes, pooling,
+                                                    cfg.dropout, task.label_names, cfg.device)
+    if scratch:     # same architecture and budget, random weights: what pretraining buys
+        body_cls, body_cfg = BODIES[model.config.body_type]
+        model = SequenceClassifier.from_body(body_cls(body_cfg(**model.config.body)),
+                                             task.num_classes, pooling, cfg.dropout,
+                                             task.label_names).to(cfg.device)
+    model = model.to(cfg.dtype)
+    if cfg.max_length > model.body.config.block_size:
+        raise ValueError(f"--max_length={cfg.max_length} is longer than the pretrained "
+                         f"model's block_size={model.body.config.block_size}")
+    if cfg.freeze_body:
+        model.freeze_body()
+    elif cfg.freeze_layers >= 0:
+        model.freeze_body(cfg.freeze_layers)
+    model.train()
+    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate,
+                                           cfg.learning_rate * cfg.body_lr_scale,
+                                           (cfg.beta1, cfg.beta2))
+    n_train = len(task.train)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print(f"{'from scratch' if scratch else 'from ' + body_dir}: {task.num_classes} classes, "
+          f"{n_train} / {len(task.val)} / {len(task.test)} train / val / test examples, "
+          f"{trainable / 1e6:.2f}M trainable parameters")
+    val_batches, test_batches = (list(data.classification_batches(
+        split, tokenizer, cfg.batch_size, cfg.max_length, shuffle=False, device=cfg.device))
+        for split in (task.val, task.test))
+
+    def next_loss():
+        # A random batch each step (not epochs): the random stream alone says where training
+        # is, so --resume continues exactly.
+        pick = backend.generator("cpu").choice(n_train, min(cfg.batch_size, n_train),
+                                               replace=False)
+        ids, mask, labels = next(data.classification_batches(
+            [task.train[i] for i in pick], tokenizer, len(pick), cfg.max_length,
+            shuffle=False, device=cfg.device))
+        return model(ids, mask, labels)[1]
+
+    def evaluate():
+        loss, true, pred = classify(model, val_batches)
+        accuracy = metrics.accuracy(true, pred)
+        return {"val_loss": loss, "val_accuracy": accuracy, "val_error": 1.0 - accuracy}
+
+    # The best model is the most *accurate* on val: a classifier's val loss starts rising
+    # (over-confidence) long before its accuracy stops improving.
+    run = fit(cfg, model, optimizer, next_loss, evaluate, tokenizer, select="val_error")
+    best = SequenceClassifier.from_pretrained(cfg.out_dir, device=cfg.device)
+    test_loss, true, pred = classify(best, test_batches)
+    labels = list(range(task.num_classes))
+    cm = metrics.confusion_matrix(true, pred, labels=labels)
+    summary = {
+        "test_accuracy": metrics.accuracy(true, pred),
+        "test_f1_macro": metrics.f1_score(true, pred, average="macro", labels=labels),
+        "test_loss": test_loss, "num_classes": task.num_classes,
+        "label_names": task.label_names, "confusion_matrix": cm.tolist(),
+        "best_val_accuracy": 1.0 - run["best_score"],
+        "val_accuracy": run["last"]["val_accuracy"],
+        "iters": run["iters"], "init": "scratch" if scratch else body_dir,
+        "examples": {"train": n_train, "val": len(task.val), "test": len(task.test)},
+        "wall_seconds": time.perf_counter() - t_start, "config": dataclasses.asdict(cfg),
+    }
+    write_summary(cfg, summary, run)
+    print(f"\ntest accuracy {summary['test_accuracy']:.1%} | macro-F1 "
+          f"{summary['test_f1_macro']:.3f} | {task.num_classes} classes "
+          f"({'from scratch' if scratch else 'pretrained'})")
+    print(metrics.format_confusion_matrix(cm, task.label_names))
+    return summary
+
+
+def finetune_and_compare(cfg: FinetuneConfig) -> dict:
+    """``finetune_classifier`` from the pretrained body and, with ``cfg.compare_scratch``,
+    again from random weights with the same budget (into ``out_dir/scratch``); the combined
+    summary (``scratch_test_accuracy``, ``scratch_test_f1_macro`` added) goes to
+    ``out_dir/summary.json``."""
+    cfg.validate()
+    task = load_labelled(cfg)
+    body_dir = pretrained_body(cfg, task)
+    summary = finetune_classifier(cfg, task, body_dir=body_dir)
+    if cfg.compare_scratch:
+        scratch_cfg = dataclasses.replace(cfg, out_dir=os.path.join(cfg.out_dir, "scratch"),
+                                          resume=False)
+        scratch = finetune_classifier(scratch_cfg, task, body_dir=body_dir, scratch=True)
+        summary.update({"scratch_test_accuracy": scratch["test_accuracy"],
+                        "scratch_test_f1_macro": scratch["test_f1_macro"],
+                        "scratch_test_loss": scratch["test_loss"]})
+        checkpoint.write_json(os.path.join(cfg.out_dir, "summary.json"), summary)
+        print(f"\npretrained: accuracy {summary['test_accuracy']:.1%}, macro-F1 "
+              f"{summary['test_f1_macro']:.3f} | from scratch: accuracy "
+              f"{scratch['test_accuracy']:.1%}, macro-F1 {scratch['test_f1_macro']:.3f}")
+    return summary

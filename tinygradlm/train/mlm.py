@@ -1,0 +1,130 @@
+"""Masked-language-model pretraining of a BERT-style encoder: ``python examples/train_mlm.py``.
+
+    text ─> subword tokenizer with [PAD] [UNK] [CLS] [SEP] [MASK] ─> rows [CLS] tokens [SEP]
+         ─> hide 15% (80% [MASK], 10% a random token, 10% unchanged) ─> BERT
+         ─> cross-entropy on the hidden positions only
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import backend, data, metrics
+from ..nn.bert import BERT, BERTConfig
+from .loop import TrainConfig, fit, resume_tokenizer, speed, write_summary
+
+
+@dataclass
+class MLMConfig(TrainConfig):
+    TOKENIZERS = data.TOKENIZER_KINDS
+    # Byte-level BPE is the default because tokenizers 0.23's WordPiece trainer is not
+    # deterministic (huggingface/tokenizers#1794): the same seed would give another vocabulary.
+    tokenizer: str = "bpe"
+    vocab_size: int = 4096
+    block_size: int = 128
+    dropout: float = 0.1
+    mlm_probability: float = 0.15
+    max_iters: int = 1500
+    lr_decay_iters: int = 1500
+    out_dir: str = "out-mlm"
+
+    def validate(self):
+        super().validate()
+        if not 0.0 < self.mlm_probability < 1.0:
+            raise ValueError(f"--mlm_probability must be in (0, 1), got {self.mlm_probability}")
+        if self.block_size < 3:
+            raise ValueError(f"--block_size must be at least 3 ([CLS] token [SEP]), got "
+                             f"{self.block_size}")
+
+
+def prepare_mlm_data(cfg: MLMConfig, tokenizer=None, exclude_files=()):
+    """Corpus -> subword tokenizer with special tokens -> (tokenizer, train ids, val ids)."""
+    text = data.load_corpus(cfg.data, exclude_files=exclude_files)
+    if tokenizer is None:
+        tokenizer = data.WordPieceTokenizer.train(text, cfg.vocab_size, kind=cfg.tokenizer)
+    ids = data.encode_corpus(tokenizer, text)
+    train_ids, val_ids = data.train_val_split(ids, 0.9)
+    for name, split in (("training", train_ids), ("validation", val_ids)):
+        if len(split) < cfg.block_size - 2:
+            raise ValueError(f"the corpus {cfg.data!r} is too short: its {name} split has "
+                             f"{len(split)} tokens but one row needs block_size - 2 = "
+                             f"{cfg.block_size - 2}; use more text or a smaller --block_size")
+    return tokenizer, train_ids, val_ids
+
+
+def estimate_mlm(model, tokenizer, splits: dict, cfg: MLMConfig) -> dict:
+    """Masked-token loss on each split and masked-token accuracy on val, over the same
+    ``eval_iters`` batches every time (a generator seeded afresh)."""
+    out = {}
+    for name, ids in splits.items():
+        gen = np.random.default_rng(cfg.seed + 1)
+        losses, hits, count = [], 0, 0
+        for _ in range(cfg.eval_iters):
+            x, labels, mask = data.get_mlm_batch(ids, cfg.batch_size, cfg.block_size, tokenizer,
+                                                 cfg.mlm_probability, cfg.device, gen)
+            logits, loss = model(x, mask, labels)
+            targets = labels.numpy()[labels.numpy() != data.IGNORE_INDEX]
+            losses.append(loss.item() * len(targets))
+            hits += int((logits.numpy().argmax(-1) == targets).sum())
+            count += len(targets)
+        out[f"{name}_loss"] = float(np.sum(losses) / max(count, 1))
+        if name == "val":
+            out["val_masked_accuracy"] = hits / max(count, 1)
+    return out
+
+
+def train_mlm(cfg: MLMConfig, exclude_files=()) -> dict:
+    """Pretrain a BERT-style encoder with the masked-LM objective; returns the summary (also
+    written to ``out_dir/summary.json``).  ``exclude_files``: stdlib files to leave out of the
+    corpus (a downstream task's held-out files)."""
+    cfg.validate()
+    t_start = time.perf_counter()
+    backend.manual_seed(cfg.seed)
+    tokenizer, train_ids, val_ids = prepare_mlm_data(cfg, resume_tokenizer(cfg), exclude_files)
+    model = BERT(BERTConfig(vocab_size=tokenizer.vocab_size, block_size=cfg.block_size,
+                            n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
+                            dropout=cfg.dropout, bias=cfg.bias,
+                            pad_token_id=tokenizer.pad_token_id))
+    model = model.to(cfg.dtype).to(cfg.device)
+    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate,
+                                           (cfg.beta1, cfg.beta2))
+    tokens_per_iter = cfg.batch_size * cfg.block_size * cfg.gradient_accumulation_steps
+    print(f"{model.num_params() / 1e6:.2f}M parameters, vocab {tokenizer.vocab_size}, "
+          f"{len(train_ids):,} training tokens, {tokens_per_iter:,} tokens per iteration")
+
+    def next_loss():
+        x, labels, mask = data.get_mlm_batch(train_ids, cfg.batch_size, cfg.block_size,
+                                             tokenizer, cfg.mlm_probability, cfg.device)
+        return model(x, mask, labels)[1]
+
+    splits = {"train": train_ids, "val": val_ids}
+    run = fit(cfg, model, optimizer, next_loss,
+              lambda: estimate_mlm(model, tokenizer, splits, cfg), tokenizer, tokens_per_iter)
+
+    last = run["last"]
+    # The baseline a model must beat: guess every masked token from word frequencies alone.
+    gen = np.random.default_rng(cfg.seed + 1)
+    _, labels, _ = data.get_mlm_batch(val_ids, cfg.batch_size * cfg.eval_iters, cfg.block_size,
+                                      tokenizer, cfg.mlm_probability, "cpu", gen)
+    baseline = data.unigram_baseline_loss(train_ids, labels.numpy(), tokenizer.vocab_size)
+    ms, tokens_per_second = speed(run, tokens_per_iter)
+    summary = {
+        "val_loss": last["val_loss"], "best_val_loss": run["best_score"],
+        "train_loss": last["train_loss"], "val_masked_accuracy": last["val_masked_accuracy"],
+        "perplexity": metrics.perplexity(last["val_loss"]),
+        "unigram_baseline_loss": baseline,
+        "unigram_baseline_perplexity": metrics.perplexity(baseline),
+        "iters": run["iters"], "ms_per_iter": ms, "tokens_per_second": tokens_per_second,
+        "wall_seconds": time.perf_counter() - t_start, "num_params": model.num_params(),
+        "vocab_size": tokenizer.vocab_size, "config": dataclasses.asdict(cfg),
+    }
+    write_summary(cfg, summary, run)
+    print(f"\nmasked-token loss {summary['val_loss']:.4f} (perplexity "
+          f"{summary['perplexity']:.1f}) | masked-token accuracy "
+          f"{summary['val_masked_accuracy']:.1%} | unigram baseline loss {baseline:.4f} "
+          f"(perplexity {summary['unigram_baseline_perplexity']:.1f}) | {ms:.1f} ms/iter")
+    print(f"saved the best model to {cfg.out_dir}/")
+    return summary

@@ -1,10 +1,9 @@
 """How much does tinygradlm's autograd engine cost?  Ratios against references in the same run.
 
-Timings on a shared, noisy machine mean little on their own, so every case times tinygradlm and
-one or more references in the same process and reports the *ratio* of the medians.  Every
-implementation warms up, then each in turn warms up again and makes ``repeats`` timed calls
-(``time.perf_counter``); the table shows the median and the min per call, and the minor page
-faults per call (fresh memory from the OS: a sign of allocation churn).
+Every case times tinygradlm and one or more references in the same process and reports the
+*ratio* of the medians (``common.timeit``: warm-ups, then each implementation in turn); the table
+shows the median and the min per call, and the minor page faults per call (fresh memory from the
+OS: a sign of allocation churn).
 
 Cases
   1. ``mlp``:    one training step of a 3-layer MLP (float32, batch 256, 512 -> 512 -> 512 -> 10,
@@ -35,199 +34,24 @@ also prints a cProfile of the tinygradlm MLP step (top 10 functions by own time)
 ``benchmarks/results/bench_engine.json`` unless ``--out`` says otherwise.  Nothing here asserts
 on a time.
 
-Measurement hygiene (each found to swing a ratio by 1.5-2x on a 2-vCPU VM):
-  * ``gc.freeze()`` before each case: torch's imports (and its lazily imported modules, on
-    first use) leave 100k+ objects that every full garbage collection would walk, which made
-    the object-heavy engine look 30-40% slower per op than in a process without torch.
-  * glibc is asked to keep freed memory (``mallopt``; ``--system-malloc`` skips this): by
-    default it may hand big blocks back to the OS and fault them in again on the next step,
-    and whether it does depends on what ran before, so the first implementation timed used to
-    pay thousands of page faults per step and the next none.
-  * A pause before each implementation's turn: idle OpenBLAS / OpenMP worker threads keep
-    spinning for a while, and on 2 CPUs they starve the next library's threads.
-  * A multi-threaded BLAS can still stall when a vCPU is taken away; ``--threads 1`` (NumPy and
-    torch on one thread each) gives steadier numbers on such a machine.
+Why the warm-ups, pauses, ``gc.freeze()`` and malloc tuning: see ``common.py``.
 """
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
-import glob
-import json
 import os
-import platform
-import statistics
-import sys
 import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)            # run from a checkout without installing
+import common                       # first: puts the checkout on sys.path
+from common import fresh_heap, loadavg, prepare_environment, summary, timeit, torch, write_json
 
-if "--system-malloc" in sys.argv:   # must be decided before tinygradlm's import applies it
-    os.environ["TINYGRADLM_SYSTEM_MALLOC"] = "1"
+import tinygradlm as tg
+from tinygradlm import nn
+from tinygradlm import functional as F
 
-import tinygradlm as tg             # noqa: E402
-from tinygradlm import nn           # noqa: E402
-from tinygradlm import functional as F  # noqa: E402
-
-try:
-    import torch
-except ImportError:                 # torch is an optional peer: its columns are skipped
-    torch = None
-
-DEFAULT_OUT = os.path.join(ROOT, "benchmarks", "results", "bench_engine.json")
-
-
-# --- timing -------------------------------------------------------------------------------
-SETTLE_S = 0.3
-
-
-def timeit(fns, repeats, warmup):
-    """Seconds per call of each ``fn()`` in the dict ``fns``: min and median of ``repeats``
-    calls after ``warmup`` calls, one function after the other, and page faults per call.
-
-    Not round-robin: an idle OpenBLAS or OpenMP thread pool keeps spinning for a while after
-    its last call, so on a small machine alternating NumPy and PyTorch makes each wait for the
-    other's spinning threads.  Every function warms up once before any is timed, so that none
-    pays for growing the memory allocator's heap (which made whichever ran first look slower).
-    """
-    for fn in fns.values():         # first every one warms up: caches, the allocator's heap
-        for _ in range(warmup):
-            fn()
-    out = {}
-    for name, fn in fns.items():
-        time.sleep(SETTLE_S)        # let the last one's idle BLAS/OpenMP threads stop spinning
-        for _ in range(warmup):     # and warm up again just before its turn
-            fn()
-        times = []
-        faults = minor_page_faults()
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        out[name] = {**summary(times),
-                     "page_faults_per_call": (minor_page_faults() - faults) / repeats}
-    return out
-
-
-def summary(ts):
-    return {"min_s": min(ts), "median_s": statistics.median(ts), "repeats": len(ts)}
-
-
-def minor_page_faults():
-    """Page faults of this process so far: a fresh page for every big temporary array that
-    the allocator had to get from the OS (costly in a VM), a sign of allocation churn."""
-    try:
-        import resource         # Unix only
-    except ImportError:
-        return float("nan")
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-
-
-def usable_cpus():
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-
-
-def loadavg():
-    return os.getloadavg() if hasattr(os, "getloadavg") else None
-
-
-def _bundled_openblas():
-    """The OpenBLAS library that NumPy wheels bundle (in ``numpy.libs``), or None."""
-    libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "*openblas*")
-    for path in glob.glob(libs):
-        lib = ctypes.CDLL(path)
-        for prefix in ("scipy_openblas_", "openblas_"):
-            for suffix in ("64_", ""):
-                if hasattr(lib, f"{prefix}get_num_threads{suffix}"):
-                    return (getattr(lib, f"{prefix}get_num_threads{suffix}"),
-                            getattr(lib, f"{prefix}set_num_threads{suffix}"),
-                            f"{os.path.basename(path)}:{prefix}get_num_threads{suffix}")
-    return None
-
-
-def numpy_blas_threads():
-    """Threads NumPy's BLAS uses: threadpoolctl if present, else ask the OpenBLAS that NumPy
-    wheels bundle, else the environment, else the CPUs this process may run on."""
-    try:
-        import threadpoolctl
-        infos = [i for i in threadpoolctl.threadpool_info() if i.get("user_api") == "blas"]
-        if infos:
-            return infos[0]["num_threads"], "threadpoolctl"
-    except ImportError:
-        pass
-    openblas = _bundled_openblas()
-    if openblas:
-        return int(openblas[0]()), openblas[2]
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        if os.environ.get(var, "").isdigit():
-            return int(os.environ[var]), var
-    return usable_cpus(), "usable CPUs (guess)"
-
-
-def set_numpy_blas_threads(n):
-    """Best effort: threadpoolctl if present, else NumPy's bundled OpenBLAS directly."""
-    try:
-        import threadpoolctl
-        threadpoolctl.threadpool_limits(n, user_api="blas")
-        return
-    except ImportError:
-        pass
-    openblas = _bundled_openblas()
-    if openblas:
-        openblas[1](int(n))
-    else:
-        print(f"warning: cannot set NumPy's BLAS threads here; set OPENBLAS_NUM_THREADS={n} "
-              "(or OMP_NUM_THREADS) in the environment instead", file=sys.stderr)
-
-
-def steady_malloc():
-    """A note for the JSON on the allocator: tinygradlm's import asks glibc to keep freed
-    memory for reuse (``backend.keep_freed_memory``) instead of handing big blocks back to the
-    OS and faulting fresh pages in again on the next step, which made the same code flip
-    between two speeds from run to run.  ``--system-malloc`` turns that off."""
-    if tg.backend.keep_freed_memory():
-        return "glibc mallopt: mmap threshold 64 MiB, trim threshold 256 MiB"
-    return "system default"
-
-
-def prepare_environment(threads_requested):
-    """Set NumPy's BLAS threads (and torch's to match) as asked; return the thread count and
-    the environment record every benchmark writes into its JSON."""
-    if threads_requested:
-        set_numpy_blas_threads(threads_requested)
-    threads, thread_source = numpy_blas_threads()
-    if torch:
-        torch.set_num_threads(threads)
-    return threads, {**environment(threads, thread_source),
-                     "threads_requested": threads_requested, "malloc": steady_malloc()}
-
-
-def environment(threads, thread_source):
-    env = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": usable_cpus(),
-        "numpy": np.__version__,
-        "numpy_blas_threads": threads,
-        "numpy_blas_threads_from": thread_source,
-        "tinygradlm": tg.__version__,
-        "torch": torch.__version__ if torch else None,
-        "loadavg_at_start": loadavg(),
-        "gc": "gc.collect(); gc.freeze() before each case",
-        "thread_env": {k: os.environ.get(k) for k in
-                       ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
-    }
-    if torch:
-        env["torch_num_threads"] = torch.get_num_threads()
-        env["torch_num_interop_threads"] = torch.get_num_interop_threads()
-        env["torch_threads_note"] = "torch.set_num_threads(numpy_blas_threads) before timing"
-    return env
+DEFAULT_OUT = os.path.join(common.RESULTS, "bench_engine.json")
 
 
 # --- case 1: MLP training step ------------------------------------------------------------
@@ -542,11 +366,11 @@ def main(argv=None):
                         help="set NumPy's BLAS threads (and torch's) to N; default: leave "
                              "NumPy as configured")
     parser.add_argument("--system-malloc", action="store_true",
-                        help="leave the memory allocator as it is (see steady_malloc)")
+                        help="do not call tinygradlm.backend.tune_malloc() (see common.py)")
     args = parser.parse_args(argv)
     cfg = CONFIGS["quick" if args.quick else "full"]
 
-    threads, env = prepare_environment(args.threads)
+    threads, env = prepare_environment(args.threads, not args.system_malloc)
     torch_note = f"torch {torch.__version__} ({threads} threads)" if torch else "no torch"
     print(f"tinygradlm {tg.__version__} | python {env['python']} | numpy {np.__version__} "
           f"({threads} BLAS threads) | {torch_note} | {env['cpus_usable']} usable CPUs | "
@@ -555,8 +379,7 @@ def main(argv=None):
     cases = []
     for run_case in (lambda: case_mlp(cfg["mlp"], args.act), lambda: case_chain(cfg["chain"]),
                      lambda: case_matmul(cfg["matmul"])):
-        gc.collect()
-        gc.freeze()         # what exists now (imports, torch's lazy modules): out of gc's way
+        fresh_heap()
         cases.append(run_case())
         print_case(cases[-1])
     if args.profile:
@@ -568,31 +391,6 @@ def main(argv=None):
               "ratios_are": "median(tinygradlm) / median(reference)",
               "cases": {c["name"]: c for c in cases}}
     write_json(args.out, result)
-
-
-def write_json(path, result, quiet=False):
-    """Write a benchmark's results (shared by the other scripts in this folder), atomically:
-    a temp file, then a rename, so a run killed mid-write (gpu_check.py rewrites its JSON
-    after every section) leaves the last complete copy.  NumPy values become plain JSON."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=2, default=_jsonable)
-    os.replace(tmp, path)
-    if not quiet:
-        print(f"\nwrote {path}")
-
-
-def _jsonable(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (set, tuple)):
-        return list(obj)
-    if isinstance(obj, bytes):
-        return obj.decode("utf-8", "replace")
-    return repr(obj)
 
 
 if __name__ == "__main__":

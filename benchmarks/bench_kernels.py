@@ -2,10 +2,10 @@
 
 Every case times forward + backward, float32, through the public API
 (``tinygradlm.nn.functional``): the fused kernels (the default), the plain composites under
-``with tinygradlm.kernels.use("reference"):``, and PyTorch when it is installed.  Timing follows
-``bench_engine.py`` (its ``timeit`` is reused): everything warms up, then each implementation
-in turn warms up again and makes ``repeats`` timed calls; the table shows median and min per
-call and the ratios of the medians.  Before timing, each case also checks that fused and
+``with tinygradlm.kernels.use("reference"):``, and PyTorch when it is installed.  Timing is
+``common.timeit``'s: everything warms up, then each implementation in turn warms up again and
+makes ``repeats`` timed calls; the table shows median and min per call and the ratios of the
+medians.  Before timing, each case also checks that fused and
 reference agree (output and input gradients, max abs difference; recorded in the JSON).
 
 Cases
@@ -35,6 +35,7 @@ fused peak memory at T=1024 <= 1/4 of the reference's; stretch goal: match torch
 Run from the repository root:
 
     python benchmarks/bench_kernels.py [--quick] [--out PATH] [--threads N] [--skip-compile]
+                                       [--system-malloc]
 
 Results go to ``benchmarks/results/bench_kernels.json`` unless ``--out`` says otherwise.
 """
@@ -50,21 +51,17 @@ import tempfile
 import time
 import tracemalloc
 
+import numba
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)            # run from a checkout without installing
-sys.path.insert(0, HERE)
+import common                       # first: puts the checkout on sys.path
+from common import ROOT, fresh_heap, loadavg, prepare_environment, timeit, torch, write_json
 
-import numba                        # noqa: E402
+import tinygradlm as tg
+from tinygradlm import kernels
+import tinygradlm.nn.functional as F
 
-import tinygradlm as tg             # noqa: E402
-from tinygradlm import kernels      # noqa: E402
-import tinygradlm.nn.functional as F  # noqa: E402
-from bench_engine import loadavg, prepare_environment, timeit, torch, write_json  # noqa: E402
-
-DEFAULT_OUT = os.path.join(ROOT, "benchmarks", "results", "bench_kernels.json")
+DEFAULT_OUT = os.path.join(common.RESULTS, "bench_kernels.json")
 FUSED, REF, TORCH = "fused", "reference", "torch"
 
 
@@ -339,11 +336,13 @@ def main(argv=None):
                         help="set NumPy's BLAS threads (and torch's) to N")
     parser.add_argument("--skip-compile", action="store_true",
                         help="skip the compile-time subprocesses")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="do not call tinygradlm.backend.tune_malloc() (see common.py)")
     args = parser.parse_args(argv)
     t_start = time.perf_counter()
     cfg = CONFIGS["quick" if args.quick else "full"]
 
-    threads, env = prepare_environment(args.threads)
+    threads, env = prepare_environment(args.threads, not args.system_malloc)
     env = {**env, "numba": numba.__version__,
            "numba_num_threads": numba.get_num_threads(),
            "numba_threading_layer_config": numba.config.THREADING_LAYER}
@@ -353,32 +352,28 @@ def main(argv=None):
           f"({numba.get_num_threads()} threads) | {torch_note} | {env['cpus_usable']} usable "
           f"CPUs | {'quick' if args.quick else 'full'} mode")
 
-    def fresh():
-        gc.collect()
-        gc.freeze()
-
     sm = []
     for label, shape in (("(768, 65)", (768, 65)), ("(768, 2048)", (768, 2048)),
                          ("(12*4*256, 256)", (12 * 4 * 256, 256))):
-        fresh()
+        fresh_heap()
         sm.append({**case_softmax(shape, **cfg["softmax"]), "label": label})
     print_timed("softmax, last axis", sm, "shape (rows, C)")
 
     ce = []
     for V in cfg["ce_V"]:
-        fresh()
+        fresh_heap()
         ce.append({**case_cross_entropy(768, V, **cfg["ce"]), "label": f"(768, {V})"})
     print_timed("cross_entropy, mean", ce, "logits (N, V)")
 
     att = []
     for T in cfg["att_T"]:
-        fresh()
+        fresh_heap()
         rep = cfg["att_slow"] if T >= 1024 else cfg["att"]
         att.append({**case_attention(12, 4, T, 32, **rep), "label": f"T={T}"})
     print_timed("attention B=12 H=4 D=32 causal", att, "seq length",
                 targets=attention_target)
 
-    fresh()
+    fresh_heap()
     mem = case_attention_memory(12, 4, cfg["mem_T"], 32)
     r = mem["ratio fused / reference"]
     print(f"\n[{mem['what']}] (tracemalloc)")

@@ -3,9 +3,9 @@
 The model is nanoGPT's CPU "baby GPT" (n_layer=4, n_head=4, n_embd=128, block_size=64,
 batch_size=12, dropout 0, bias), char-level on Tiny Shakespeare when
 ``../shared/data/tinyshakespeare.txt`` is there (vocab 65), else on the embedded stdlib corpus.
-One training step is exactly ``tinygradlm.train``'s: forward with targets, backward,
-``clip_grad_norm_(1.0)``, AdamW step (lr 1e-3 held constant, betas (0.9, 0.99), weight decay
-0.1 on >= 2-D weights only), ``zero_grad``, ``loss.item()``.
+One training step is ``common.tg_step_fn``'s, exactly ``tinygradlm.train``'s: forward with
+targets, backward, ``clip_grad_norm_(1.0)``, AdamW step (lr 1e-3 held constant, betas
+(0.9, 0.99), weight decay 0.1 on >= 2-D weights only), ``zero_grad``, ``loss.item()``.
 
 Cases
   1. ``step``: ms per training step and tokens/s for tinygradlm with the fused kernels (the
@@ -21,18 +21,15 @@ Cases
      asserted); the loss of the last step (after the same number of identical steps) is
      recorded as a second check.  The ratio reported is speed relative to torch:
      ``torch_ms / tinygradlm_ms`` (above 1 = tinygradlm is faster).
-  2. ``mfu``: model FLOPs utilisation.  FLOPs per step, as nanoGPT's ``estimate_mfu`` (PaLM,
-     appendix B): ``(6 N + 12 n_layer n_embd T) * B * T`` with N = ``model.num_params()``
-     (non-embedding: all weights but ``wpe``; ``wte`` counts because it is also the LM head),
-     6 N per token for the matmuls' forward + backward, and 12 n_layer n_embd T for attention's
-     QK^T and AV (all T x T scores counted, as nanoGPT does, although causal attention needs
-     half).  The peak is *measured*: the best time of a float32 2048 x 2048 NumPy matmul
+  2. ``mfu``: model FLOPs utilisation.  FLOPs per step as nanoGPT's ``estimate_mfu`` counts
+     them, ``(6 N + 12 n_layer n_embd T) * B * T`` (``common.flops_per_step``).  The peak is
+     *measured*: the best time of a float32 2048 x 2048 NumPy matmul
      (2 n^3 FLOPs) with the same threads.  The same matmul in torch is recorded too.
   3. ``profile``: where one tinygradlm step (fused kernels) goes.  ``Function.apply`` (forward
      of every op, including its bookkeeping: checks, the output Tensor) and each op class's
      ``backward`` are wrapped with timers keyed by class name (monkeypatched here, restored
      afterwards; no library file is touched), as are the engine's ``_fit`` (sum a gradient to
-     its input's shape) and ``Tensor._accumulate`` (leaf ``.grad``); the optimizer step,
+     its input's shape) and ``_accumulate`` (leaf ``.grad``); the optimizer step,
      clipping and ``zero_grad`` are timed around their calls.  What is left of the forward /
      backward / step is Python outside the ops (modules, the graph walk, gradient sums).  The
      same for the reference kernels goes into the JSON; torch's own top ops (``torch.profiler``,
@@ -41,18 +38,18 @@ Cases
      from a 1-token prompt (so the sequence stays within block_size) with ``use_cache=True``
      against ``use_cache=False``, and whether both produce the same tokens.  At this size
      a forward pass is ~230 small ops whatever T is, so Python overhead, not compute, sets the
-     pace and the cache gains little.  This case is the most sensitive to other load: with 2
-     BLAS + 2 Numba threads on 2 busy vCPUs the (T, 128) matmuls of the cache-less path were
-     seen to stall (30-100 ms instead of 0.03 ms), inflating the apparent speed-up.
+     pace and the cache gains little.  This case is the most sensitive to other load: on busy
+     CPUs the small matmuls of the cache-less path can stall, inflating the apparent speed-up.
 
-Timing follows ``bench_engine.py`` (its ``timeit`` is reused: everything warms up, then each
-implementation in turn pauses, warms up again and makes ``repeats`` timed calls; median and
-min per call) with ``gc.collect(); gc.freeze()`` before each case.  Torch and (with
-``--threads``) Numba get as many threads as NumPy's BLAS.
+Timing is ``common.timeit``'s (everything warms up, then each implementation in turn pauses,
+warms up again and makes ``repeats`` timed calls; median and min per call, spread in the JSON)
+with ``gc.collect(); gc.freeze()`` before each case.  Torch and (with ``--threads``) Numba get
+as many threads as NumPy's BLAS.
 
 Run from the repository root:
 
     python benchmarks/bench_train.py [--quick] [--out PATH] [--threads N] [--data PATH]
+                                     [--system-malloc]
 
 ``--quick`` does fewer steps (about 10 s; the full run about 20 s).  Results go to
 ``benchmarks/results/bench_train.json`` unless ``--out`` says otherwise.  Nothing here asserts
@@ -61,45 +58,23 @@ on a time.
 from __future__ import annotations
 
 import argparse
-import gc
-import importlib
 import os
-import sys
 import time
 from collections import defaultdict
 
+import numba
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)            # run from a checkout without installing
-sys.path.insert(0, HERE)
+import common                       # first: puts the checkout on sys.path
+from common import (FUSED, REF, TORCH, TRAIN, fresh_heap, loadavg, loss_check,
+                    prepare_environment, timeit, torch, write_json)
 
-import numba                        # noqa: E402
+import tinygradlm as tg
+from tinygradlm import autograd, kernels, optim
 
-import tinygradlm as tg             # noqa: E402
-from tinygradlm import data, kernels, optim  # noqa: E402
-from tinygradlm.function import Function  # noqa: E402
-from tinygradlm.nn import GPT, GPTConfig  # noqa: E402
-from bench_engine import loadavg, prepare_environment, timeit, torch, write_json  # noqa: E402
-
-if torch:
-    # The PyTorch peer timed here is the very model the tests check tinygradlm against (logits,
-    # loss and every gradient, tests/nn/test_gpt.py), so it is imported from the tests rather than
-    # written a second time; appended last on the path so that it shadows nothing.
-    sys.path.append(os.path.join(ROOT, "tests"))
-    from torch_reference import build_torch_gpt, copy_weights_from  # noqa: E402
-
-tg_tensor = importlib.import_module("tinygradlm.tensor")  # the module (tg.tensor is a function)
-
-DEFAULT_OUT = os.path.join(ROOT, "benchmarks", "results", "bench_train.json")
-SHAKESPEARE = os.path.join(os.path.dirname(ROOT), "shared", "data", "tinyshakespeare.txt")
-FUSED, REF, TORCH = "tinygradlm (fused)", "tinygradlm (reference)", "torch"
-LOSS_TOL = 1e-4             # first-batch loss, float32, same weights: should agree to ~1e-6
-
+DEFAULT_OUT = os.path.join(common.RESULTS, "bench_train.json")
 MODEL = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, bias=True)
-TRAIN = dict(batch_size=12, learning_rate=1e-3, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1,
-             grad_clip=1.0, seed=1337)
+BATCH_SIZE = 12
 CONFIGS = {
     "full": {"warmup": 5, "repeats": 30, "profile_steps": 10, "torch_profile_steps": 5,
              "peak_repeats": 10, "gen_repeats": 7, "gen_warmup": 1},
@@ -109,119 +84,26 @@ CONFIGS = {
 GEN_NEW_TOKENS = 63         # a 1-token prompt + 63 new tokens = block_size 64
 
 
-# --- data -----------------------------------------------------------------------------------
-def load_batches(source, n_batches, batch_size, block_size, seed):
-    """The corpus' char tokenizer and ``n_batches`` fixed (x, y) int64 arrays from the training
-    split, drawn with their own generator (the same list for every implementation)."""
-    text = data.load_corpus(source)
-    tok = data.CharTokenizer.from_text(text)
-    ids = data.encode_corpus(tok, text)
-    train_ids, _ = data.train_val_split(ids, 0.9)
-    gen = np.random.default_rng(seed)
-    batches = []
-    for _ in range(n_batches):
-        x, y = data.get_batch(train_ids, batch_size, block_size, "cpu", gen)
-        batches.append((x.data, y.data))
-    info = {"source": source, "vocab_size": tok.vocab_size, "tokens": int(len(ids)),
-            "train_tokens": int(len(train_ids)), "distinct_batches": n_batches}
-    return tok, batches, info
-
-
-# --- tinygradlm -----------------------------------------------------------------------------
-def tg_model(vocab_size):
-    tg.manual_seed(TRAIN["seed"])
-    model = GPT(GPTConfig(vocab_size=vocab_size, **MODEL))
-    model.train()
-    return model
-
-
-def tg_step_fn(model, batches, mode):
-    """One training step per call, as ``tinygradlm.train.train_gpt`` does it, on the next
-    batch of the shared list, under kernel mode ``mode``."""
-    opt = model.configure_optimizers(TRAIN["weight_decay"], TRAIN["learning_rate"],
-                                     TRAIN["betas"], TRAIN["eps"])
-    tensors = [(tg.Tensor(x), tg.Tensor(y)) for x, y in batches]
-    params = list(model.parameters())
-    state = {"i": 0, "losses": []}
-
-    def step():
-        x, y = tensors[state["i"] % len(tensors)]
-        state["i"] += 1
-        with kernels.use(mode):
-            _, loss = model(x, y)
-            loss.backward()
-            optim.clip_grad_norm_(params, TRAIN["grad_clip"])
-            opt.step()
-            opt.zero_grad()
-        state["losses"].append(loss.item())
-        return state["losses"][-1]
-    step.state, step.opt = state, opt
-    return step
-
-
-def tg_first_loss(model, batch, mode):
-    x, y = batch
-    with tg.no_grad(), kernels.use(mode):
-        return model(tg.Tensor(x), tg.Tensor(y))[1].item()
-
-
-# --- torch ----------------------------------------------------------------------------------
-def torch_model_like(model):
-    """The PyTorch GPT of ``tests/torch_reference.py`` holding a copy of ``model``'s weights
-    (Linear weights transposed), in training mode."""
-    tmodel = copy_weights_from(model, build_torch_gpt(model.config))
-    tmodel.train()
-    return tmodel
-
-
-def torch_step_fn(tmodel, batches):
-    decay = [p for p in tmodel.parameters() if p.dim() >= 2]
-    no_decay = [p for p in tmodel.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": TRAIN["weight_decay"]},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=TRAIN["learning_rate"], betas=TRAIN["betas"], eps=TRAIN["eps"])
-    tensors = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches]
-    params = list(tmodel.parameters())
-    state = {"i": 0, "losses": []}
-
-    def step():
-        x, y = tensors[state["i"] % len(tensors)]
-        state["i"] += 1
-        _, loss = tmodel(x, y)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, TRAIN["grad_clip"])
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        state["losses"].append(loss.item())
-        return state["losses"][-1]
-    step.state = state
-    return step
-
-
-def torch_first_loss(tmodel, batch):
-    x, y = batch
-    with torch.no_grad():
-        return tmodel(torch.from_numpy(x), torch.from_numpy(y))[1].item()
-
-
 # --- case 1: training step ------------------------------------------------------------------
 def case_step(cfg, vocab_size, batches):
-    tokens = TRAIN["batch_size"] * MODEL["block_size"]
-    models = {FUSED: tg_model(vocab_size), REF: tg_model(vocab_size)}
-    first_loss = {FUSED: tg_first_loss(models[FUSED], batches[0], "fused"),
-                  REF: tg_first_loss(models[REF], batches[0], "reference")}
-    steps = {FUSED: tg_step_fn(models[FUSED], batches, "fused"),
-             REF: tg_step_fn(models[REF], batches, "reference")}
+    """Every implementation from the same weights through the same batches: ms per step, and
+    the first-batch loss of each as a check that they compute the same thing."""
+    tokens = BATCH_SIZE * MODEL["block_size"]
+    config = {**MODEL, "vocab_size": vocab_size}
+    models = {FUSED: common.build_gpt(config), REF: common.build_gpt(config)}
+    first_loss = {FUSED: common.tg_first_loss(models[FUSED], batches[0], "fused"),
+                  REF: common.tg_first_loss(models[REF], batches[0], "reference")}
+    steps = {FUSED: common.tg_step_fn(models[FUSED], batches, "fused"),
+             REF: common.tg_step_fn(models[REF], batches, "reference")}
     if torch:
-        tmodel = torch_model_like(models[FUSED])
-        first_loss[TORCH] = torch_first_loss(tmodel, batches[0])
-        steps[TORCH] = torch_step_fn(tmodel, batches)
-    spread = max(first_loss.values()) - min(first_loss.values())
-    check = {"first_batch_loss": first_loss, "max_abs_diff": spread, "tolerance": LOSS_TOL,
-             "match": spread <= LOSS_TOL}
+        tmodel = common.torch_gpt_like(models[FUSED])
+        first_loss[TORCH] = common.torch_first_loss(tmodel, batches[0])
+        steps[TORCH] = common.torch_step_fn(tmodel, batches)
+    check = loss_check(first_loss)
     print("\nfirst-batch loss, same weights: " +
           ", ".join(f"{k} {v:.6f}" for k, v in first_loss.items()) +
-          f"  (max diff {spread:.2e}: {'OK' if check['match'] else '*** MISMATCH ***'})")
+          f"  (max diff {check['max_abs_diff']:.2e}: "
+          f"{'OK' if check['match'] else '*** MISMATCH ***'})")
 
     times = timeit(steps, cfg["repeats"], cfg["warmup"])
     last = {name: step.state["losses"][-1] for name, step in steps.items()}
@@ -239,18 +121,7 @@ def case_step(cfg, vocab_size, batches):
                                                 "above 1 = this one is faster"}, models, steps
 
 
-# --- case 2: MFU ----------------------------------------------------------------------------
-def flops_per_step(model):
-    c = model.config
-    N = model.num_params()                         # non-embedding, nanoGPT's count
-    T, B = c.block_size, TRAIN["batch_size"]
-    per_token = 6 * N + 12 * c.n_layer * c.n_embd * T
-    return {"N_params_non_embedding": N, "flops_per_token": per_token,
-            "flops_per_step": per_token * B * T,
-            "formula": "(6 N + 12 n_layer n_embd T) * B * T  (nanoGPT estimate_mfu / PaLM "
-                       "appendix B; N = non-embedding params, attention counted in full)"}
-
-
+# --- case 2: MFU (FLOPs per step: common.flops_per_step) ----------------------------------
 def measure_peak(repeats, n=2048):
     """Best-of float32 matmul GFLOP/s: NumPy (the peak used) and torch (recorded)."""
     rng = np.random.default_rng(0)
@@ -269,8 +140,8 @@ def measure_peak(repeats, n=2048):
 
 # --- case 3: profile ------------------------------------------------------------------------
 class OpTimers:
-    """Monkeypatches ``Function.apply``, every op's ``backward``, ``tensor._fit`` and
-    ``Tensor._accumulate`` with timers; ``restore()`` puts the originals back."""
+    """Monkeypatches ``Function.apply``, every op's ``backward`` and the engine's ``_fit`` and
+    ``_accumulate`` (``tinygradlm.autograd``) with timers; ``restore()`` puts them back."""
 
     def __init__(self):
         self.t = defaultdict(float)
@@ -300,6 +171,7 @@ class OpTimers:
         setattr(owner, name, value)
 
     def install(self):
+        Function = autograd.Function
         apply = Function.__dict__["apply"].__func__
         self._patch(Function, "apply", classmethod(
             self._timed(apply, "fwd", lambda a: ("fwd", a[0].__name__))))
@@ -307,12 +179,11 @@ class OpTimers:
             if "backward" in cls.__dict__:
                 self._patch(cls, "backward", self._timed(
                     cls.__dict__["backward"], "bwd", lambda a: ("bwd", type(a[0]).__name__)))
-        self._patch(tg_tensor, "_fit", self._timed(
-            tg_tensor._fit, "fit", lambda a: ("engine", "_fit (reduce_to_shape, dtype)")))
         self.depth["fit"] = self.depth["acc"] = 0
-        self._patch(tg.Tensor, "_accumulate", self._timed(
-            tg.Tensor.__dict__["_accumulate"], "acc",
-            lambda a: ("engine", "_accumulate (leaf .grad)")))
+        self._patch(autograd, "_fit", self._timed(
+            autograd._fit, "fit", lambda a: ("engine", "_fit (reduce_to_shape, dtype)")))
+        self._patch(autograd, "_accumulate", self._timed(
+            autograd._accumulate, "acc", lambda a: ("engine", "_accumulate (leaf .grad)")))
         return self
 
     def restore(self):
@@ -487,6 +358,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None,
                         help="set NumPy's BLAS, torch's and Numba's threads to N; default: "
                              "leave NumPy and Numba as configured, torch = NumPy's")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="do not call tinygradlm.backend.tune_malloc() (see common.py)")
     parser.add_argument("--data", default=None,
                         help="corpus (default: Tiny Shakespeare at ../shared/data if present, "
                              "else the embedded stdlib corpus)")
@@ -497,27 +370,24 @@ def main(argv=None):
 
     if args.threads:
         numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
-    threads, env = prepare_environment(args.threads)
+    threads, env = prepare_environment(args.threads, not args.system_malloc)
     env = {**env, "numba": numba.__version__, "numba_threads": numba.get_num_threads(),
            "numba_threading_layer": numba.config.THREADING_LAYER}
-    source = args.data or (SHAKESPEARE if os.path.isfile(SHAKESPEARE) else "stdlib")
-    tok, batches, data_info = load_batches(source, 16, TRAIN["batch_size"],
-                                           MODEL["block_size"], TRAIN["seed"])
+    _, batches, data_info = common.load_batches(args.data, 16, BATCH_SIZE, MODEL["block_size"])
+    source = data_info["source"]
     torch_note = f"torch {torch.__version__} ({threads} threads)" if torch else "no torch"
     print(f"tinygradlm {tg.__version__} | numpy {np.__version__} ({threads} BLAS threads) | "
           f"numba {numba.__version__} ({env['numba_threads']} threads) | {torch_note} | "
           f"{env['cpus_usable']} usable CPUs | load {env['loadavg_at_start']} | {mode} mode")
-    print(f"baby GPT {MODEL}, batch {TRAIN['batch_size']}, vocab {data_info['vocab_size']} "
+    print(f"baby GPT {MODEL}, batch {BATCH_SIZE}, vocab {data_info['vocab_size']} "
           f"({os.path.basename(str(source))}); {cfg['warmup']} warm-up + {cfg['repeats']} "
           f"timed steps each")
 
-    gc.collect()
-    gc.freeze()
+    fresh_heap()
     step, models, steps = case_step(cfg, data_info["vocab_size"], batches)
 
-    gc.collect()
-    gc.freeze()
-    fl = flops_per_step(models[FUSED])
+    fresh_heap()
+    fl = common.flops_per_step(models[FUSED], BATCH_SIZE)
     peak = measure_peak(cfg["peak_repeats"])
     peak_flops = peak["numpy_gflops"] * 1e9
     mfu = {**fl, "peak": peak, "peak_repeats": cfg["peak_repeats"],
@@ -528,8 +398,7 @@ def main(argv=None):
                                for name, t in step["times"].items()}}
     print_step_table(step, mfu)
 
-    gc.collect()
-    gc.freeze()
+    fresh_heap()
     profiles = {m: profile_tg(models[name], steps[name].opt, batches, m, cfg["profile_steps"])
                 for m, name in (("fused", FUSED), ("reference", REF))}
     print_profile(profiles["fused"], step["times"][FUSED]["median_s"])
@@ -538,15 +407,15 @@ def main(argv=None):
         tprof = profile_torch(steps[TORCH], cfg["torch_profile_steps"])
         print_torch_profile(tprof)
 
-    gc.collect()
-    gc.freeze()
+    fresh_heap()
     gen = case_generation(models[FUSED], int(batches[0][0][0, 0]), cfg)
     print_generation(gen)
 
     result = {"benchmark": "bench_train", "mode": mode,
               "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": env,
               "loadavg_at_end": loadavg(), "wall_s": time.perf_counter() - t_start,
-              "config": {"model": MODEL, "train": {**TRAIN, "lr_schedule": "constant"},
+              "config": {"model": MODEL, "train": {"batch_size": BATCH_SIZE, **TRAIN,
+                                   "lr_schedule": "constant"},
                          "timing": cfg},
               "data": data_info, "step": step, "mfu": mfu, "profile": profiles,
               "torch_profile": tprof, "generation": gen}

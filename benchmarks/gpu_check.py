@@ -24,28 +24,26 @@ Sections
      one int64 batch (4 x 32) on both; logits, loss and every parameter's gradient compared,
      GPU against CPU, in float64 and float32, with the fused kernels (the default) and with
      ``kernels.use("reference")``.  Per array: the max absolute error, the max relative error
-     (over elements with |cpu| > atol), and pass/fail by
-     ``|gpu - cpu| <= atol * max(1, max|cpu|) + rtol * |cpu|`` elementwise (the scale as in
-     ``tests/torch_reference.assert_grads_match``), with float64 rtol 1e-9 / atol 1e-11 and
-     float32 rtol 2e-4 / atol 2e-5.  Any NaN/inf fails.
+     (over elements with |cpu| > atol), and pass/fail by the tests' one tolerance rule
+     (``tests/strategies.py``: ``|gpu - cpu| <= rtol * |cpu| + atol * max(1, max|cpu|)``
+     elementwise, rtol / atol from its ``TOLERANCE`` table by dtype).  Any NaN/inf fails.
   4. ``throughput``: nanoGPT's Shakespeare-char model (n_layer 6, n_head 6, n_embd 384,
      block_size 256, batch 64, dropout 0 for the benchmark, bias), float32, on the GPU.  One
-     training step is ``bench_train.py``'s: forward with targets, backward,
-     ``clip_grad_norm_(1.0)``, AdamW (lr 1e-3, betas (0.9, 0.99), weight decay 0.1 on >= 2-D
-     weights), ``zero_grad``, ``loss.item()`` (which waits for the GPU).  Implementations:
-     tinygradlm with the fused kernels (numba.cuda), tinygradlm with ``kernels.use
-     ("reference")`` (CuPy composites), and, when torch sees CUDA, ``tests/torch_reference.py``'s
-     TorchGPT with the same initial weights (``copy_weights_from``) and ``torch.optim.AdamW``
-     with its defaults.  All start from the same weights and step through the same 8 batches
-     (already on the GPU).  Each first computes the first batch's loss (no grad; the three
-     should agree to 1e-4), then makes one cold step (JIT / kernel compilation: reported as
-     ``first_step_s``), warm-up steps, one step to estimate the time, and as many timed steps
-     as fit in its share of the remaining budget (at most 60 s and 50 steps each), each step
-     timed with a device synchronisation before and after.  Reported: median / min / mean
-     ms per step, tokens/s, achieved TFLOP/s (nanoGPT's ``(6 N + 12 L C T) B T`` FLOPs per
-     step), peak GPU memory (CuPy: the memory pool's size after the run, the pool being emptied
-     before each implementation; torch: ``max_memory_allocated`` / ``max_memory_reserved``),
-     and ``torch_ms / tinygradlm_ms`` (above 1 = tinygradlm is faster).  Batches come from
+     training step is ``bench_train.py``'s (``common.tg_step_fn`` / ``torch_step_fn``): forward
+     with targets, backward, ``clip_grad_norm_(1.0)``, AdamW, ``zero_grad``, ``loss.item()``
+     (which waits for the GPU).  Implementations: tinygradlm with the fused kernels
+     (numba.cuda), tinygradlm with ``kernels.use("reference")`` (CuPy composites), and, when
+     torch sees CUDA, ``tests/torch_reference.py``'s GPT.  All start from the same weights
+     and step through the same 8 batches (already on the GPU).  Each first computes the first
+     batch's loss (no grad; the three should agree to 1e-4), then makes one cold step (JIT /
+     kernel compilation: reported as ``first_step_s``), warm-up steps, one step to estimate
+     the time, and as many timed steps as fit in its share of the remaining budget (at most
+     60 s and 50 steps each), each step timed with a device synchronisation before and after.
+     Reported: median / min / mean / spread of ms per step, tokens/s, achieved TFLOP/s
+     (``common.flops_per_step``), peak GPU memory (CuPy: the memory pool's size after the
+     run, the pool being emptied before each implementation; torch:
+     ``max_memory_allocated`` / ``max_memory_reserved``), and ``torch_ms / tinygradlm_ms``
+     (above 1 = tinygradlm is faster).  Batches come from
      ``../shared/data/tinyshakespeare.txt`` when present, else the embedded stdlib corpus.
 
 Run from the repository root:
@@ -67,45 +65,29 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import gc
-import importlib.metadata
 import os
 import platform
 import re
-import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import time
 import traceback
 import warnings
 
+import numba
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)            # run from a checkout without installing
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the tests load it by path
+import common                       # noqa: E402  (first: puts the checkout on sys.path)
+from common import FUSED, REF, ROOT, TORCH, TRAIN, error_text, torch, write_json
+from strategies import TOLERANCE, allowed_error     # the tests' one tolerance rule
 
-import numba                        # noqa: E402
+import tinygradlm as tg
+from tinygradlm import backend, kernels
 
-import tinygradlm as tg             # noqa: E402
-from tinygradlm import backend, kernels, optim  # noqa: E402
-from tinygradlm.nn import GPT, GPTConfig  # noqa: E402
-from bench_engine import prepare_environment, torch, write_json  # noqa: E402
-from bench_train import SHAKESPEARE, load_batches  # noqa: E402
-
-if torch:
-    sys.path.append(os.path.join(ROOT, "tests"))
-    from torch_reference import build_torch_gpt, copy_weights_from  # noqa: E402
-
-DEFAULT_OUT = os.path.join(ROOT, "benchmarks", "results", "gpu_check.json")
-FUSED, REF, TORCH = "tinygradlm (fused)", "tinygradlm (reference)", "torch"
+DEFAULT_OUT = os.path.join(common.RESULTS, "gpu_check.json")
 MODES = {FUSED: "fused", REF: "reference"}
-
-# (rtol, atol) for GPU against CPU; atol is scaled by max(1, max|cpu|) of each array.
-TOLERANCES = {"float64": (1e-9, 1e-11), "float32": (2e-4, 2e-5)}
-LOSS_TOL = 1e-4             # first-batch loss across implementations (float32)
 TAIL_LINES = 60             # lines of pytest output kept in the JSON
 
 EQ_MODEL = {"default": dict(n_layer=2, n_head=2, n_embd=64, block_size=32, vocab_size=65,
@@ -118,8 +100,6 @@ TP_MODEL = {"default": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, dro
                             bias=True),
             "smoke": dict(n_layer=1, n_head=2, n_embd=32, block_size=16, dropout=0.0,
                           bias=True)}
-TRAIN = dict(learning_rate=1e-3, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1, grad_clip=1.0,
-             seed=1337)
 TIMING = {  # per implementation: warm-up steps, the most timed steps, the most seconds
     "full": dict(batch_size=64, warmup=3, max_steps=50, cap_s=60.0, min_steps=2),
     "quick": dict(batch_size=64, warmup=2, max_steps=10, cap_s=15.0, min_steps=2),
@@ -153,21 +133,8 @@ def guarded(fn, *args, **kwargs):
 
 
 def error_record(exc):
-    return {"status": "error", "error": f"{type(exc).__name__}: {exc}",
+    return {"status": "error", "error": error_text(exc),
             "traceback": traceback.format_exc(limit=12)}
-
-
-def dist_version(name):
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    except Exception as exc:            # a broken install's metadata
-        return f"? ({type(exc).__name__})"
-
-
-def cupy_module():
-    return backend.xp_for("cuda")
 
 
 def synchronize(device):
@@ -175,17 +142,8 @@ def synchronize(device):
         tg.cuda.synchronize()
 
 
-def gpu_kernel_state():
-    """Whether ``device="cuda"``'s fused mode really runs the numba.cuda kernels: the library
-    falls back to the CuPy composites (with a warning) when numba.cuda cannot launch them."""
-    try:
-        return {"numba_cuda_kernels_usable": kernels.gpu_kernels() is not None}
-    except Exception as exc:
-        return {"numba_cuda_kernels_error": f"{type(exc).__name__}: {exc}"}
-
-
 def gpu_kernels_if_cuda(device):
-    return gpu_kernel_state() if device == "cuda" and tg.cuda.is_available() else None
+    return common.gpu_kernel_state() if device == "cuda" and tg.cuda.is_available() else None
 
 
 def torch_device_for(device):
@@ -206,111 +164,26 @@ def torch_sync(tdev):
 
 
 # --- section 1: environment -----------------------------------------------------------------
-def cupy_info():
-    info = {"version": None,
-            "distribution": next((f"{d} {v}" for d in ("cupy-cuda13x", "cupy-cuda12x",
-                                                       "cupy-cuda11x", "cupy")
-                                  if (v := dist_version(d))), None)}
-    try:
-        import cupy
-    except Exception as exc:
-        info["import_error"] = f"{type(exc).__name__}: {exc}"
-        return info
-    info["version"] = cupy.__version__
-    rt = cupy.cuda.runtime
-    for key, call in (("cuda_runtime_version", rt.runtimeGetVersion),
-                      ("cuda_driver_version", rt.driverGetVersion),
-                      ("device_count", rt.getDeviceCount)):
-        try:
-            info[key] = call()
-        except Exception as exc:
-            info[key] = None
-            info[f"{key}_error"] = f"{type(exc).__name__}: {exc}"
-    if info.get("device_count"):
-        try:
-            p = rt.getDeviceProperties(0)
-            name = p.get("name", b"")
-            info["device"] = {
-                "name": name.decode() if isinstance(name, bytes) else str(name),
-                "compute_capability": f"{p.get('major')}.{p.get('minor')}",
-                "total_memory_gib": round(p.get("totalGlobalMem", 0) / 2 ** 30, 2),
-                "multiprocessors": p.get("multiProcessorCount"),
-            }
-        except Exception as exc:
-            info["device_error"] = f"{type(exc).__name__}: {exc}"
-        try:
-            free, _ = cupy.cuda.Device(0).mem_info
-            info["free_memory_gib_at_start"] = round(free / 2 ** 30, 2)
-        except Exception as exc:
-            info["free_memory_error"] = f"{type(exc).__name__}: {exc}"
-    return info
-
-
-def torch_info():
-    if not torch:
-        return {"version": None}
-    info = {"version": torch.__version__, "cuda_build": getattr(torch.version, "cuda", None)}
-    try:
-        info["cuda_available"] = torch.cuda.is_available()
-        if info["cuda_available"]:
-            info["device"] = torch.cuda.get_device_name(0)
-            info["matmul_allow_tf32"] = torch.backends.cuda.matmul.allow_tf32
-            info["cudnn_allow_tf32"] = torch.backends.cudnn.allow_tf32
-    except Exception as exc:
-        info["cuda_error"] = f"{type(exc).__name__}: {exc}"
-    return info
-
-
-def numba_cuda_info():
-    info = {"numba_cuda": dist_version("numba-cuda")}
-    try:
-        from numba import cuda as ncuda
-        info["is_available"] = bool(ncuda.is_available())
-        if info["is_available"]:
-            dev = ncuda.get_current_device()
-            name = dev.name
-            info["device"] = name.decode() if isinstance(name, bytes) else str(name)
-            info["compute_capability"] = list(dev.compute_capability)
-    except Exception as exc:
-        info["is_available"] = False
-        info["error"] = f"{type(exc).__name__}: {exc}"
-    return info
-
-
-def nvidia_smi():
-    exe = shutil.which("nvidia-smi")
-    if not exe:
-        return None
-    try:
-        out = subprocess.run([exe, "--query-gpu=name,driver_version,memory.total,memory.used,"
-                              "utilization.gpu,temperature.gpu,power.limit",
-                              "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=15)
-        return out.stdout.strip() or out.stderr.strip()
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-
-
 def section_environment(device):
-    threads, env = prepare_environment(None)
+    _, host = common.prepare_environment()
     info = {
         "python": platform.python_version(),
         "numpy": np.__version__,
         "numba": numba.__version__,
         "tinygradlm": tg.__version__,
-        "cupy": cupy_info(),
-        "torch": torch_info(),
-        "numba_cuda": numba_cuda_info(),
-        "nvidia_smi": nvidia_smi(),
+        "cupy": common.cupy_record(),
+        "torch": common.torch_record(),
+        "numba_cuda": common.numba_cuda_record(),
+        "nvidia_smi": common.nvidia_smi(),
         "tinygradlm_cuda_is_available": bool(tg.cuda.is_available()),
         "cuda_unavailable_reason": backend.cuda_unavailable_reason(),
         "tinygradlm_kernels_mode": kernels.mode(),
         "env_vars": {k: v for k, v in sorted(os.environ.items())
                      if k.startswith(("CUPY_", "NUMBA_", "TINYGRADLM_", "CUDA_"))},
-        "host": env,
+        "host": host,
     }
     if info["tinygradlm_cuda_is_available"]:
-        info["gpu_kernels"] = gpu_kernel_state()
+        info["gpu_kernels"] = common.gpu_kernel_state()
     usable = info["tinygradlm_cuda_is_available"] or device == "cpu"
     info["status"] = "ok" if usable else "failed"
     return info
@@ -417,10 +290,11 @@ def compare_arrays(ref, got, rtol, atol):
     """Compare two dicts of arrays (``ref``: the CPU's, ``got``: the GPU's), key by key.
 
     Per key: ``max_abs_err``, ``max_rel_err`` (relative to |ref|, over the elements with
-    |ref| > atol; 0 when there are none), ``max_abs_ref`` and ``passed``: every element has
-    ``|got - ref| <= atol * max(1, max|ref|) + rtol * |ref|``; a missing key, a shape mismatch
-    or a NaN/inf fails.  Overall: ``passed``, the largest errors, the worst key (by
-    ``|got - ref| / allowed``) and the list of failures."""
+    |ref| > atol; 0 when there are none), ``max_abs_ref`` and ``passed``: every element within
+    the tests' rule (``strategies.allowed_error``: ``|got - ref| <= rtol * |ref| + atol *
+    max(1, max|ref|)``); a missing key, a shape mismatch or a NaN/inf fails.  Overall:
+    ``passed``, the largest errors, the worst key (by ``|got - ref| / allowed``) and the list
+    of failures."""
     entries, failures = {}, []
     worst_key, worst_ratio = None, -1.0
     for key in list(ref) + [k for k in got if k not in ref]:
@@ -444,8 +318,7 @@ def compare_arrays(ref, got, rtol, atol):
         finite = bool(np.isfinite(a).all() and np.isfinite(b).all())
         err = np.abs(b - a)
         mag = np.abs(a)
-        scale = max(1.0, float(np.nanmax(mag))) if np.isfinite(mag).any() else 1.0
-        allowed = atol * scale + rtol * mag
+        allowed = allowed_error(a, rtol, atol)
         big = mag > atol
         e["max_abs_err"] = float(np.nanmax(err)) if finite else float("nan")
         e["max_rel_err"] = (float(np.nanmax(err[big] / mag[big])) if big.any() else 0.0) \
@@ -465,7 +338,7 @@ def compare_arrays(ref, got, rtol, atol):
             worst_key, worst_ratio = key, ratio
     numeric = [e for e in entries.values() if "max_abs_err" in e]
     return {"rtol": rtol, "atol": atol,
-            "rule": "|gpu - cpu| <= atol * max(1, max|cpu|) + rtol * |cpu| elementwise",
+            "rule": "|gpu - cpu| <= rtol * |cpu| + atol * max(1, max|cpu|) elementwise",
             "passed": not failures, "n_compared": len(entries), "failures": failures,
             "max_abs_err": max((e["max_abs_err"] for e in numeric), default=0.0),
             "max_rel_err": max((e["max_rel_err"] for e in numeric), default=0.0),
@@ -474,16 +347,6 @@ def compare_arrays(ref, got, rtol, atol):
 
 def to_numpy(t):
     return np.array(t.detach().to("cpu").numpy())
-
-
-def build_gpt(cfg, dtype="float32", seed=TRAIN["seed"]):
-    """A GPT built on the CPU from ``seed`` (so every copy holds the same weights)."""
-    tg.manual_seed(seed)
-    model = GPT(GPTConfig(**cfg))
-    if dtype != "float32":
-        model.to(dtype)
-    model.train()
-    return model
 
 
 def forward_backward(model, x, y, mode):
@@ -502,12 +365,12 @@ def forward_backward(model, x, y, mode):
 
 
 def equality_case(cfg, batch_size, dtype, mode, device):
-    rtol, atol = TOLERANCES[dtype]
+    rtol, atol = TOLERANCE[dtype]["rtol"], TOLERANCE[dtype]["atol"]
     rng = np.random.default_rng(0)
     x = rng.integers(0, cfg["vocab_size"], (batch_size, cfg["block_size"]), dtype=np.int64)
     y = rng.integers(0, cfg["vocab_size"], (batch_size, cfg["block_size"]), dtype=np.int64)
-    cpu_model = build_gpt(cfg, dtype)
-    dev_model = build_gpt(cfg, dtype).to(device)
+    cpu_model = common.build_gpt(cfg, dtype)
+    dev_model = common.build_gpt(cfg, dtype).to(device)
     init = compare_arrays({k: to_numpy(t) for k, t in cpu_model.state_dict().items()},
                           {k: to_numpy(t) for k, t in dev_model.state_dict().items()}, 0.0, 0.0)
     ref = forward_backward(cpu_model, tg.Tensor(x, device="cpu"), tg.Tensor(y, device="cpu"),
@@ -553,71 +416,11 @@ def section_equality(device, size, progress=None):
                 progress({"cases": cases})
     ok = all(c["status"] == "ok" for c in cases.values())
     return {"status": "ok" if ok else "failed", "device": device, "model": cfg,
-            "batch_size": batch, "tolerances": {k: {"rtol": r, "atol": a}
-                                                for k, (r, a) in TOLERANCES.items()},
+            "batch_size": batch, "tolerances": TOLERANCE,
             "gpu_kernels": gpu_kernels_if_cuda(device), "cases": cases}
 
 
 # --- section 4: training throughput ---------------------------------------------------------
-def flops_per_step(model, batch_size):
-    c = model.config
-    n = model.num_params()
-    per_token = 6 * n + 12 * c.n_layer * c.n_embd * c.block_size
-    return per_token * batch_size * c.block_size
-
-
-def tg_runner(model, batches, mode, device):
-    """(first-batch loss, step function) for tinygradlm on ``device`` (model already there)."""
-    opt = model.configure_optimizers(TRAIN["weight_decay"], TRAIN["learning_rate"],
-                                     TRAIN["betas"], TRAIN["eps"])
-    tensors = [(tg.Tensor(x, device=device), tg.Tensor(y, device=device)) for x, y in batches]
-    params = list(model.parameters())
-    with tg.no_grad(), kernels.use(mode):
-        first = model(*tensors[0])[1].item()
-    state = {"i": 0, "losses": []}
-
-    def step():
-        x, y = tensors[state["i"] % len(tensors)]
-        state["i"] += 1
-        with kernels.use(mode):
-            _, loss = model(x, y)
-            loss.backward()
-            optim.clip_grad_norm_(params, TRAIN["grad_clip"])
-            opt.step()
-            opt.zero_grad()
-        state["losses"].append(loss.item())
-        return state["losses"][-1]
-    step.state = state
-    return first, step
-
-
-def torch_runner(tmodel, batches, tdev):
-    decay = [p for p in tmodel.parameters() if p.dim() >= 2]
-    no_decay = [p for p in tmodel.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": TRAIN["weight_decay"]},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=TRAIN["learning_rate"], betas=TRAIN["betas"], eps=TRAIN["eps"])
-    tensors = [(torch.from_numpy(x).to(tdev), torch.from_numpy(y).to(tdev))
-               for x, y in batches]
-    params = list(tmodel.parameters())
-    with torch.no_grad():
-        first = tmodel(*tensors[0])[1].item()
-    state = {"i": 0, "losses": []}
-
-    def step():
-        x, y = tensors[state["i"] % len(tensors)]
-        state["i"] += 1
-        _, loss = tmodel(x, y)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, TRAIN["grad_clip"])
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        state["losses"].append(loss.item())
-        return state["losses"][-1]
-    step.state = state
-    return first, step
-
-
 def time_steps(step, sync, budget_s, timing):
     """One cold step, warm-up, one step to estimate, then as many timed steps as fit in
     ``budget_s`` (between ``min_steps`` and ``max_steps``; fewer when a step is too slow),
@@ -648,9 +451,7 @@ def time_steps(step, sync, budget_s, timing):
                 min(timing["max_steps"], n))
         rec["estimate_s"] = estimate
         times = [one() for _ in range(n)]
-    rec.update({"timed_steps": len(times), "median_s": statistics.median(times),
-                "min_s": min(times), "mean_s": sum(times) / len(times),
-                "times_s": times})
+    rec.update({"timed_steps": len(times), **common.summary(times), "times_s": times})
     return rec
 
 
@@ -658,41 +459,41 @@ def cupy_memory_reset(device):
     if device != "cuda":
         return
     gc.collect()
-    cp = cupy_module()
+    cp = backend.xp_for("cuda")
     cp.get_default_memory_pool().free_all_blocks()
 
 
 def cupy_memory(device):
     if device != "cuda":
         return {}
-    pool = cupy_module().get_default_memory_pool()
+    pool = backend.xp_for("cuda").get_default_memory_pool()
     return {"peak_gpu_mib": pool.total_bytes() / 2 ** 20,
             "pool_used_mib_at_end": pool.used_bytes() / 2 ** 20,
             "peak_gpu_memory_is": "CuPy memory pool size after the run (emptied before it)"}
 
 
 def throughput_impl(name, cfg, batches, device, clock, impls_left, timing, flops):
-    gc.collect()
-    gc.freeze()             # as bench_train.py: no full collection walks the imports' objects
+    common.fresh_heap()
     t0 = time.perf_counter()
     allot = min(timing["cap_s"], max(5.0, (clock.remaining() - RESERVE_S) / impls_left))
     tokens = timing["batch_size"] * cfg["block_size"]
     rec = {"allotted_s": allot, "device": device}
     if name == TORCH:
         tdev = torch_device_for(device)
-        tmodel = copy_weights_from(build_gpt(cfg), build_torch_gpt(GPTConfig(**cfg)))
-        tmodel = tmodel.to(tdev).train()
+        tmodel = common.torch_gpt_like(common.build_gpt(cfg), tdev)
         if tdev == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
-        first, step = torch_runner(tmodel, batches, tdev)
+        step = common.torch_step_fn(tmodel, batches, tdev)
+        first = common.torch_first_loss(tmodel, batches[0], tdev)
 
         def sync():
             torch_sync(tdev)
     else:
         cupy_memory_reset(device)
-        model = build_gpt(cfg).to(device)
-        first, step = tg_runner(model, batches, MODES[name], device)
+        model = common.build_gpt(cfg).to(device)
+        step = common.tg_step_fn(model, batches, MODES[name], device)
+        first = common.tg_first_loss(model, batches[0], MODES[name], device)
 
         def sync():
             synchronize(device)
@@ -725,12 +526,12 @@ def throughput_impl(name, cfg, batches, device, clock, impls_left, timing, flops
 
 
 def section_throughput(device, size, timing, clock, data_path=None, progress=None):
-    source = data_path or (SHAKESPEARE if os.path.isfile(SHAKESPEARE) else "stdlib")
     cfg0 = TP_MODEL[size]
-    _, batches, data_info = load_batches(source, N_BATCHES, timing["batch_size"],
-                                         cfg0["block_size"], TRAIN["seed"])
+    _, batches, data_info = common.load_batches(data_path, N_BATCHES, timing["batch_size"],
+                                                cfg0["block_size"])
+    source = data_info["source"]
     cfg = {**cfg0, "vocab_size": data_info["vocab_size"]}
-    flops = flops_per_step(build_gpt(cfg), timing["batch_size"])
+    flops = common.flops_per_step(common.build_gpt(cfg), timing["batch_size"])["flops_per_step"]
     names = [FUSED, REF] + ([TORCH] if torch_device_for(device) else [])
     print(f"  model {cfg}, batch {timing['batch_size']}, float32, data "
           f"{os.path.basename(str(source))}; {', '.join(names)}")
@@ -750,9 +551,7 @@ def section_throughput(device, size, timing, clock, data_path=None, progress=Non
             progress({"model": cfg, "implementations": impls})
     ok = {k: v for k, v in impls.items() if v["status"] == "ok"}
     losses = {k: v["first_batch_loss"] for k, v in ok.items()}
-    spread = (max(losses.values()) - min(losses.values())) if losses else None
-    check = {"first_batch_loss": losses, "max_abs_diff": spread, "tolerance": LOSS_TOL,
-             "match": spread is not None and spread <= LOSS_TOL}
+    check = common.loss_check(losses)
     prefix = min((len(v["losses_first_steps"]) for v in ok.values()), default=0)
     if prefix and len(ok) > 1:      # same weights, same batches: the losses should track
         per_step = [[v["losses_first_steps"][i] for v in ok.values()] for i in range(prefix)]
@@ -772,7 +571,7 @@ def section_throughput(device, size, timing, clock, data_path=None, progress=Non
             "dtype": "float32", "train": {**TRAIN, "batch_size": timing["batch_size"],
                                           "lr_schedule": "constant"},
             "timing": timing, "data": data_info, "flops_per_step": flops,
-            "flops_formula": "(6 N + 12 n_layer n_embd T) * B * T, N = non-embedding params",
+            "flops_formula": common.FLOPS_FORMULA,
             "loss_check": check,
             "implementations": impls, "ratios": ratios,
             "ratio_is": "median ms of the other / median ms of this one: above 1 = this one "
@@ -800,7 +599,7 @@ def print_tables(result):
             if c["status"] == "error":
                 print(f"| {key} | | | | | | ERROR: {c['error'][:60]} |")
                 continue
-            r, a = TOLERANCES[c["dtype"]]
+            r, a = TOLERANCE[c["dtype"]]["rtol"], TOLERANCE[c["dtype"]]["atol"]
             print(f"| {key} | {c['logits']['max_abs_err']:.2e} | {c['loss']['max_abs_err']:.2e} "
                   f"| {c['grads']['max_abs_err']:.2e} | {c['grads']['max_rel_err']:.2e} | "
                   f"{r:g} / {a:g} | {'pass' if c['status'] == 'ok' else '*** FAIL ***'} |")

@@ -134,6 +134,25 @@ def test_compare_mixed_dtypes(script):
     assert not script.compare_arrays(a, b, 1e-12, 0.0)["passed"]
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_compare_uses_the_tests_tolerance_rule(script, seed):
+    """One rule: the script's pass/fail is strategies.assert_close's, at every scale."""
+    from strategies import TOLERANCE, assert_close
+    r = np.random.default_rng(seed)
+    ref = r.standard_normal(50) * 10.0 ** r.integers(-3, 3)
+    for dtype, tol in TOLERANCE.items():
+        for factor in (0.3, 0.9, 1.1, 3.0):         # errors around the allowed size
+            got = ref + factor * (tol["rtol"] * np.abs(ref) + tol["atol"] *
+                                  max(1.0, np.abs(ref).max())) * r.choice([-1, 1], 50)
+            try:
+                assert_close(got, ref, **tol)
+                closes = True
+            except AssertionError:
+                closes = False
+            assert script.compare_arrays({"x": ref}, {"x": got}, **tol)["passed"] == closes
+            assert closes == (factor < 1), (dtype, factor)
+
+
 # --- pytest's summary line --------------------------------------------------------------------
 @pytest.mark.parametrize("text, counts, secs", [
     ("3 passed, 2 skipped in 1.2s", {"passed": 3, "skipped": 2}, 1.2),

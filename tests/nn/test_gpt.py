@@ -15,7 +15,7 @@ import tinygradlm as tg
 from tinygradlm import kernels, nn
 from tinygradlm.gradcheck import gradcheck
 
-from strategies import set_data, shares_memory
+from strategies import TOLERANCE, set_data, shares_memory
 # Every test here runs once per device (cpu, and cuda when usable): see conftest.py.
 pytestmark = pytest.mark.usefixtures("device")
 
@@ -495,8 +495,7 @@ def test_kv_cache_keeps_no_graph():
 
 # --- against PyTorch (tests/torch_reference.py) ---------------------------------------
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("dtype,tol", [("float64", dict(rtol=1e-9, atol=1e-11)),
-                                       ("float32", dict(rtol=2e-4, atol=2e-5))])
+@pytest.mark.parametrize("dtype,tol", list(TOLERANCE.items()))
 @pytest.mark.parametrize("bias", [True, False])
 def test_gpt_matches_pytorch(mode, dtype, tol, bias):
     torch = pytest.importorskip("torch")

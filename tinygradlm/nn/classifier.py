@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from .. import functional as F
 from .. import optim
 from ..tensor import Tensor
@@ -150,7 +148,3 @@ class SequenceClassifier(PretrainedModel):
                 if g["params"]:
                     groups.append({**g, "lr": lr})
         return optim.AdamW(groups, lr=learning_rate, betas=betas)
-
-    @staticmethod
-    def predict_labels(logits: Tensor) -> np.ndarray:
-        return logits.numpy().argmax(axis=-1)

@@ -3,6 +3,8 @@ every download goes through a monkeypatched ``urllib.request.urlopen``."""
 import hashlib
 import io
 import json
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -14,8 +16,10 @@ from hypothesis import strategies as st
 
 import tinygradlm as tg
 from tinygradlm import data
-from tinygradlm.data import (BPETokenizer, CharTokenizer, encode_corpus, get_batch, load_corpus,
-                             load_tokenizer, train_val_split)
+from tinygradlm.data import corpus as corpora
+from tinygradlm.data import tokenizers
+from tinygradlm.data import (BPETokenizer, CharTokenizer, SubwordTokenizer, encode_corpus,
+                             get_batch, load_corpus, load_tokenizer, train_val_split)
 
 REAL_SHAKESPEARE = Path(__file__).resolve().parents[3] / "shared" / "data" / "tinyshakespeare.txt"
 
@@ -33,14 +37,20 @@ def char_tok(corpus):
 @pytest.fixture(scope="module")
 def bpe(corpus):
     # ~200 KB of Python with blank lines and indentation: enough merges for 400 tokens.
-    return BPETokenizer.train(corpus[:200_000], vocab_size=400)
+    return SubwordTokenizer.train(corpus[:200_000], vocab_size=400)     # model="bpe"
+
+
+def test_import_needs_numpy_only():
+    # Hugging Face tokenizers is imported by the functions that use it, not by the package.
+    code = "import sys, tinygradlm.data; assert 'tokenizers' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # --- corpora ----------------------------------------------------------------------------
 
 def test_stdlib_corpus_is_deterministic_and_nontrivial(corpus):
     assert load_corpus("stdlib") == corpus
-    assert data._stdlib_corpus() == corpus          # rebuilt from the files, not a cache
+    assert corpora._stdlib_corpus() == corpus          # rebuilt from the files, not a cache
     assert 1_000_000 < len(corpus) <= data.STDLIB_MAX_CHARS
     assert corpus.startswith("# ---- ") and "def " in corpus and "class " in corpus
     assert corpus.isascii() and "\r" not in corpus
@@ -55,7 +65,7 @@ def test_stdlib_corpus_is_deterministic_and_nontrivial(corpus):
 
 
 def test_stdlib_cap_takes_whole_files_in_order(corpus):
-    small = data._stdlib_corpus(max_chars=50_000)
+    small = corpora._stdlib_corpus(max_chars=50_000)
     assert 0 < len(small) <= 50_000 and corpus.startswith(small)
     assert corpus[len(small):].startswith("# ---- ")     # cut at a file boundary
 
@@ -98,7 +108,7 @@ def offline_urlopen(url, timeout=None):
 
 def test_shakespeare_downloads_once_then_uses_cache(tmp_path, monkeypatch):
     payload = b"First Citizen:\nBefore we proceed any further, hear me speak.\n"
-    monkeypatch.setattr(data, "SHAKESPEARE_SHA256", hashlib.sha256(payload).hexdigest())
+    monkeypatch.setattr(corpora, "SHAKESPEARE_SHA256", hashlib.sha256(payload).hexdigest())
     calls = []
     monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen(payload, calls))
     assert load_corpus("shakespeare", cache_dir=str(tmp_path)) == payload.decode()
@@ -110,7 +120,7 @@ def test_shakespeare_downloads_once_then_uses_cache(tmp_path, monkeypatch):
 
 def test_shakespeare_cache_dir_from_environment(tmp_path, monkeypatch):
     payload = b"ROMEO:\nBut soft!\n"
-    monkeypatch.setattr(data, "SHAKESPEARE_SHA256", hashlib.sha256(payload).hexdigest())
+    monkeypatch.setattr(corpora, "SHAKESPEARE_SHA256", hashlib.sha256(payload).hexdigest())
     monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen(payload, []))
     monkeypatch.setenv("TINYGRADLM_CACHE", str(tmp_path / "env-cache"))
     assert load_corpus("shakespeare") == payload.decode()
@@ -133,7 +143,7 @@ def test_shakespeare_checksum_mismatch(tmp_path, monkeypatch):
 
 def test_shakespeare_corrupt_cache_is_downloaded_again(tmp_path, monkeypatch):
     payload = b"KING HENRY:\nOnce more unto the breach.\n"
-    monkeypatch.setattr(data, "SHAKESPEARE_SHA256", hashlib.sha256(payload).hexdigest())
+    monkeypatch.setattr(corpora, "SHAKESPEARE_SHA256", hashlib.sha256(payload).hexdigest())
     (tmp_path / "tinyshakespeare.txt").write_bytes(payload[:10])     # truncated
     calls = []
     monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen(payload, calls))
@@ -216,6 +226,17 @@ def test_char_tokenizer_save_load(tmp_path, unk):
 
 def test_bpe_vocab_size(bpe):
     assert bpe.vocab_size == len(bpe) == 400
+    assert bpe.model == "bpe" and bpe.special_tokens == () and bpe.unk_token_id is None
+    with pytest.raises(ValueError, match="at least 256"):
+        SubwordTokenizer.train("some text", vocab_size=100)
+    with pytest.raises(ValueError, match="has no \\[PAD\\] token"):
+        bpe.pad_token_id                              # only BERT's tokenizers have one
+
+
+def test_bpe_old_name_is_the_same_tokenizer(bpe, corpus):
+    old = BPETokenizer.train(corpus[:200_000], vocab_size=400)
+    assert isinstance(old, SubwordTokenizer) and old.special_tokens == ()
+    assert old.tokenizer.to_str() == bpe.tokenizer.to_str()      # the same merges, same ids
     with pytest.raises(ValueError, match="at least 256"):
         BPETokenizer.train("some text", vocab_size=100)
 
@@ -252,11 +273,12 @@ def test_bpe_save_load(bpe, corpus, tmp_path):
     path = tmp_path / "tokenizer.json"
     bpe.save(path)
     Tokenizer.from_file(str(path))                   # the standard format
-    loaded = BPETokenizer.load(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["tokenizer.json"]   # no temp file left
+    loaded = SubwordTokenizer.load(path)
     assert loaded.vocab_size == bpe.vocab_size and loaded.encode(text) == bpe.encode(text)
     assert loaded.decode(loaded.encode(text)) == text
     bpe.save(tmp_path)                                # a directory -> dir/tokenizer.json
-    assert BPETokenizer.load(tmp_path).encode(text) == bpe.encode(text)
+    assert SubwordTokenizer.load(tmp_path).encode(text) == bpe.encode(text)
 
 
 # --- load_tokenizer and encode_corpus ---------------------------------------------------
@@ -265,7 +287,12 @@ def test_load_tokenizer_dispatch(bpe, tmp_path):
     CharTokenizer.from_text("abc").save(tmp_path / "char.json")
     bpe.save(tmp_path / "bpe.json")
     assert isinstance(load_tokenizer(tmp_path / "char.json"), CharTokenizer)
-    assert isinstance(load_tokenizer(str(tmp_path / "bpe.json")), BPETokenizer)
+    loaded = load_tokenizer(str(tmp_path / "bpe.json"))
+    assert isinstance(loaded, SubwordTokenizer) and loaded.model == "bpe"
+    with pytest.raises(ValueError, match="not a CharTokenizer file"):
+        CharTokenizer.load(tmp_path / "bpe.json")
+    with pytest.raises(ValueError, match="neither a CharTokenizer file.*nor a BPE"):
+        SubwordTokenizer.load(tmp_path / "char.json")
 
 
 def test_load_tokenizer_errors(tmp_path):
@@ -302,7 +329,7 @@ def test_bpe_chunk_cuts_do_not_change_pre_tokens(bpe, corpus, chunk_chars):
     # Tiny chunks put a cut at nearly every allowed point (blank lines, indented lines, ...).
     # Compare pre-tokens, not ids: a small vocabulary may hide a wrong split such as "\n\n".
     text = corpus[:30_000]
-    chunks = list(data._safe_chunks(text, chunk_chars))
+    chunks = list(tokenizers._safe_chunks(text, chunk_chars))
     assert "".join(chunks) == text and len(chunks) > 10
 
     def pre_tokens(s):

@@ -1,4 +1,4 @@
-"""Masked-LM and fine-tuning data (tinygradlm.data): the WordPiece tokenizer with BERT's
+"""Masked-LM and fine-tuning data (tinygradlm.data): subword tokenizers with BERT's
 special tokens, [CLS]/[SEP] batches, BERT masking, masked-LM batches, the unigram baseline,
 the stdlib function-classification task, labelled files and classification batches."""
 import json
@@ -11,10 +11,12 @@ from hypothesis import strategies as st
 
 import tinygradlm as tg
 from tinygradlm import data
-from tinygradlm.data import (IGNORE_INDEX, SPECIAL_TOKENS, BPETokenizer, CharTokenizer,
-                             LabelledData, WordPieceTokenizer, classification_batches,
-                             encode_batch, encode_corpus, get_mlm_batch, labelled_from_file,
-                             load_labelled_file, load_tokenizer, mask_tokens,
+from tinygradlm.data import corpus as corpora
+from tinygradlm.data import tasks
+from tinygradlm.data import (BERT_SPECIAL_TOKENS, IGNORE_INDEX, BPETokenizer, CharTokenizer,
+                             LabelledData, SubwordTokenizer, WordPieceTokenizer,
+                             classification_batches, encode_batch, encode_corpus, get_mlm_batch,
+                             labelled_from_file, load_labelled_file, load_tokenizer, mask_tokens,
                              stdlib_function_dataset, unigram_baseline_loss)
 
 PAD, UNK, CLS, SEP, MASK = range(5)
@@ -22,17 +24,19 @@ PAD, UNK, CLS, SEP, MASK = range(5)
 
 @pytest.fixture(scope="module")
 def text():
-    return data._stdlib_corpus(max_chars=300_000)       # ~100 KB of whole files
+    return corpora._stdlib_corpus(max_chars=300_000)       # ~100 KB of whole files
 
 
 @pytest.fixture(scope="module")
 def wp(text):
-    return WordPieceTokenizer.train(text, vocab_size=600)
+    return SubwordTokenizer.train(text, vocab_size=600, model="wordpiece",
+                                  special_tokens=BERT_SPECIAL_TOKENS)
 
 
 @pytest.fixture(scope="module")
 def wp_bpe(text):
-    return WordPieceTokenizer.train(text, vocab_size=400, kind="bpe")
+    return SubwordTokenizer.train(text, vocab_size=400, model="bpe",
+                                  special_tokens=BERT_SPECIAL_TOKENS)
 
 
 @pytest.fixture(scope="module")
@@ -40,17 +44,19 @@ def task():
     return stdlib_function_dataset()
 
 
-# --- WordPieceTokenizer -----------------------------------------------------------------
+# --- SubwordTokenizer with BERT's special tokens -----------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["wp", "wp_bpe"])
 def test_special_tokens_are_ids_0_to_4(name, request):
     tok = request.getfixturevalue(name)
-    assert SPECIAL_TOKENS == ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-    assert [tok.id_to_token(i) for i in range(5)] == list(SPECIAL_TOKENS)
+    assert BERT_SPECIAL_TOKENS == data.SPECIAL_TOKENS == ("[PAD]", "[UNK]", "[CLS]", "[SEP]",
+                                                          "[MASK]")
+    assert tok.special_tokens == BERT_SPECIAL_TOKENS
+    assert [tok.id_to_token(i) for i in range(5)] == list(BERT_SPECIAL_TOKENS)
     assert (tok.pad_token_id, tok.unk_token_id, tok.cls_token_id, tok.sep_token_id,
             tok.mask_token_id) == (PAD, UNK, CLS, SEP, MASK)
     assert tok.special_token_ids == frozenset(range(5))
-    assert tok.kind == ("wordpiece" if name == "wp" else "bpe")
+    assert tok.model == ("wordpiece" if name == "wp" else "bpe")
 
 
 def test_wordpiece_vocab_and_encoding(wp):
@@ -114,16 +120,31 @@ def test_bpe_kind_round_trips_any_text(wp_bpe, s):
 
 
 def test_train_errors(text):
-    with pytest.raises(ValueError, match="kind must be one of"):
-        WordPieceTokenizer.train(text[:1000], 100, kind="unigram")
+    bert = {"special_tokens": BERT_SPECIAL_TOKENS}
+    with pytest.raises(ValueError, match="model must be one of"):
+        SubwordTokenizer.train(text[:1000], 100, model="unigram", **bert)
     with pytest.raises(ValueError, match="empty"):
-        WordPieceTokenizer.train("", 100)
+        SubwordTokenizer.train("", 100, model="wordpiece", **bert)
+    with pytest.raises(ValueError, match="more than the 5 special tokens"):
+        SubwordTokenizer.train(text[:1000], 5, model="wordpiece", **bert)
+    with pytest.raises(ValueError, match="at least 261"):
+        SubwordTokenizer.train(text[:1000], 260, model="bpe", **bert)
+    with pytest.raises(ValueError, match="vocab_size must be a positive integer"):
+        SubwordTokenizer.train(text[:1000], 0, model="wordpiece", **bert)
+    with pytest.raises(ValueError, match=r"wordpiece' needs '\[UNK\]'"):
+        SubwordTokenizer.train(text[:1000], 100, model="wordpiece")
+    # The old name checks the same things.
+    with pytest.raises(ValueError, match="model must be one of"):
+        WordPieceTokenizer.train(text[:1000], 100, kind="unigram")
     with pytest.raises(ValueError, match="more than the 5 special tokens"):
         WordPieceTokenizer.train(text[:1000], 5)
-    with pytest.raises(ValueError, match="at least 261"):
-        WordPieceTokenizer.train(text[:1000], 260, kind="bpe")
-    with pytest.raises(ValueError, match="vocab_size must be a positive integer"):
-        WordPieceTokenizer.train(text[:1000], 0)
+
+
+def test_old_name_wordpiece_tokenizer(text):
+    for kind in ("wordpiece", "bpe"):
+        tok = WordPieceTokenizer.train(text[:20_000], 300, kind=kind)
+        assert isinstance(tok, SubwordTokenizer) and tok.model == kind
+        assert tok.special_tokens == BERT_SPECIAL_TOKENS and tok.mask_token_id == 4
 
 
 @pytest.mark.parametrize("name", ["wp", "wp_bpe"])
@@ -134,21 +155,30 @@ def test_save_load_and_load_tokenizer_dispatch(name, request, text, tmp_path):
     snippet = text[:3000]
     tok.save(tmp_path / "tokenizer.json")
     Tokenizer.from_file(str(tmp_path / "tokenizer.json"))       # the standard format
-    for loaded in (WordPieceTokenizer.load(tmp_path / "tokenizer.json"),
+    assert [p.name for p in tmp_path.iterdir()] == ["tokenizer.json"]   # no temp file left
+    for loaded in (SubwordTokenizer.load(tmp_path / "tokenizer.json"),
                    load_tokenizer(tmp_path),                     # a directory works too
                    load_tokenizer(str(tmp_path / "tokenizer.json"))):
-        assert isinstance(loaded, WordPieceTokenizer) and loaded.kind == tok.kind
+        assert isinstance(loaded, SubwordTokenizer) and loaded.model == tok.model
+        assert loaded.special_tokens == BERT_SPECIAL_TOKENS
         assert loaded.vocab_size == tok.vocab_size and loaded.encode(snippet) == tok.encode(snippet)
         assert not set(loaded.encode("[MASK]")) & loaded.special_token_ids   # still text
+    # Callers of the old name test isinstance on what load_tokenizer returns.
+    assert isinstance(load_tokenizer(tmp_path), WordPieceTokenizer)
 
 
-def test_load_tokenizer_keeps_old_formats(text, tmp_path):
+def test_load_tokenizer_tells_plain_bpe_from_bert(text, tmp_path):
     BPETokenizer.train(text[:20_000], 300).save(tmp_path / "bpe.json")
     CharTokenizer.from_text("abc").save(tmp_path / "char.json")
-    assert type(load_tokenizer(tmp_path / "bpe.json")) is BPETokenizer
+    plain = load_tokenizer(tmp_path / "bpe.json")
+    assert type(plain) is SubwordTokenizer and plain.special_tokens == ()
     assert type(load_tokenizer(tmp_path / "char.json")) is CharTokenizer
-    with pytest.raises(ValueError, match="not a WordPieceTokenizer file.*lack"):
-        WordPieceTokenizer.load(tmp_path / "bpe.json")
+    # A tokenizer without BERT's tokens cannot make masked-LM or classification rows, and
+    # says so where it is used.
+    with pytest.raises(ValueError, match=r"has no \[MASK\] token.*BERT_SPECIAL_TOKENS"):
+        mask_tokens(np.arange(10), plain)
+    with pytest.raises(ValueError, match=r"has no \[CLS\] token"):
+        encode_batch(plain, ["x = 1"], 8)
 
 
 def test_encode_corpus_wordpiece(wp, text):
@@ -372,9 +402,9 @@ def test_stdlib_dataset_texts(task):
 
 def test_stdlib_dataset_is_split_by_file():
     for package in data.DEFAULT_PACKAGES:
-        files = data._package_functions(package, data.FUNCTION_MIN_LINES,
+        files = tasks._package_functions(package, data.FUNCTION_MIN_LINES,
                                         data.FUNCTION_MAX_CHARS)
-        split_of = data._split_files([(path, len(fns)) for path, fns in files], seed=0)
+        split_of = tasks._split_files([(path, len(fns)) for path, fns in files], seed=0)
         assert set(split_of) == {path for path, _ in files}
         assert all(path.startswith(package + "/") and "/test/" not in path for path in split_of)
         functions = {s: sum(len(f) for p, f in files if split_of[p] == s) for s in
@@ -420,12 +450,12 @@ def test_functions_in_source_unindents_methods():
               "        pass\n"
               "        pass\n"
               "    return inner\n")
-    assert data._functions_in_source(source, 3, 1000) == [
+    assert tasks._functions_in_source(source, 3, 1000) == [
         "def f(self):\n    s = '''\nraw\n'''\n    return s",
         "async def h():\n    async def inner():\n        pass\n        pass\n    return inner",
         "async def inner():\n    pass\n    pass",
     ]
-    assert data._functions_in_source(source, 3, 20) == [
+    assert tasks._functions_in_source(source, 3, 20) == [
         "def f(self):", "async def h():", "async def inner():"]   # cut at a line end
 
 

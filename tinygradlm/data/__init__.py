@@ -1,0 +1,34 @@
+"""Data for training: text, tokenizers, batches and labelled tasks.
+
+The pipeline a training script runs, top to bottom::
+
+    text = load_corpus()                          # str: the embedded corpus, no download
+    tok = CharTokenizer.from_text(text)           # or SubwordTokenizer.train(text, 512)
+    ids = encode_corpus(tok, text)                # np.ndarray, int64, shape (N,)
+    train_ids, val_ids = train_val_split(ids)     # first 90% / last 10%, contiguous
+    x, y = get_batch(train_ids, batch_size=32, block_size=128)   # Tensors, (32, 128) int64
+
+* ``corpus.py``: ``load_corpus`` (the stdlib's source, Tiny Shakespeare, a file) and
+  ``encode_corpus``.
+* ``tokenizers.py``: ``CharTokenizer``, ``SubwordTokenizer`` (BPE or WordPiece, with or
+  without BERT's special tokens) and ``load_tokenizer``.
+* ``batches.py``: LM batches, masked-LM batches and BERT's masking, ``[CLS] ... [SEP]`` rows.
+* ``tasks.py``: labelled data for classification (the built-in stdlib task, CSV/TSV/JSONL).
+
+Only ``SubwordTokenizer`` needs Hugging Face ``tokenizers``, imported when it is used.
+"""
+from .batches import (IGNORE_INDEX, MASK_FRACTION, RANDOM_FRACTION, encode_batch, get_batch,
+                      get_mlm_batch, mask_tokens, train_val_split, unigram_baseline_loss)
+from .corpus import (DOWNLOAD_TIMEOUT_S, SHAKESPEARE_SHA256, SHAKESPEARE_URL,
+                     STDLIB_EXCLUDED_DIRS, STDLIB_MAX_CHARS, default_cache_dir, encode_corpus,
+                     load_corpus)
+from .tasks import (DEFAULT_PACKAGES, FUNCTION_MAX_CHARS, FUNCTION_MIN_LINES, SPLIT_FRACTIONS,
+                    LabelledData, classification_batches, labelled_from_file,
+                    load_labelled_file, stdlib_function_dataset)
+from .tokenizers import (BERT_SPECIAL_TOKENS, CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, SEP_TOKEN,
+                         SUBWORD_MODELS, UNK_TOKEN, BPETokenizer, CharTokenizer,
+                         SubwordTokenizer, WordPieceTokenizer, load_tokenizer)
+
+# The names the training scripts use for two of those constants.
+SPECIAL_TOKENS = BERT_SPECIAL_TOKENS
+TOKENIZER_KINDS = SUBWORD_MODELS

@@ -18,7 +18,7 @@ import tinygradlm as tg
 from tinygradlm import data
 from tinygradlm.data import corpus as corpora
 from tinygradlm.data import tokenizers
-from tinygradlm.data import (BPETokenizer, CharTokenizer, SubwordTokenizer, encode_corpus,
+from tinygradlm.data import (CharTokenizer, SubwordTokenizer, encode_corpus,
                              get_batch, load_corpus, load_tokenizer, train_val_split)
 
 REAL_SHAKESPEARE = Path(__file__).resolve().parents[3] / "shared" / "data" / "tinyshakespeare.txt"
@@ -231,14 +231,6 @@ def test_bpe_vocab_size(bpe):
         SubwordTokenizer.train("some text", vocab_size=100)
     with pytest.raises(ValueError, match="has no \\[PAD\\] token"):
         bpe.pad_token_id                              # only BERT's tokenizers have one
-
-
-def test_bpe_old_name_is_the_same_tokenizer(bpe, corpus):
-    old = BPETokenizer.train(corpus[:200_000], vocab_size=400)
-    assert isinstance(old, SubwordTokenizer) and old.special_tokens == ()
-    assert old.tokenizer.to_str() == bpe.tokenizer.to_str()      # the same merges, same ids
-    with pytest.raises(ValueError, match="at least 256"):
-        BPETokenizer.train("some text", vocab_size=100)
 
 
 @given(st.data())

@@ -13,8 +13,8 @@ import tinygradlm as tg
 from tinygradlm import data
 from tinygradlm.data import corpus as corpora
 from tinygradlm.data import tasks
-from tinygradlm.data import (BERT_SPECIAL_TOKENS, IGNORE_INDEX, BPETokenizer, CharTokenizer,
-                             LabelledData, SubwordTokenizer, WordPieceTokenizer,
+from tinygradlm.data import (BERT_SPECIAL_TOKENS, IGNORE_INDEX, CharTokenizer,
+                             LabelledData, SubwordTokenizer,
                              classification_batches, encode_batch, encode_corpus, get_mlm_batch,
                              labelled_from_file, load_labelled_file, load_tokenizer, mask_tokens,
                              stdlib_function_dataset, unigram_baseline_loss)
@@ -133,18 +133,6 @@ def test_train_errors(text):
         SubwordTokenizer.train(text[:1000], 0, model="wordpiece", **bert)
     with pytest.raises(ValueError, match=r"wordpiece' needs '\[UNK\]'"):
         SubwordTokenizer.train(text[:1000], 100, model="wordpiece")
-    # The old name checks the same things.
-    with pytest.raises(ValueError, match="model must be one of"):
-        WordPieceTokenizer.train(text[:1000], 100, kind="unigram")
-    with pytest.raises(ValueError, match="more than the 5 special tokens"):
-        WordPieceTokenizer.train(text[:1000], 5)
-
-
-def test_old_name_wordpiece_tokenizer(text):
-    for kind in ("wordpiece", "bpe"):
-        tok = WordPieceTokenizer.train(text[:20_000], 300, kind=kind)
-        assert isinstance(tok, SubwordTokenizer) and tok.model == kind
-        assert tok.special_tokens == BERT_SPECIAL_TOKENS and tok.mask_token_id == 4
 
 
 @pytest.mark.parametrize("name", ["wp", "wp_bpe"])
@@ -163,12 +151,10 @@ def test_save_load_and_load_tokenizer_dispatch(name, request, text, tmp_path):
         assert loaded.special_tokens == BERT_SPECIAL_TOKENS
         assert loaded.vocab_size == tok.vocab_size and loaded.encode(snippet) == tok.encode(snippet)
         assert not set(loaded.encode("[MASK]")) & loaded.special_token_ids   # still text
-    # Callers of the old name test isinstance on what load_tokenizer returns.
-    assert isinstance(load_tokenizer(tmp_path), WordPieceTokenizer)
 
 
 def test_load_tokenizer_tells_plain_bpe_from_bert(text, tmp_path):
-    BPETokenizer.train(text[:20_000], 300).save(tmp_path / "bpe.json")
+    SubwordTokenizer.train(text[:20_000], 300).save(tmp_path / "bpe.json")
     CharTokenizer.from_text("abc").save(tmp_path / "char.json")
     plain = load_tokenizer(tmp_path / "bpe.json")
     assert type(plain) is SubwordTokenizer and plain.special_tokens == ()

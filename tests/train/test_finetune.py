@@ -98,18 +98,18 @@ def pretrained(corpus, tmp_path_factory):
 
 @pytest.fixture
 def pinned_tokenizer_training(monkeypatch):
-    """WordPieceTokenizer.train memoised on its arguments, so that two runs on one corpus get
+    """SubwordTokenizer.train memoised on its arguments, so that two runs on one corpus get
     the same vocabulary: Hugging Face's WordPiece trainer is not deterministic (see
     test_train_mlm_is_reproducible), and the tests using this are about something else."""
-    real, cache = tg.data.WordPieceTokenizer.train, {}
+    real, cache = tg.data.SubwordTokenizer.train, {}
 
-    def train(text, vocab_size, kind="wordpiece", min_frequency=2):
-        key = (text, vocab_size, kind, min_frequency)
+    def train(text, vocab_size, model="bpe", special_tokens=(), min_frequency=2):
+        key = (text, vocab_size, model, tuple(special_tokens), min_frequency)
         if key not in cache:
-            cache[key] = real(text, vocab_size, kind=kind, min_frequency=min_frequency)
+            cache[key] = real(text, vocab_size, model, special_tokens, min_frequency)
         return cache[key]
 
-    monkeypatch.setattr(tg.data.WordPieceTokenizer, "train", staticmethod(train))
+    monkeypatch.setattr(tg.data.SubwordTokenizer, "train", staticmethod(train))
 
 
 def weights(model):
@@ -147,7 +147,7 @@ def test_train_mlm_summary_files_and_model(pretrained):
     assert {"train_loss", "val_loss", "val_masked_accuracy"} <= set(log[-1])
     assert log[-1]["val_loss"] < log[0]["val_loss"]               # it learned something
     tok = tg.data.load_tokenizer(out / "tokenizer.json")
-    assert isinstance(tok, tg.data.WordPieceTokenizer) and tok.vocab_size == summary["vocab_size"]
+    assert tok.special_tokens == tg.data.BERT_SPECIAL_TOKENS and tok.vocab_size == summary["vocab_size"]
     model = BERT.from_pretrained(out)                             # the best model so far
     assert not model.training
     assert (model.config.vocab_size, model.config.block_size, model.config.n_layer,
@@ -282,7 +282,7 @@ def test_finetuned_model_loads_and_reproduces_the_test_accuracy(compared, labell
     true, pred = [], []
     for ids, mask, labels in tg.data.classification_batches(task.test, tok, 8, BLOCK,
                                                             shuffle=False):
-        pred.append(SequenceClassifier.predict_labels(model(ids, mask)[0]))
+        pred.append(model(ids, mask)[0].numpy().argmax(-1))
         true.append(labels.numpy())
     assert np.isclose(np.mean(np.concatenate(true) == np.concatenate(pred)),
                       summary["test_accuracy"])
@@ -358,7 +358,8 @@ def test_pretrained_body_pretrains_only_when_missing_and_asked(tmp_path, monkeyp
     assert (model.config.n_layer, model.config.n_head, model.config.n_embd,
             model.config.block_size) == (1, 2, 16, 16)
     assert json.load(open(init / "summary.json"))["iters"] == 2
-    assert isinstance(tg.data.load_tokenizer(init / "tokenizer.json"), tg.data.WordPieceTokenizer)
+    assert (tg.data.load_tokenizer(init / "tokenizer.json").special_tokens
+            == tg.data.BERT_SPECIAL_TOKENS)
 
     def no_training(*args, **kwargs):
         raise AssertionError("pretrained again although a model was there")

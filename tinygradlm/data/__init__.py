@@ -26,9 +26,5 @@ from .tasks import (DEFAULT_PACKAGES, FUNCTION_MAX_CHARS, FUNCTION_MIN_LINES, SP
                     LabelledData, classification_batches, labelled_from_file,
                     load_labelled_file, stdlib_function_dataset)
 from .tokenizers import (BERT_SPECIAL_TOKENS, CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, SEP_TOKEN,
-                         SUBWORD_MODELS, UNK_TOKEN, BPETokenizer, CharTokenizer,
-                         SubwordTokenizer, WordPieceTokenizer, load_tokenizer)
-
-# The names the training scripts use for two of those constants.
-SPECIAL_TOKENS = BERT_SPECIAL_TOKENS
-TOKENIZER_KINDS = SUBWORD_MODELS
+                         SUBWORD_MODELS, UNK_TOKEN, CharTokenizer, SubwordTokenizer,
+                         load_tokenizer)

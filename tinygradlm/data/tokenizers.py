@@ -364,9 +364,7 @@ def load_tokenizer(path) -> CharTokenizer | SubwordTokenizer:
     added = config.get("added_tokens")
     specials = {t.get("content") for t in added if isinstance(t, dict) and t.get("special")
                 } if isinstance(added, list) else set()
-    # One with BERT's tokens is a WordPieceTokenizer, so isinstance checks by that name hold.
-    bert = specials.issuperset(BERT_SPECIAL_TOKENS)
-    return (WordPieceTokenizer if bert else SubwordTokenizer)._from_config(config, path)
+    return SubwordTokenizer._from_config(config, path)
 
 
 # Byte-level BPE splits text into pre-tokens with GPT-2's regex and merges only inside them.
@@ -384,24 +382,3 @@ def _safe_chunks(text: str, chunk_chars: int = 1 << 16) -> Iterator[str]:
         end = cut.end() if cut else len(text)
         yield text[start:end]
         start = end
-
-
-# --- the two usual set-ups under their own names ---------------------------------------
-# The training scripts use these names; each is a SubwordTokenizer that only fixes
-# the arguments of ``train``.
-
-class BPETokenizer(SubwordTokenizer):
-    """A ``SubwordTokenizer`` with ``model="bpe"`` and no special tokens (GPT-2's)."""
-
-    @classmethod
-    def train(cls, text: str, vocab_size: int, min_frequency: int = 2) -> "BPETokenizer":
-        return super().train(text, vocab_size, "bpe", (), min_frequency)
-
-
-class WordPieceTokenizer(SubwordTokenizer):
-    """A ``SubwordTokenizer`` with BERT's special tokens; ``kind`` is its model."""
-
-    @classmethod
-    def train(cls, text: str, vocab_size: int, kind: str = "wordpiece",
-              min_frequency: int = 2) -> "WordPieceTokenizer":
-        return super().train(text, vocab_size, kind, BERT_SPECIAL_TOKENS, min_frequency)

@@ -25,7 +25,7 @@ from .mlm import MLMConfig, train_mlm
 
 @dataclass
 class FinetuneConfig(TrainConfig):
-    TOKENIZERS = data.TOKENIZER_KINDS       # for --pretrain_if_missing
+    TOKENIZERS = data.SUBWORD_MODELS       # for --pretrain_if_missing
     data: str = "stdlib"          # "stdlib": which package is this function from? or a file
     text_column: str = "text"     # for CSV / TSV / JSONL data
     label_column: str = "label"
@@ -98,7 +98,8 @@ def pretrained_body(cfg: FinetuneConfig, task=None) -> str:
                  device=cfg.device, dtype=cfg.dtype, progress=cfg.progress, num_samples=0)
     if cfg.pretrain_objective == "causal":
         text = data.load_corpus("stdlib", exclude_files=held_out)
-        tokenizer = data.WordPieceTokenizer.train(text, cfg.vocab_size, kind=cfg.tokenizer)
+        tokenizer = data.SubwordTokenizer.train(text, cfg.vocab_size, model=cfg.tokenizer,
+                                                special_tokens=data.BERT_SPECIAL_TOKENS)
         train_gpt(TrainConfig(**shape), tokenizer=tokenizer, exclude_files=held_out)
     else:
         train_mlm(MLMConfig(tokenizer=cfg.tokenizer, vocab_size=cfg.vocab_size, **shape),

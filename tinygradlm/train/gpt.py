@@ -21,7 +21,7 @@ def prepare_data(cfg: TrainConfig, tokenizer=None, exclude_files=()):
     text = data.load_corpus(cfg.data, exclude_files=exclude_files)
     if tokenizer is None:
         tokenizer = (data.CharTokenizer.from_text(text) if cfg.tokenizer == "char"
-                     else data.BPETokenizer.train(text, cfg.vocab_size))
+                     else data.SubwordTokenizer.train(text, cfg.vocab_size))
     ids = data.encode_corpus(tokenizer, text)
     train_ids, val_ids = data.train_val_split(ids, 0.9)
     need = cfg.block_size + 1

@@ -19,7 +19,7 @@ from .loop import TrainConfig, fit, resume_tokenizer, speed, write_summary
 
 @dataclass
 class MLMConfig(TrainConfig):
-    TOKENIZERS = data.TOKENIZER_KINDS
+    TOKENIZERS = data.SUBWORD_MODELS
     # Byte-level BPE is the default because tokenizers 0.23's WordPiece trainer is not
     # deterministic (huggingface/tokenizers#1794): the same seed would give another vocabulary.
     tokenizer: str = "bpe"
@@ -44,7 +44,8 @@ def prepare_mlm_data(cfg: MLMConfig, tokenizer=None, exclude_files=()):
     """Corpus -> subword tokenizer with special tokens -> (tokenizer, train ids, val ids)."""
     text = data.load_corpus(cfg.data, exclude_files=exclude_files)
     if tokenizer is None:
-        tokenizer = data.WordPieceTokenizer.train(text, cfg.vocab_size, kind=cfg.tokenizer)
+        tokenizer = data.SubwordTokenizer.train(text, cfg.vocab_size, model=cfg.tokenizer,
+                                                special_tokens=data.BERT_SPECIAL_TOKENS)
     ids = data.encode_corpus(tokenizer, text)
     train_ids, val_ids = data.train_val_split(ids, 0.9)
     for name, split in (("training", train_ids), ("validation", val_ids)):

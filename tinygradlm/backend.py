@@ -7,6 +7,9 @@ says why and how to fix it.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import math
 import os
 import random
 
@@ -174,7 +177,9 @@ def set_rng_state(state: dict) -> None:
 
 # --- special functions ------------------------------------------------------------------
 def erf(x):
-    """Elementwise error function (NumPy has none; ``math.erf`` through a numba ufunc)."""
+    """Elementwise error function (NumPy has none): cupyx's on the GPU; on the CPU
+    ``math.erf`` compiled into a NumPy ufunc by numba, or, where numba is not installed,
+    ``math.erf`` called element by element (same values, slower)."""
     if device_of(x) == "cuda":
         from cupyx.scipy.special import erf as cupy_erf
         return cupy_erf(x)
@@ -187,31 +192,37 @@ _ERF = None
 def _erf_ufunc():
     global _ERF
     if _ERF is None:
-        import math
-        import numba
-
-        @numba.vectorize(["float32(float32)", "float64(float64)"], cache=True)
-        def erf_ufunc(v):
-            return math.erf(v)
-        _ERF = erf_ufunc
+        try:
+            import numba
+        except ImportError:
+            _ERF = _erf_python
+        else:
+            @numba.vectorize(["float32(float32)", "float64(float64)"], cache=True)
+            def erf_ufunc(v):
+                return math.erf(v)
+            _ERF = erf_ufunc
     return _ERF
 
 
+def _erf_python(x):
+    x = np.asarray(x)
+    dtype = np.result_type(x.dtype, np.float32)      # the dtype the numba ufunc returns
+    return np.asarray(np.frompyfunc(math.erf, 1, 1)(x), dtype=dtype)
+
+
 # --- memory -----------------------------------------------------------------------------
-def keep_freed_memory() -> bool:
+def tune_malloc() -> bool:
     """Ask glibc's malloc to keep freed blocks for reuse instead of returning them to the OS.
 
     Training frees and re-allocates the same activation-sized arrays every step.  By default
     glibc serves blocks over 128 KiB with mmap and unmaps them on free, so every step faults
-    fresh pages in again: measured on the baby GPT (2 cores) that is 97 ms a step instead of
-    57 ms.  Raising the mmap and trim thresholds makes freed arrays reusable.  Called once when
-    tinygradlm is imported; set ``TINYGRADLM_SYSTEM_MALLOC=1`` to leave malloc alone.  Returns
-    whether the setting took effect (False off glibc, e.g. on macOS or Windows).
+    fresh pages in again.  Raising the mmap and trim thresholds makes freed arrays reusable,
+    at the price of a process that holds on to its peak memory.  That is a setting for the
+    whole process, so importing tinygradlm never makes it: the training loop and the
+    benchmarks call this once before they start (the README's results give the gain).  Set
+    ``TINYGRADLM_SYSTEM_MALLOC=1`` to leave malloc alone.  Returns whether the setting took
+    effect (False off glibc, e.g. on macOS or Windows).
     """
-    import ctypes
-    import ctypes.util
-    import os
-
     if os.environ.get("TINYGRADLM_SYSTEM_MALLOC", "") not in ("", "0"):
         return False
     try:

@@ -1,8 +1,10 @@
 """The functional API (``tinygradlm.nn.functional``, imported as ``F``).
 
 Each function here is a *composite*: it is written with the primitive ops of ``ops.py`` and
-gets its gradient for free from theirs.  These are the plain reference implementations a
-student reads first; fused kernels may later slot in behind the same names.
+gets its gradient for free from theirs.  These composites are the reference a student reads
+first.  Softmax, cross-entropy, attention, GELU and LayerNorm also have a fused kernel
+(``kernels/``: one ``Function`` with a hand-written backward, held by the tests to the
+composite here); it runs by default, and ``kernels.use("reference")`` runs the composite.
 """
 from __future__ import annotations
 
@@ -11,11 +13,6 @@ import math
 import numpy as np
 
 from . import backend, kernels, ops
-from .kernels.attention import Attention
-from .kernels.cross_entropy import CrossEntropy
-from .kernels.gelu import GELU
-from .kernels.layer_norm import LayerNorm
-from .kernels.softmax import Softmax
 from .tensor import Tensor, where
 
 
@@ -33,7 +30,7 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
     """
     _check_dim_size("softmax", x)
     if dim % x.ndim == x.ndim - 1 and kernels.fused_any(x):
-        return Softmax.apply(x)
+        return kernels.load("Softmax").apply(x)
     e = (x - x.amax(dim=dim, keepdim=True).detach()).exp()
     return e / e.sum(dim=dim, keepdim=True)
 
@@ -75,8 +72,8 @@ def cross_entropy(logits: Tensor, targets: Tensor, ignore_index: int = -100,
         raise IndexError(f"cross_entropy: target id {first} is out of range for {C} classes "
                          f"(valid ids are 0..{C - 1}, or ignore_index={ignore_index})")
     if kernels.fused_any(logits):
-        loss = CrossEntropy.apply(logits.reshape(-1, C), targets=t, ignore_index=ignore_index,
-                                  reduction=reduction)
+        loss = kernels.load("CrossEntropy").apply(logits.reshape(-1, C), targets=t,
+                                                  ignore_index=ignore_index, reduction=reduction)
         return loss.reshape(targets.shape) if reduction == "none" else loss
     xp = logits.xp
     logp = log_softmax(logits.reshape(-1, C))                       # (N, C)
@@ -107,7 +104,7 @@ def gelu(x: Tensor, approximate: str = "tanh") -> Tensor:
     (``kernels/gelu.py``) on the CPU unless the reference is selected."""
     if approximate == "tanh":
         if kernels.fused_cpu(x):
-            return GELU.apply(x)
+            return kernels.load("GELU").apply(x)
         inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)
         return 0.5 * x * (1.0 + inner.tanh())
     if approximate == "none":
@@ -142,8 +139,9 @@ def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None,
             and all(p is None or (isinstance(p, Tensor) and p.shape == normalized_shape)
                     for p in (weight, bias))):
         params = [p for p in (weight, bias) if p is not None]
-        return LayerNorm.apply(x, *params, eps=eps, has_weight=weight is not None,
-                               has_bias=bias is not None)
+        return kernels.load("LayerNorm").apply(x, *params, eps=eps,
+                                               has_weight=weight is not None,
+                                               has_bias=bias is not None)
     dims = tuple(range(x.ndim - len(normalized_shape), x.ndim))
     mu = x.mean(dim=dims, keepdim=True)
     centred = x - mu
@@ -220,7 +218,7 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask=None
     mask = _attention_mask_array(attn_mask, q, k)
     if (q.ndim == 4 and (dropout_p == 0.0 or not training) and kernels.fused_any(q)
             and (mask is None or mask.dtype == np.bool_)):
-        return Attention.apply(q, k, v, scale=scale, causal=is_causal, mask=mask)
+        return kernels.load("Attention").apply(q, k, v, scale=scale, causal=is_causal, mask=mask)
     scores = (q @ k.transpose(-2, -1)) * scale                     # (B, H, Tq, Tk)
     xp = q.xp
     allowed = None

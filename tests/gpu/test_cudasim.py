@@ -1,5 +1,6 @@
-"""The numba.cuda kernels (``kernels/cuda_kernels.py``) against the plain NumPy references,
-forward and backward, float32 and float64, run under the Numba CUDA simulator:
+"""The numba.cuda kernels (``kernels/cuda_kernels.py``) against their references (the
+composites in ``functional.py``, in float64 under ``kernels.use("reference")``), forward and
+backward, float32 and float64, run under the Numba CUDA simulator:
 
     NUMBA_ENABLE_CUDASIM=1 python -m pytest -m cudasim tests/gpu/test_cudasim.py
 
@@ -13,8 +14,9 @@ import os
 import numpy as np
 import pytest
 
-from tinygradlm.kernels.attention import attention_reference
-from tinygradlm.kernels.softmax import softmax_reference
+import tinygradlm as tg
+import tinygradlm.nn.functional as F
+from tinygradlm import kernels
 
 pytestmark = [
     pytest.mark.cudasim,
@@ -36,6 +38,16 @@ def rng(seed):
     return np.random.default_rng(seed)
 
 
+def reference(fn, *arrays, grad):
+    """``fn``'s composite on float64 CPU tensors made from ``arrays``: its output, and the
+    gradient of sum(output * grad) for each input."""
+    xs = [tg.Tensor(np.asarray(a, np.float64), requires_grad=True) for a in arrays]
+    with kernels.use("reference"):
+        out = fn(*xs)
+    out.backward(gradient=tg.Tensor(np.asarray(grad, np.float64)))
+    return out.numpy(), [x.grad.numpy() for x in xs]
+
+
 # ---- softmax -----------------------------------------------------------------------------
 
 @pytest.mark.cudasim
@@ -47,12 +59,10 @@ def test_softmax_forward_backward(ck, dtype, N, C):
     dy = r.standard_normal((N, C)).astype(dtype)
     y = np.empty_like(x)
     ck.softmax_forward_cuda(x, y)
-    y_ref = softmax_reference(x.astype(np.float64))
-    np.testing.assert_allclose(y, y_ref, **TOL[dtype])
     dx = np.empty_like(x)
     ck.softmax_backward_cuda(y, dy, dx)
-    yr, dyr = y.astype(np.float64), dy.astype(np.float64)
-    dx_ref = yr * (dyr - (dyr * yr).sum(-1, keepdims=True))
+    y_ref, (dx_ref,) = reference(F.softmax, x, grad=dy)
+    np.testing.assert_allclose(y, y_ref, **TOL[dtype])
     np.testing.assert_allclose(dx, dx_ref, **TOL[dtype])
     assert y.dtype == dx.dtype == dtype
 
@@ -60,17 +70,13 @@ def test_softmax_forward_backward(ck, dtype, N, C):
 # ---- cross-entropy -----------------------------------------------------------------------
 
 def ce_reference(x, t, ignore_index, w):
-    """Plain NumPy per-row cross-entropy, log-sum-exp and gradient (float64)."""
-    x = x.astype(np.float64)
-    m = x.max(-1, keepdims=True)
-    lse = (m + np.log(np.exp(x - m).sum(-1, keepdims=True)))[:, 0]
-    keep = t != ignore_index
-    rows = np.arange(len(t))
-    loss = np.where(keep, lse - x[rows, np.where(keep, t, 0)], 0.0)
-    onehot = np.zeros_like(x)
-    onehot[rows[keep], t[keep]] = 1
-    dx = w[:, None] * (np.exp(x - lse[:, None]) - onehot) * keep[:, None]
-    return loss, lse, dx
+    """Per-row loss, log-sum-exp and gradient (for per-row weights w) of the composite."""
+    loss, (dx,) = reference(lambda z: F.cross_entropy(z, tg.Tensor(t), ignore_index,
+                                                      reduction="none"), x, grad=w)
+    x64 = x.astype(np.float64)
+    with kernels.use("reference"):
+        lse = x64 - F.log_softmax(tg.Tensor(x64)).numpy()     # the same in every column
+    return loss, lse[:, 0], dx
 
 
 @pytest.mark.cudasim
@@ -113,19 +119,14 @@ def test_cross_entropy_all_rows_ignored(ck):
 
 # ---- attention ---------------------------------------------------------------------------
 
-def attention_grads_reference(q, k, v, dout, allowed, scale):
-    """Plain NumPy attention backward through the materialised P (float64); rows with no
-    allowed key get zero gradient."""
-    s = q @ np.swapaxes(k, -1, -2) * scale
-    s = np.where(allowed, s, -np.inf)
-    m = s.max(-1, keepdims=True)
-    with np.errstate(invalid="ignore"):
-        p = np.exp(s - np.where(np.isfinite(m), m, 0))
-        p = np.nan_to_num(p / p.sum(-1, keepdims=True))
-    dv = np.swapaxes(p, -1, -2) @ dout
-    dp = dout @ np.swapaxes(v, -1, -2)
-    ds = p * (dp - (dp * p).sum(-1, keepdims=True)) * scale
-    return ds @ k, np.swapaxes(ds, -1, -2) @ q, dv
+def attention_reference(q, k, v, dout, allowed, scale):
+    """Output and (dq, dk, dv) of the composite, (BH, T, D) arrays seen as (1, BH, T, D);
+    ``allowed`` (BH, Tq, Tk) boolean."""
+    out, grads = reference(
+        lambda a, b, c: F.scaled_dot_product_attention(
+            a, b, c, attn_mask=tg.Tensor(allowed[None]), scale=scale),
+        q[None], k[None], v[None], grad=dout[None])
+    return out[0], [g[0] for g in grads]
 
 
 def run_attention(ck, q, k, v, dout, scale, causal, mask=None, H=1):
@@ -152,17 +153,15 @@ def test_attention_forward_backward(ck, dtype, causal, BH, Tq, Tk, D, Dv):
     scale = 1 / np.sqrt(D)
     out, lse, dq, dk, dv = run_attention(ck, q, k, v, dout, scale, causal)
 
-    q64, k64, v64, g64 = (a.astype(np.float64) for a in (q, k, v, dout))
     i, j = np.arange(Tq)[:, None], np.arange(Tk)[None, :]
-    allowed = (j <= i) if causal else np.ones((Tq, Tk), bool)
-    np.testing.assert_allclose(out, attention_reference(q64, k64, v64, allowed, scale),
-                               **TOL[dtype])
-    s = np.where(allowed, q64 @ np.swapaxes(k64, -1, -2) * scale, -np.inf)
+    allowed = np.broadcast_to((j <= i) if causal else np.ones((Tq, Tk), bool), (BH, Tq, Tk))
+    out_ref, grads_ref = attention_reference(q, k, v, dout, allowed, scale)
+    np.testing.assert_allclose(out, out_ref, **TOL[dtype])
+    s = np.where(allowed, q.astype(np.float64) @ np.swapaxes(k, -1, -2) * scale, -np.inf)
     m = s.max(-1)
     lse_ref = m + np.log(np.exp(s - m[..., None]).sum(-1))
     np.testing.assert_allclose(lse, lse_ref, **TOL[dtype])
-    for got, want in zip((dq, dk, dv), attention_grads_reference(q64, k64, v64, g64,
-                                                                 allowed, scale)):
+    for got, want in zip((dq, dk, dv), grads_ref):
         np.testing.assert_allclose(got, want, **TOL[dtype])
         assert got.dtype == dtype
 
@@ -210,13 +209,11 @@ def test_attention_boolean_masks(ck, dtype, kind, causal):
     allowed = np.broadcast_to(mask, (B, H, Tq, Tk)).reshape(B * H, Tq, Tk)
     if causal:
         allowed = allowed & np.tril(np.ones((Tq, Tk), bool))
-    q64, k64, v64, g64 = (a.astype(np.float64) for a in (q, k, v, dout))
-    np.testing.assert_allclose(out, attention_reference(q64, k64, v64, allowed, 0.5),
-                               **TOL[dtype])
+    out_ref, grads_ref = attention_reference(q, k, v, dout, allowed, 0.5)
+    np.testing.assert_allclose(out, out_ref, **TOL[dtype])
     empty = ~allowed.any(-1)                                # (BH, Tq)
     assert empty.any() and np.all(lse[empty] == -np.inf) and np.all(out[empty] == 0)
-    for got, want in zip((dq, dk, dv), attention_grads_reference(q64, k64, v64, g64,
-                                                                 allowed, 0.5)):
+    for got, want in zip((dq, dk, dv), grads_ref):
         np.testing.assert_allclose(got, want, **TOL[dtype])
     assert np.all(dq[empty] == 0)
 
@@ -228,16 +225,13 @@ def test_attention_boolean_masks(ck, dtype, kind, causal):
 # must equal the CPU kernels, forward and backward.
 
 def _cuda_or_skip():
-    import tinygradlm as tg
     if not tg.cuda.is_available():
         pytest.skip("needs a device: a GPU, or TINYGRADLM_FAKE_CUPY=1 (the tests' stand-in)")
-    from tinygradlm import kernels
     if kernels.gpu_kernels() is None:
         pytest.skip("numba.cuda cannot launch kernels here")
-    return tg
 
 
-def _both(tg, fn, *arrays):
+def _both(fn, *arrays):
     """fn on CPU tensors and on device tensors built from the same arrays: outputs and the
     gradients of sum(out * w) for a fixed random w."""
     results = []
@@ -254,16 +248,15 @@ def _both(tg, fn, *arrays):
 @pytest.mark.cudasim
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_dispatch_softmax_and_cross_entropy(dtype):
-    tg = _cuda_or_skip()
-    F = tg.nn.functional
+    _cuda_or_skip()
     r = rng(7)
     x = (r.standard_normal((2, 3, 9)) * 3).astype(dtype)
     t = r.integers(0, 9, (2, 3))
     t[0, 1] = -100
-    cpu, dev = _both(tg, lambda a: F.softmax(a, dim=-1), x)
+    cpu, dev = _both(lambda a: F.softmax(a, dim=-1), x)
     for a, b in zip(cpu, dev):
         np.testing.assert_allclose(b, a, **TOL[dtype])
-    cpu, dev = _both(tg, lambda a: F.cross_entropy(a, tg.Tensor(t, device=a.device)), x)
+    cpu, dev = _both(lambda a: F.cross_entropy(a, tg.Tensor(t, device=a.device)), x)
     for a, b in zip(cpu, dev):
         np.testing.assert_allclose(b, a, **TOL[dtype])
 
@@ -272,8 +265,7 @@ def test_dispatch_softmax_and_cross_entropy(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("masked", [False, True])
 def test_dispatch_attention(dtype, masked):
-    tg = _cuda_or_skip()
-    F = tg.nn.functional
+    _cuda_or_skip()
     r = rng(8 + masked)
     B, H, T, D = 2, 2, 5, 4
     q, k, v = (r.standard_normal((B, H, T, D)).astype(dtype) for _ in range(3))
@@ -284,7 +276,7 @@ def test_dispatch_attention(dtype, masked):
         mask = tg.Tensor(pad, device=q.device) if masked else None
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=not masked)
 
-    cpu, dev = _both(tg, attend, q, k, v)
+    cpu, dev = _both(attend, q, k, v)
     for a, b in zip(cpu, dev):
         np.testing.assert_allclose(b, a, **TOL[dtype])
 
@@ -293,7 +285,7 @@ def test_dispatch_attention(dtype, masked):
 def test_dispatch_gpt_forward_backward_equals_cpu():
     # A whole (tiny) GPT step through the GPU kernels (attention and cross-entropy) equals
     # the same model on the CPU kernels, float64.
-    tg = _cuda_or_skip()
+    _cuda_or_skip()
     from tinygradlm.nn import GPT, GPTConfig
     tg.manual_seed(0)
     cpu = GPT(GPTConfig(vocab_size=7, block_size=4, n_layer=1, n_head=2, n_embd=8,

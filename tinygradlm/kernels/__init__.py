@@ -1,35 +1,28 @@
-"""Fused kernels and the switch between them and the plain references.
+"""Fused kernels, and the switch between them and the reference.
 
-Each kernel module holds a ``Function`` with a hand-written forward and backward, the Numba
-CPU kernels it runs, and a plain NumPy reference beside them.  ``tinygradlm.nn.functional``
-uses the fused kernels by default; select the references (the composites in
-``functional.py``) to compare, either for the whole process with the environment variable
-``TINYGRADLM_KERNELS=reference`` or for a block of code with::
+The reference is the composite in ``functional.py``: plain primitive ops whose gradients come
+for free.  A fused kernel computes the same thing as one ``Function`` with a hand-written
+forward and backward (``softmax.py``, ``cross_entropy.py``, ``attention.py``, ``gelu.py``,
+``layer_norm.py``; the tests hold each one to its composite).  ``functional.py`` runs the
+fused kernels by default; run the reference to compare, either for the whole process with the
+environment variable ``TINYGRADLM_KERNELS=reference`` or for a block of code with::
 
     with tinygradlm.kernels.use("reference"):
         loss = model(x, y)
 
-On the GPU (CuPy arrays) softmax, cross-entropy and attention run the ``numba.cuda`` kernels
-of ``cuda_kernels.py``; when numba-cuda cannot launch kernels there (not installed, or no
-driver it can use) the CuPy composites run instead, after a one-time warning.  GELU and
-LayerNorm have CPU kernels only: on the GPU their composites are already a few CuPy calls.
-
-Numba's default OpenMP threading layer can hang a process that forks (multiprocessing,
-pytest-xdist); the ``workqueue`` layer is fork-safe and needs no extra library, so it is
-chosen here before any parallel kernel runs (set ``NUMBA_THREADING_LAYER`` to override).
+The CPU kernels are Numba code; their modules (and numba) are imported on the first fused
+call (``load``), so ``import tinygradlm`` and the reference path need NumPy alone.  On the GPU
+(CuPy arrays) softmax, cross-entropy and attention run the ``numba.cuda`` kernels of
+``cuda_kernels.py``; when numba-cuda cannot launch kernels there (not installed, or no driver
+it can use) the CuPy composites run instead, after a one-time warning.  GELU and LayerNorm
+have CPU kernels only: on the GPU their composites are already a few CuPy calls.
 """
 from __future__ import annotations
 
 import contextlib
 import importlib
 import os
-import types
 import warnings
-
-import numba
-
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
 
 MODES = ("fused", "reference")
 _override: list = []        # stack of modes set by use(); the innermost wins
@@ -45,8 +38,16 @@ def mode() -> str:
     return env
 
 
-def fused() -> bool:
-    return mode() == "fused"
+@contextlib.contextmanager
+def use(name: str):
+    """``with kernels.use("reference"):`` runs the plain composites inside the block."""
+    if name not in MODES:
+        raise ValueError(f"kernels.use: unknown mode {name!r}; expected one of {MODES}")
+    _override.append(name)
+    try:
+        yield
+    finally:
+        _override.pop()
 
 
 FLOATS = ("float32", "float64")
@@ -54,15 +55,34 @@ FLOATS = ("float32", "float64")
 
 def fused_cpu(x) -> bool:
     """Run a CPU-only fused kernel (GELU, LayerNorm) on tensor ``x``?"""
-    return fused() and x.device == "cpu" and x.dtype.name in FLOATS
+    return mode() == "fused" and x.device == "cpu" and x.dtype.name in FLOATS
 
 
 def fused_any(x) -> bool:
     """Run a fused kernel that exists for both devices (softmax, cross-entropy, attention)
     on tensor ``x``?  On the GPU only when the numba.cuda kernels can run there."""
-    if not (fused() and x.dtype.name in FLOATS):
+    if not (mode() == "fused" and x.dtype.name in FLOATS):
         return False
     return x.device == "cpu" or gpu_kernels() is not None
+
+
+# Which module holds each fused Function.
+_MODULES = {"Softmax": "softmax", "CrossEntropy": "cross_entropy", "Attention": "attention",
+            "GELU": "gelu", "LayerNorm": "layer_norm"}
+_loaded: dict = {}
+
+
+def load(name: str):
+    """The fused ``Function`` called ``name`` (e.g. ``"Softmax"``), importing its module, and
+    with it numba, the first time it is asked for."""
+    if name not in _loaded:
+        try:
+            module = importlib.import_module("." + _MODULES[name], __name__)
+        except ImportError as exc:
+            raise ImportError(f"the fused {name} kernel needs numba ({exc}): pip install numba, "
+                              f"or run the reference (TINYGRADLM_KERNELS=reference)") from exc
+        _loaded[name] = getattr(module, name)
+    return _loaded[name]
 
 
 _gpu: dict = {}
@@ -90,41 +110,3 @@ def gpu_kernels():
                           RuntimeWarning, stacklevel=3)
         _gpu["module"] = module
     return _gpu["module"]
-
-
-@contextlib.contextmanager
-def use(name: str):
-    """``with kernels.use("reference"):`` runs the plain composites inside the block."""
-    if name not in MODES:
-        raise ValueError(f"kernels.use: unknown mode {name!r}; expected one of {MODES}")
-    _override.append(name)
-    try:
-        yield
-    finally:
-        _override.pop()
-
-
-# --- small inputs ---------------------------------------------------------------------------
-# Starting a ``parallel=True`` kernel costs ~80 µs (waking the worker threads), whatever the
-# input size: more than the whole computation on, say, the one token of a generation step.
-# Below this many elements a kernel's serial twin runs instead (same code, one thread).
-SERIAL_BELOW = 1 << 14
-
-
-def serial_twin(kernel):
-    """``kernel`` (a ``numba.njit(parallel=True)`` function) compiled again without
-    ``parallel``: ``prange`` then runs as ``range`` in the calling thread.  The twin is a copy
-    of the Python function under another name, because Numba's on-disk cache is keyed by the
-    function's name, not by its options (the two would otherwise overwrite each other)."""
-    f = kernel.py_func
-    twin = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial",
-                              f.__defaults__, f.__closure__)
-    twin.__qualname__ = f.__qualname__ + "_serial"
-    options = {k: v for k, v in kernel.targetoptions.items()
-               if k not in ("parallel", "nopython")}     # njit implies nopython
-    return numba.njit(cache=True, **options)(twin)
-
-
-def by_size(kernel, twin, n_elements: int):
-    """The parallel kernel for big inputs, its serial twin for small ones."""
-    return twin if n_elements < SERIAL_BELOW else kernel

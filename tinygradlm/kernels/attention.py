@@ -1,6 +1,6 @@
 """Fused scaled dot-product attention that never builds the T x T matrix.
 
-Reference (``functional.scaled_dot_product_attention`` under ``kernels.use("reference")``)::
+The math (the reference is ``functional.scaled_dot_product_attention``)::
 
     S = Q K^T * scale;  S[masked] = -inf;  P = softmax(S);  O = P V
 
@@ -23,17 +23,14 @@ T=256 D=32 causal, forward + backward):
   along contiguous keys j and LLVM turns it into SIMD code.  The buffers are zero-padded to a
   multiple of 16 keys and 4 features: loops then never need scalar remainder code (a causal
   row's key count is rounded up to whole vectors and the extra keys are masked to -inf).
-* ``np.exp`` compiles to one C-library call per element, which cannot be vectorised and was
-  a third of the run time; ``fast_exp`` (``fast_math.py``) is plain arithmetic that LLVM
-  vectorises.
+* ``fast_exp`` (``jit.py``) instead of ``np.exp``, which compiles to one C-library call per
+  element and cannot be vectorised.
 * Loops over the features d are unrolled by 4 (``vec_mat``, ``mat_vec``), so each load and
   store of a score carries four multiply-adds instead of one.
 * Backward takes query rows ``ROWS`` at a time, so each element of the dK and dV sums is
   loaded and stored once per ``ROWS`` rows (``add_outer``), not once per row.
 * Work is split over (batch, head) pairs: B*H of them, equal in size even with a causal mask,
   so that each thread owns its own dK and dV rows and nothing races.
-* Constants are typed like the data (``dtype.type(...)``), so float32 stays float32: a bare
-  ``-np.inf`` would silently turn the whole softmax into float64 arithmetic.
 """
 from __future__ import annotations
 
@@ -41,14 +38,10 @@ import numba
 import numpy as np
 from numba import prange
 
+from ..autograd import Function
 from ..backend import get_array_module
-from ..function import Function
-from . import by_size, gpu_kernels, serial_twin
-from .fast_math import fast_exp
-
-
-# Fast-math without "no infinities": -inf marks masked keys and empty rows below.
-FASTMATH = {"reassoc", "contract", "arcp"}
+from . import gpu_kernels
+from .jit import FASTMATH, by_size, fast_exp, serial_twin
 
 # Work is padded so that no inner loop needs remainder code:
 # keys to a multiple of KEY_PAD (one 512-bit vector of float32), features to a multiple of 4
@@ -134,8 +127,8 @@ def attention_forward_cpu(q, k, v, scale, causal, mask, has_mask, H, out, lse):
     BH, Tq, D = q.shape
     Tk, Dv = k.shape[1], v.shape[2]
     Dp, Dvp, Tkp = round_up(D, 4), round_up(Dv, 4), round_up(Tk, KEY_PAD)
-    neg_inf = lse.dtype.type(-np.inf)
-    zero = lse.dtype.type(0)
+    neg_inf, zero, one = q.dtype.type(-np.inf), q.dtype.type(0), q.dtype.type(1)
+    sc = q.dtype.type(scale)
     for bh in prange(BH):
         b, h = bh // H, bh % H
         kT = padded_transpose(k[bh], Dp, Tkp)       # (Dp, Tkp): keys along rows
@@ -147,7 +140,7 @@ def attention_forward_cpu(q, k, v, scale, causal, mask, has_mask, H, out, lse):
             n = min(i + 1, Tk) if causal else Tk    # causal: keys 0..i only
             n_pad = min(round_up(n, KEY_PAD), Tkp)  # whole vectors; extra keys masked
             for d in range(D):
-                qi[d] = q[bh, i, d] * scale
+                qi[d] = q[bh, i, d] * sc
             vec_mat(qi, kT, n_pad, s)               # S_ij = scale * q_i . k_j
             mask_scores(s, n, n_pad, mask, has_mask, b, h, i)
             m = neg_inf
@@ -162,7 +155,7 @@ def attention_forward_cpu(q, k, v, scale, causal, mask, has_mask, H, out, lse):
                 s[j] = fast_exp(s[j] - m)           # masked keys: exp(-inf) = 0
                 total += s[j]
             mat_vec(vT, s, n_pad, o)                # O_i = sum_j P_ij v_j (unnormalised)
-            inv = 1 / total
+            inv = one / total
             for d in range(Dv):
                 out[bh, i, d] = o[d] * inv
             lse[bh, i] = m + np.log(total)
@@ -178,7 +171,8 @@ def attention_backward_cpu(q, k, v, out, dout, lse, scale, causal, mask, has_mas
     BH, Tq, D = q.shape
     Tk, Dv = k.shape[1], v.shape[2]
     Dp, Dvp, Tkp = round_up(D, 4), round_up(Dv, 4), round_up(Tk, KEY_PAD)
-    neg_inf = lse.dtype.type(-np.inf)
+    neg_inf = q.dtype.type(-np.inf)
+    sc = q.dtype.type(scale)
     for bh in prange(BH):
         b, h = bh // H, bh % H
         kT = padded_transpose(k[bh], Dp, Tkp)       # (Dp, Tkp)
@@ -207,7 +201,7 @@ def attention_backward_cpu(q, k, v, out, dout, lse, scale, causal, mask, has_mas
                 n = min(i + 1, Tk) if causal else Tk
                 for d in range(D):
                     Qb[r, d] = q[bh, i, d]
-                    qs[d] = q[bh, i, d] * scale
+                    qs[d] = q[bh, i, d] * sc
                 for d in range(Dv):
                     Gb[r, d] = dout[bh, i, d]
                 delta = out[bh, i, 0] * dout[bh, i, 0]  # D_i = dO_i . O_i
@@ -219,7 +213,7 @@ def attention_backward_cpu(q, k, v, out, dout, lse, scale, causal, mask, has_mas
                 vec_mat(Gb[r], vT, n_pad, ds)       # dP_ij = dO_i . v_j
                 for j in range(n_pad):
                     p[j] = fast_exp(p[j] - L)       # P_ij (0 for masked keys)
-                    ds[j] = p[j] * (ds[j] - delta) * scale
+                    ds[j] = p[j] * (ds[j] - delta) * sc
                 mat_vec(kT, ds, n_pad, g)           # dQ_i = sum_j dS_ij k_j
                 for d in range(D):
                     dq[bh, i, d] = g[d]
@@ -227,19 +221,6 @@ def attention_backward_cpu(q, k, v, out, dout, lse, scale, causal, mask, has_mas
             add_outer(dkT, Qb, dS, n_pad)           # dK_j += sum_i dS_ij q_i
         dk[bh] = dkT[:D, :Tk].T
         dv[bh] = dvT[:Dv, :Tk].T
-
-
-def attention_reference(q, k, v, allowed=None, scale=None):
-    """Plain NumPy attention (materialises the T x T matrix); rows with no key give zeros."""
-    scale = 1 / np.sqrt(q.shape[-1]) if scale is None else scale
-    s = q @ np.swapaxes(k, -1, -2) * scale
-    if allowed is not None:
-        s = np.where(allowed, s, -np.inf)
-    m = s.max(-1, keepdims=True)
-    with np.errstate(invalid="ignore"):
-        p = np.exp(s - np.where(np.isfinite(m), m, 0))
-        p = p / p.sum(-1, keepdims=True)
-    return np.nan_to_num(p) @ v
 
 
 # For a generation step (one query against a few dozen keys) the thread start-up of the
@@ -253,7 +234,7 @@ class Attention(Function):
     ``mask`` (True = may attend) broadcasts to (B, H, Tq, Tk); it is never expanded."""
 
     def __init__(self, scale, causal=False, mask=None):
-        self.scale, self.causal, self.mask = scale, bool(causal), mask
+        self.scale, self.causal, self.mask = float(scale), bool(causal), mask
 
     def forward(self, q, k, v):
         xp = get_array_module(q)
@@ -263,7 +244,6 @@ class Attention(Function):
         q3, k3, v3 = (xp.ascontiguousarray(a.reshape(B * H, a.shape[2], a.shape[3]))
                       for a in (q, k, v))
         self.H = H
-        self.scale_ = q.dtype.type(self.scale)
         out = xp.empty((B * H, Tq, Dv), q.dtype)
         lse = xp.empty((B * H, Tq), q.dtype)
         if xp is np:
@@ -272,13 +252,13 @@ class Attention(Function):
                           else np.ones((1, 1, 1, 1), dtype=bool))
             kernel = by_size(attention_forward_cpu, attention_forward_serial,
                              B * H * Tq * Tk * D)
-            kernel(q3, k3, v3, self.scale_, self.causal, self.mask4, has_mask, H, out, lse)
+            kernel(q3, k3, v3, self.scale, self.causal, self.mask4, has_mask, H, out, lse)
         else:
             # The GPU kernels index the mask with its own (1 or full) sizes per axis, so a
             # (B, 1, 1, Tk) padding mask stays that small.
             self.mask4 = (None if self.mask is None else xp.ascontiguousarray(
                 self.mask.reshape((1,) * (4 - self.mask.ndim) + self.mask.shape)))
-            gpu_kernels().attention_forward_cuda(q3, k3, v3, self.scale_, self.causal, out,
+            gpu_kernels().attention_forward_cuda(q3, k3, v3, self.scale, self.causal, out,
                                                  lse, mask=self.mask4, H=H)
         self.save_for_backward(q3, k3, v3, out, lse)
         return out.reshape(B, H, Tq, Dv)
@@ -290,10 +270,10 @@ class Attention(Function):
         dq, dk, dv = xp.zeros_like(q3), xp.empty_like(k3), xp.empty_like(v3)
         g3 = xp.ascontiguousarray(g.reshape(out.shape), dtype=q3.dtype)
         if xp is np:
-            attention_backward_cpu(q3, k3, v3, out, g3, lse, self.scale_, self.causal,
+            attention_backward_cpu(q3, k3, v3, out, g3, lse, self.scale, self.causal,
                                    self.mask4, self.mask is not None, self.H, dq, dk, dv)
         else:
-            gpu_kernels().attention_backward_cuda(q3, k3, v3, out, g3, lse, self.scale_,
+            gpu_kernels().attention_backward_cuda(q3, k3, v3, out, g3, lse, self.scale,
                                                   self.causal, dq, dk, dv, mask=self.mask4,
                                                   H=self.H)
         qs, ks, vs = self.shapes

@@ -1,6 +1,6 @@
 """Fused cross-entropy from logits: log-softmax and the negative log-likelihood in one pass.
 
-Reference (``functional.cross_entropy`` under ``kernels.use("reference")``)::
+The math (the reference is ``functional.cross_entropy``)::
 
     loss_i = logsumexp(x_i) - x_i[t_i]            (0 where t_i == ignore_index)
     dx_i   = w_i * (softmax(x_i) - onehot(t_i))   w_i = dL/dloss_i
@@ -15,36 +15,38 @@ import numba
 import numpy as np
 from numba import prange
 
+from ..autograd import Function
 from ..backend import get_array_module
-from ..function import Function
-from . import by_size, gpu_kernels, serial_twin
-from .fast_math import fast_exp
-from .softmax import FASTMATH, row_max
+from . import gpu_kernels
+from .jit import FASTMATH, by_size, fast_exp, serial_twin
+from .softmax import row_max
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def cross_entropy_forward_cpu(x, targets, ignore_index, loss, lse):
     # x (N, C), targets (N,) -> loss (N,), lse (N,); ignored rows get loss 0.
     N, C = x.shape
+    zero = x.dtype.type(0)
     for i in prange(N):
         m = row_max(x, i)
-        s = m - m
+        s = zero
         for j in range(C):
             s += fast_exp(x[i, j] - m)
         lse[i] = m + np.log(s)
         t = targets[i]
-        loss[i] = lse[i] - x[i, t] if t != ignore_index else lse[i] - lse[i]
+        loss[i] = lse[i] - x[i, t] if t != ignore_index else zero
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def cross_entropy_backward_cpu(x, targets, ignore_index, lse, weight, dx):
     # dx[i] = weight[i] * (exp(x[i] - lse[i]) - onehot(t_i)); zero rows where ignored.
     N, C = x.shape
+    zero = x.dtype.type(0)
     for i in prange(N):
         t = targets[i]
         if t == ignore_index:
             for j in range(C):
-                dx[i, j] = x[i, j] - x[i, j]
+                dx[i, j] = zero
             continue
         w, L = weight[i], lse[i]
         for j in range(C):
@@ -52,7 +54,6 @@ def cross_entropy_backward_cpu(x, targets, ignore_index, lse, weight, dx):
         dx[i, t] -= w
 
 
-# The same kernels on one thread, for inputs too small to repay waking the workers.
 cross_entropy_forward_serial = serial_twin(cross_entropy_forward_cpu)
 cross_entropy_backward_serial = serial_twin(cross_entropy_backward_cpu)
 

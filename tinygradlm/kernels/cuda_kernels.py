@@ -4,7 +4,7 @@ Import this module only when GPU kernels are wanted: it imports ``numba.cuda`` a
 Without a GPU the kernels still run under the Numba CUDA simulator, which must be switched
 on *before* numba is first imported::
 
-    NUMBA_ENABLE_CUDASIM=1 python -m pytest -m cudasim tests/test_cudasim.py
+    NUMBA_ENABLE_CUDASIM=1 python -m pytest -m cudasim tests/gpu/test_cudasim.py
 
 The host-side launchers take anything that speaks ``__cuda_array_interface__`` (CuPy arrays
 on a real GPU; under the simulator plain NumPy arrays work too) and follow the argument
@@ -12,9 +12,10 @@ conventions of the CPU kernels in ``softmax.py``, ``cross_entropy.py`` and ``att
 Outputs are written in place; all arrays must be C-contiguous and share one float dtype
 (float32 or float64), except the int64 targets.
 
-Why one kernel set per dtype: a shared-memory array needs its dtype at compile time, and
-constants such as 0 and -inf must have the data's dtype so that float32 data is never
-silently computed in float64.  ``_kernels(dtype)`` builds the set once per dtype and caches it.
+Why one kernel set per dtype: a shared-memory array needs its dtype at compile time.  So
+``_kernels(dtype)`` builds the set once per dtype (and caches it), and the constants such as
+0 and -inf are made in that dtype once, outside the kernels (float32 data must never be
+computed in float64); the CPU kernels make theirs inside, as ``x.dtype.type(0)``.
 
 The attention kernels take ``causal`` and an optional boolean ``mask`` (True = may attend) of
 4 axes, each of size 1 or full (B, H, Tq, Tk): a (B, 1, 1, Tk) padding mask is read through a

@@ -1,7 +1,7 @@
 """Fused layer normalisation over the last axis: one kernel forward, one kernel backward.
 
-Reference (what ``kernels.use("reference")`` runs, see ``functional.layer_norm``), per row of
-C numbers, as PyTorch (biased variance, eps inside the square root)::
+The math (the reference is ``functional.layer_norm``), per row of C numbers, as PyTorch
+(biased variance, eps inside the square root)::
 
     mean = sum(x) / C,   var = sum((x - mean)^2) / C,   rstd = 1 / sqrt(var + eps)
     xhat = (x - mean) rstd,   y = xhat w + b
@@ -16,7 +16,8 @@ their backwards.  Forward here saves xhat and rstd; rows run in parallel.  For d
 each thread sums its own block of rows into its own row of a (blocks, C) buffer, and NumPy
 adds the few blocks afterwards: no two threads ever write the same element.
 
-Fast-math is only "reassoc" (so that LLVM vectorises the row sums).  No "arcp": ``sum / C``
+Fast-math is only "reassoc" (so that LLVM vectorises the row sums), not ``jit.FASTMATH``.
+No "arcp": ``sum / C``
 must stay a true division, so that a row of equal, exactly representable values has mean
 equal to them and xhat exactly 0, as in the reference.  No "contract": a fused multiply-add
 in ``g w - mean(g w)`` would leave the rounding error of g w, times a large rstd, where the
@@ -28,19 +29,19 @@ import numba
 import numpy as np
 from numba import prange
 
-from ..function import Function
-from . import by_size, serial_twin
+from ..autograd import Function
+from .jit import by_size, serial_twin
 
 FASTMATH = {"reassoc"}
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
-def layer_norm_forward_cpu(x, w, b, eps, n, one, y, xhat, rstd):
-    # x, y, xhat: (N, C) C-contiguous; w, b: (C,); rstd: (N,).  eps, n = C and one = 1 come
-    # typed like x (a bare int or float64 literal would turn float32 arithmetic into float64).
+def layer_norm_forward_cpu(x, w, b, eps, y, xhat, rstd):
+    # x, y, xhat: (N, C) C-contiguous; w, b: (C,); rstd: (N,).
     N, C = x.shape
+    zero, one, n, eps_ = (x.dtype.type(0), x.dtype.type(1), x.dtype.type(C),
+                          x.dtype.type(eps))
     for i in prange(N):
-        zero = n - n
         s = zero
         for j in range(C):
             s += x[i, j]
@@ -49,7 +50,7 @@ def layer_norm_forward_cpu(x, w, b, eps, n, one, y, xhat, rstd):
         for j in range(C):
             d = x[i, j] - mean
             v += d * d
-        r = one / np.sqrt(v / n + eps)
+        r = one / np.sqrt(v / n + eps_)
         rstd[i] = r
         for j in range(C):
             h = (x[i, j] - mean) * r
@@ -58,16 +59,15 @@ def layer_norm_forward_cpu(x, w, b, eps, n, one, y, xhat, rstd):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
-def layer_norm_backward_cpu(g, xhat, rstd, w, n, dx, dw_part, db_part):
-    # g, xhat, dx: (N, C); rstd: (N,); w: (C,); dw_part, db_part: (blocks, C), zeroed;
-    # n = C typed like g.
+def layer_norm_backward_cpu(g, xhat, rstd, w, dx, dw_part, db_part):
+    # g, xhat, dx: (N, C); rstd: (N,); w: (C,); dw_part, db_part: (blocks, C), zeroed.
     N, C = g.shape
+    zero, n = g.dtype.type(0), g.dtype.type(C)
     blocks = dw_part.shape[0]
     for blk in prange(blocks):
         lo = blk * N // blocks
         hi = (blk + 1) * N // blocks
         for i in range(lo, hi):
-            zero = n - n
             a = zero                    # sum(gw)
             c = zero                    # sum(gw * xhat)
             for j in range(C):
@@ -85,18 +85,6 @@ def layer_norm_backward_cpu(g, xhat, rstd, w, n, dx, dw_part, db_part):
 
 layer_norm_forward_serial = serial_twin(layer_norm_forward_cpu)
 layer_norm_backward_serial = serial_twin(layer_norm_backward_cpu)
-
-
-def layer_norm_reference(x, w=None, b=None, eps=1e-5):
-    """Plain NumPy layer norm over the last axis (the kernels are tested against this)."""
-    mean = x.mean(axis=-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
-    y = (x - mean) / np.sqrt(var + eps)
-    if w is not None:
-        y = y * w
-    if b is not None:
-        y = y + b
-    return y
 
 
 class LayerNorm(Function):
@@ -120,9 +108,8 @@ class LayerNorm(Function):
         xhat = np.empty_like(rows)
         rstd = np.empty(rows.shape[0], rows.dtype)
         if rows.size:
-            f = rows.dtype.type
             kernel = by_size(layer_norm_forward_cpu, layer_norm_forward_serial, rows.size)
-            kernel(rows, w, b, f(self.eps), f(C), f(1), y, xhat, rstd)
+            kernel(rows, w, b, float(self.eps), y, xhat, rstd)
         self.shape = x.shape
         self.save_for_backward(xhat, rstd, w)
         return y.reshape(x.shape)
@@ -137,7 +124,7 @@ class LayerNorm(Function):
         db_part = np.zeros((blocks, C), xhat.dtype)
         if xhat.size:
             kernel = by_size(layer_norm_backward_cpu, layer_norm_backward_serial, xhat.size)
-            kernel(g, xhat, rstd, w, xhat.dtype.type(C), dx, dw_part, db_part)
+            kernel(g, xhat, rstd, w, dx, dw_part, db_part)
         grads = [dx.reshape(self.shape)]
         if self.has_weight:
             grads.append(dw_part.sum(axis=0))

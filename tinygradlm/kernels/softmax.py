@@ -1,6 +1,6 @@
 """Fused softmax over the last axis: one pass per row forward, one pass per row backward.
 
-Reference (what ``kernels.use("reference")`` runs, see ``functional.softmax``)::
+The math (the reference is ``functional.softmax``)::
 
     y = exp(x - max(x)) / sum(exp(x - max(x)))
     dx = y * (dy - sum(dy * y))
@@ -14,14 +14,10 @@ import numba
 import numpy as np
 from numba import prange
 
+from ..autograd import Function
 from ..backend import get_array_module
-from ..function import Function
-from . import by_size, gpu_kernels, serial_twin
-from .fast_math import fast_exp
-
-# Reassociation lets LLVM vectorise the row sums; no "no-infinities" flag, so huge logits
-# and masked rows keep IEEE behaviour.
-FASTMATH = {"reassoc", "contract", "arcp"}
+from . import gpu_kernels
+from .jit import FASTMATH, by_size, fast_exp, serial_twin
 
 
 @numba.njit(inline="always")
@@ -36,17 +32,17 @@ def row_max(x, i):
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def softmax_forward_cpu(x, y):
-    # x, y: (N, C) C-contiguous; rows in parallel.  Arithmetic stays in x's dtype: the
-    # accumulators start from x's own elements, never from a float64 literal.
+    # x, y: (N, C) C-contiguous; rows in parallel.
     N, C = x.shape
+    zero, one = x.dtype.type(0), x.dtype.type(1)
     for i in prange(N):
         m = row_max(x, i)
-        s = m - m
+        s = zero
         for j in range(C):
             e = fast_exp(x[i, j] - m)
             y[i, j] = e
             s += e
-        inv = (s - s + 1) / s
+        inv = one / s
         for j in range(C):
             y[i, j] *= inv
 
@@ -55,23 +51,17 @@ def softmax_forward_cpu(x, y):
 def softmax_backward_cpu(y, dy, dx):
     # dx = y * (dy - sum(dy * y)) row by row.
     N, C = y.shape
+    zero = y.dtype.type(0)
     for i in prange(N):
-        dot = y[i, 0] - y[i, 0]
+        dot = zero
         for j in range(C):
             dot += dy[i, j] * y[i, j]
         for j in range(C):
             dx[i, j] = y[i, j] * (dy[i, j] - dot)
 
 
-# The same kernels on one thread, for inputs too small to repay waking the workers.
 softmax_forward_serial = serial_twin(softmax_forward_cpu)
 softmax_backward_serial = serial_twin(softmax_backward_cpu)
-
-
-def softmax_reference(x):
-    """Plain NumPy softmax over the last axis (the kernels are tested against this)."""
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 class Softmax(Function):

@@ -1,0 +1,117 @@
+"""What every Numba CPU kernel shares: the threading layer, fast-math flags, typed constants,
+serial twins for small inputs, and ``fast_exp``.
+
+This module imports numba; ``kernels/__init__.py`` imports the kernel modules (and so this one)
+only on the first fused call, so that ``import tinygradlm`` needs NumPy alone.
+
+* **Threading layer.**  Numba's default OpenMP layer can hang a process that forks
+  (multiprocessing, pytest-xdist); the ``workqueue`` layer is fork-safe and needs no extra
+  library.  It is chosen here, before any parallel kernel runs, unless the user set
+  ``NUMBA_THREADING_LAYER``.
+* **Fast-math.**  ``FASTMATH`` lets LLVM reassociate sums (so row sums vectorise), contract
+  into fused multiply-adds and use reciprocals.  It leaves out "no infinities": -inf marks
+  masked keys and empty rows, and huge logits keep IEEE behaviour.
+* **Typed constants.**  Inside a kernel every constant is made from the data's dtype,
+  ``x.dtype.type(0.5)``: a bare ``0.5`` or ``-np.inf`` is a float64 and would silently turn
+  float32 arithmetic into float64.
+* **Small inputs.**  Starting a ``parallel=True`` kernel costs ~80 µs (waking the worker
+  threads) whatever the input size: more than the whole computation on, say, the one token of
+  a generation step.  Below ``SERIAL_BELOW`` elements a kernel's serial twin runs instead.
+"""
+from __future__ import annotations
+
+import math
+import os
+import types
+
+import numba
+import numpy as np
+from numba.extending import overload
+
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
+
+FASTMATH = {"reassoc", "contract", "arcp"}
+
+SERIAL_BELOW = 1 << 14
+
+
+def serial_twin(kernel):
+    """``kernel`` (a ``numba.njit(parallel=True)`` function) compiled again without
+    ``parallel``: ``prange`` then runs as ``range`` in the calling thread.  The twin is a copy
+    of the Python function under another name, because Numba's on-disk cache is keyed by the
+    function's name, not by its options (the two would otherwise overwrite each other)."""
+    f = kernel.py_func
+    twin = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial",
+                              f.__defaults__, f.__closure__)
+    twin.__qualname__ = f.__qualname__ + "_serial"
+    options = {k: v for k, v in kernel.targetoptions.items()
+               if k not in ("parallel", "nopython")}     # njit implies nopython
+    return numba.njit(cache=True, **options)(twin)
+
+
+def by_size(kernel, twin, n_elements: int):
+    """The parallel kernel for big inputs, its serial twin for small ones."""
+    return twin if n_elements < SERIAL_BELOW else kernel
+
+
+# --- fast_exp -------------------------------------------------------------------------------
+def fast_exp(x):
+    """exp(x) for a float32 or float64 scalar, written so that LLVM can vectorise a loop of it.
+
+    ``np.exp`` inside a Numba loop is a call into the C library for every element: no SIMD
+    (Numba's pip wheels come without Intel's SVML), and in the softmax, cross-entropy and
+    attention kernels that call was most of the run time.  This version is plain arithmetic:
+
+        n = round(x / ln 2),   r = x - n ln 2  (|r| <= ln(2)/2, in two parts: Cody-Waite)
+        exp(x) = 2^n * exp(r),  exp(r) by its Taylor polynomial (degree 7 / 13 for f32 / f64)
+        2^n    = a float built from its bits: exponent field n + bias, shifted into place
+               (as 2^(n//2) * 2^(n - n//2) so that results near overflow and in the
+               subnormal range come out right)
+
+    Error within ~1 ulp of np.exp; -inf -> 0 exactly, +inf -> inf, nan -> nan.  It is
+    compiled with only the "contract" fast-math flag (fused multiply-add): "reassoc" could
+    rewrite ``x - n*hi - n*lo`` as ``x - n*(hi+lo)`` and undo the two-part reduction.
+    Called from Python it is ``np.exp``; in compiled code Numba uses the overload below.
+    """
+    return np.exp(x)
+
+
+def _exp_impl(f, degree, int_t, mant_bits, bias, x_min, x_max, ln2_hi, ln2_lo):
+    """The Numba implementation of ``fast_exp`` for one float type ``f`` (the constants are
+    converted to ``f`` here, once, and frozen into the compiled code)."""
+    log2e, half, one = f(1.4426950408889634), f(0.5), f(1.0)
+    hi, lo, lo_x, hi_x = f(ln2_hi), f(ln2_lo), f(x_min), f(x_max)
+    # Taylor coefficients 1/k! for k = degree .. 2, for Horner's rule
+    coeffs = tuple(f(1.0 / math.factorial(k)) for k in range(degree, 1, -1))
+
+    def impl(x):
+        y = min(max(x, lo_x), hi_x)             # beyond these exp is 0 / inf anyway
+        n = np.floor(y * log2e + half)          # nearest integer to y / ln 2
+        r = y - n * hi                          # exact: hi has few significant bits
+        r = r - n * lo
+        p = coeffs[0]
+        for c in coeffs[1:]:                    # a tuple: unrolled at compile time
+            p = p * r + c
+        p = (p * r + one) * r + one             # exp(r) = 1 + r + r^2/2 + ...
+        ni = int_t(n)
+        n1 = ni >> 1
+        n2 = ni - n1
+        s1 = int_t((n1 + bias) << mant_bits).view(f)   # 2^n1 from its bit pattern
+        s2 = int_t((n2 + bias) << mant_bits).view(f)
+        e = p * s1 * s2
+        return x if x != x else e               # nan stays nan
+    return impl
+
+
+@overload(fast_exp, jit_options={"fastmath": {"contract"}})
+def _fast_exp_overload(x):
+    if isinstance(x, numba.types.Float) and x.bitwidth == 32:
+        # ln 2 = hi + lo with hi = 0.693359375 (9 significant bits), as in Cephes' expf
+        return _exp_impl(np.float32, 7, np.int32, 23, 127, -110.0, 89.0,
+                         0.693359375, -2.12194440e-4)
+    if isinstance(x, numba.types.Float) and x.bitwidth == 64:
+        # ln 2 = hi + lo as in fdlibm's exp (hi has 32 significant bits)
+        return _exp_impl(np.float64, 13, np.int64, 52, 1023, -760.0, 710.0,
+                         6.93147180369123816490e-01, 1.90821492927058770002e-10)
+    return None

@@ -169,20 +169,28 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
 
 def embedding(ids: Tensor, weight: Tensor) -> Tensor:
     """Rows of ``weight`` (num_embeddings, dim) picked by integer ``ids`` (...) -> (..., dim).
-    The backward adds each position's gradient into its row; repeated ids accumulate."""
-    ids = ids if isinstance(ids, Tensor) else Tensor(ids, device=weight.device)
+    The backward adds each position's gradient into its row; repeated ids accumulate.
+
+    This is where token ids enter a model, and the one place they are range-checked: on the
+    host (a list, a NumPy array, a CPU tensor), where a min and a max cost little, before host
+    data is copied to the weight's device.  Ids already on the GPU are not checked: reading a
+    result back would make the host wait for the GPU at every forward."""
+    host = not isinstance(ids, Tensor)
+    ids = Tensor(ids, device="cpu") if host else ids
     if ids.dtype.kind not in "iu":
         raise TypeError(f"embedding: ids must be integers, not {ids.dtype}")
-    if ids.device != weight.device:
-        raise RuntimeError(f"embedding: ids on {ids.device} but the weight on {weight.device}")
     n = weight.shape[0]
-    if ids.numel():
+    if ids.device == "cpu" and ids.numel():
         lo, hi = int(ids.data.min()), int(ids.data.max())
         if lo < 0 or hi >= n:
             bad = hi if hi >= n else lo
             raise IndexError(f"embedding: token id {bad} is out of range for an embedding "
                              f"with {n} rows (valid ids are 0..{n - 1}); is the vocab_size "
                              f"of the model smaller than the tokenizer's?")
+    if host:
+        ids = ids.to(weight.device)
+    if ids.device != weight.device:
+        raise RuntimeError(f"embedding: ids on {ids.device} but the weight on {weight.device}")
     return ops.GetItem.apply(weight, index=ids.data, check_bounds=False)   # checked above
 
 

@@ -136,11 +136,12 @@ class Transformer(Module):
     def embed(self, ids, past: int = 0, owner: str = "model", arg: str = "ids") -> Tensor:
         """Token plus position embeddings, then dropout: ids (B, T) -> (B, T, C), the tokens
         sitting at positions past .. past + T - 1 (past > 0 after a KV cache)."""
-        ids = ids if isinstance(ids, Tensor) else Tensor(ids, device=self.wte.weight.device)
-        if ids.device != self.wte.weight.device:
+        device = self.wte.weight.device
+        if not isinstance(ids, Tensor):
+            ids = Tensor(ids, device="cpu")     # host data stays there until wte checks it
+        elif ids.device != device:
             raise RuntimeError(f"{owner}: {arg} {ids.shape} on {ids.device} but the model's "
-                               f"weights on {self.wte.weight.device}; move one of them with "
-                               f".to({self.wte.weight.device!r})")
+                               f"weights on {device}; move one of them with .to({device!r})")
         if ids.ndim == 1:
             ids = ids.unsqueeze(0)
         if ids.ndim != 2 or ids.dtype.kind not in "iu":
@@ -151,5 +152,6 @@ class Transformer(Module):
             raise ValueError(f"{owner}: a sequence of {past + T} tokens is longer than "
                              f"block_size={self.block_size}; crop (or truncate) the input to "
                              f"the last {self.block_size} tokens")
-        pos = arange(past, past + T, device=ids.device)            # (T,)
-        return self.drop(self.wte(ids) + self.wpe(pos))             # (B, T, C)
+        pos = arange(past, past + T, device=device)                 # (T,)
+        tokens = self.wte(ids if ids.device == device else ids.data)  # host ids: checked, copied
+        return self.drop(tokens + self.wpe(pos))                    # (B, T, C)

@@ -8,9 +8,10 @@
 from . import backend
 from .backend import get_rng_state, manual_seed, set_rng_state
 from .autograd import Function, enable_grad, is_grad_enabled, no_grad
-from .tensor import (Tensor, arange, bool_, cat, float16, float32, float64, full,
-                     get_default_device, int32, int64, ones, ones_like, rand, randint, randn,
-                     randn_like, set_default_device, stack, tril, triu, where, zeros, zeros_like)
+from .tensor import (Tensor, bool_, float16, float32, float64, get_default_device, int32, int64,
+                     set_default_device, where)
+from .creation import (arange, cat, full, ones, ones_like, rand, randint, randn, randn_like,
+                       stack, tril, triu, zeros, zeros_like)
 from .gradcheck import gradcheck
 from . import checkpoint, data, functional, generate, metrics, nn, optim, viz
 

@@ -6,6 +6,7 @@ below are thin wrappers: every op's forward and backward live in ``ops.py``.
 """
 from __future__ import annotations
 
+import operator
 from collections import namedtuple
 
 import numpy as np
@@ -52,6 +53,11 @@ def _to_array(data, dtype, device):
     if dtype is not None and array.dtype != np.dtype(dtype):
         array = array.astype(dtype)
     return array
+
+
+def _comparison(op):
+    """A Tensor method ``self <op> other`` for an elementwise comparison (no gradient)."""
+    return lambda self, other: self._compare(other, op)
 
 
 class Tensor:
@@ -334,34 +340,20 @@ class Tensor:
                                f"{other.device}")
         return Tensor._from_op(op(self.data, other.data))
 
-    def __eq__(self, other):
-        return self._compare(other, lambda a, b: a == b)
-
-    def __ne__(self, other):
-        return self._compare(other, lambda a, b: a != b)
-
-    def __lt__(self, other):
-        return self._compare(other, lambda a, b: a < b)
-
-    def __le__(self, other):
-        return self._compare(other, lambda a, b: a <= b)
-
-    def __gt__(self, other):
-        return self._compare(other, lambda a, b: a > b)
-
-    def __ge__(self, other):
-        return self._compare(other, lambda a, b: a >= b)
+    # x == y, x < y, x & y, ...: elementwise, on the arrays, giving a boolean tensor.
+    __eq__ = _comparison(operator.eq)
+    __ne__ = _comparison(operator.ne)
+    __lt__ = _comparison(operator.lt)
+    __le__ = _comparison(operator.le)
+    __gt__ = _comparison(operator.gt)
+    __ge__ = _comparison(operator.ge)
+    __and__ = _comparison(operator.and_)
+    __or__ = _comparison(operator.or_)
 
     def __invert__(self):
         if self.dtype != bool_:
             raise TypeError(f"~ is only defined for boolean tensors, not {self.dtype}")
         return Tensor._from_op(~self.data)
-
-    def __and__(self, other):
-        return self._compare(other, lambda a, b: a & b)
-
-    def __or__(self, other):
-        return self._compare(other, lambda a, b: a | b)
 
     __hash__ = object.__hash__      # == is elementwise, so hash by identity
 
@@ -508,10 +500,15 @@ class Tensor:
         return where(mask, self._operand(value), self)
 
     def tril(self, diagonal=0):
-        return tril(self, diagonal)
+        """Keep the lower triangle (``col - row <= diagonal``) of the last two axes, zero the
+        rest."""
+        return where(Tensor._from_op(_triangle_mask(self.shape, diagonal, True, self.xp)),
+                     self, 0.0)
 
     def triu(self, diagonal=0):
-        return triu(self, diagonal)
+        """Keep the upper triangle (``col - row >= diagonal``) of the last two axes."""
+        return where(Tensor._from_op(_triangle_mask(self.shape, diagonal, False, self.xp)),
+                     self, 0.0)
 
     def softmax(self, dim=-1):
         from . import functional
@@ -538,7 +535,7 @@ def _index_arg(index):
     return index
 
 
-# --- functions on several tensors -------------------------------------------------------
+# --- functions of tensors the methods above use ------------------------------------------
 def where(cond, x, y):
     """Elementwise ``x if cond else y``; ``cond`` is a boolean tensor (not differentiated)."""
     ref = x if isinstance(x, Tensor) else y
@@ -551,98 +548,7 @@ def where(cond, x, y):
     return ops.Where.apply(x, y, cond=cond.data.astype(bool))
 
 
-def cat(tensors, dim=0):
-    tensors = list(tensors)
-    if not tensors:
-        raise ValueError("cat: expected a non-empty list of tensors")
-    return tensors[0] if len(tensors) == 1 else ops.Cat.apply(*tensors, dim=dim)
-
-
-def stack(tensors, dim=0):
-    tensors = list(tensors)
-    if not tensors:
-        raise ValueError("stack: expected a non-empty list of tensors")
-    shapes = {t.shape for t in tensors}
-    if len(shapes) > 1:
-        raise ValueError(f"stack: all tensors must have the same shape; got {sorted(shapes)}")
-    return cat([t.unsqueeze(dim) for t in tensors], dim=dim)
-
-
 def _triangle_mask(shape, diagonal, lower, xp):
     n, m = shape[-2], shape[-1]
     rows, cols = xp.arange(n)[:, None], xp.arange(m)[None, :]
     return cols - rows <= diagonal if lower else cols - rows >= diagonal
-
-
-def tril(x, diagonal=0):
-    """Keep the lower triangle (``col - row <= diagonal``) of the last two axes, zero the rest."""
-    return where(Tensor._from_op(_triangle_mask(x.shape, diagonal, True, x.xp)), x, 0.0)
-
-
-def triu(x, diagonal=0):
-    """Keep the upper triangle (``col - row >= diagonal``) of the last two axes, zero the rest."""
-    return where(Tensor._from_op(_triangle_mask(x.shape, diagonal, False, x.xp)), x, 0.0)
-
-
-# --- factories --------------------------------------------------------------------------
-def _factory(make, shape, dtype, device, requires_grad):
-    device = backend.normalize_device(device or _default["device"])
-    array = make(backend.xp_for(device), _shape_arg(shape), np.dtype(dtype))
-    return Tensor._from_op(array).requires_grad_(requires_grad)
-
-
-def zeros(*shape, dtype=float32, device=None, requires_grad=False):
-    return _factory(lambda xp, s, d: xp.zeros(s, d), shape, dtype, device, requires_grad)
-
-
-def ones(*shape, dtype=float32, device=None, requires_grad=False):
-    return _factory(lambda xp, s, d: xp.ones(s, d), shape, dtype, device, requires_grad)
-
-
-def full(shape, fill_value, dtype=float32, device=None, requires_grad=False):
-    return _factory(lambda xp, s, d: xp.full(s, fill_value, d), (shape,), dtype, device,
-                    requires_grad)
-
-
-def randn(*shape, dtype=float32, device=None, requires_grad=False):
-    """Standard normal samples from the library's seeded generator (see ``manual_seed``)."""
-    def make(xp, s, d):
-        dev = backend.device_of(xp.empty(0))
-        return backend.generator(dev).standard_normal(s, dtype=d)
-    return _factory(make, shape, dtype, device, requires_grad)
-
-
-def rand(*shape, dtype=float32, device=None, requires_grad=False):
-    """Uniform samples in [0, 1) from the library's seeded generator."""
-    def make(xp, s, d):
-        dev = backend.device_of(xp.empty(0))
-        return backend.generator(dev).random(s, dtype=d)
-    return _factory(make, shape, dtype, device, requires_grad)
-
-
-def randint(low, high, size, device=None):
-    device = backend.normalize_device(device or _default["device"])
-    return Tensor._from_op(backend.generator(device).integers(low, high, _shape_arg((size,)),
-                                                              dtype=np.int64))
-
-
-def arange(start, end=None, step=1, dtype=None, device=None):
-    """Like ``range`` as a tensor: int64 when all bounds are ints, float32 otherwise."""
-    if end is None:
-        start, end = 0, start
-    if dtype is None:
-        dtype = int64 if all(isinstance(v, int) for v in (start, end, step)) else float32
-    device = backend.normalize_device(device or _default["device"])
-    return Tensor._from_op(backend.xp_for(device).arange(start, end, step, dtype=dtype))
-
-
-def zeros_like(t, dtype=None):
-    return zeros(t.shape, dtype=dtype or t.dtype, device=t.device)
-
-
-def ones_like(t, dtype=None):
-    return ones(t.shape, dtype=dtype or t.dtype, device=t.device)
-
-
-def randn_like(t):
-    return randn(t.shape, dtype=t.dtype, device=t.device)

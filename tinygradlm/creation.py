@@ -1,0 +1,99 @@
+"""Making tensors: factories (``zeros``, ``randn``, ``arange``, ...) and joins (``cat``, ``stack``),
+with PyTorch's names and defaults.  Random factories draw from the library's seeded generators
+(``manual_seed``), on the device the tensor is made on.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import backend, ops
+from .tensor import Tensor, _default, _shape_arg, float32, int64
+
+
+def cat(tensors, dim=0):
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat: expected a non-empty list of tensors")
+    return tensors[0] if len(tensors) == 1 else ops.Cat.apply(*tensors, dim=dim)
+
+
+def stack(tensors, dim=0):
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack: expected a non-empty list of tensors")
+    shapes = {t.shape for t in tensors}
+    if len(shapes) > 1:
+        raise ValueError(f"stack: all tensors must have the same shape; got {sorted(shapes)}")
+    return cat([t.unsqueeze(dim) for t in tensors], dim=dim)
+
+
+def tril(x, diagonal=0):
+    return x.tril(diagonal)
+
+
+def triu(x, diagonal=0):
+    return x.triu(diagonal)
+
+
+# --- factories --------------------------------------------------------------------------
+def _factory(make, shape, dtype, device, requires_grad):
+    device = backend.normalize_device(device or _default["device"])
+    array = make(backend.xp_for(device), _shape_arg(shape), np.dtype(dtype))
+    return Tensor._from_op(array).requires_grad_(requires_grad)
+
+
+def zeros(*shape, dtype=float32, device=None, requires_grad=False):
+    return _factory(lambda xp, s, d: xp.zeros(s, d), shape, dtype, device, requires_grad)
+
+
+def ones(*shape, dtype=float32, device=None, requires_grad=False):
+    return _factory(lambda xp, s, d: xp.ones(s, d), shape, dtype, device, requires_grad)
+
+
+def full(shape, fill_value, dtype=float32, device=None, requires_grad=False):
+    return _factory(lambda xp, s, d: xp.full(s, fill_value, d), (shape,), dtype, device,
+                    requires_grad)
+
+
+def randn(*shape, dtype=float32, device=None, requires_grad=False):
+    """Standard normal samples from the library's seeded generator (see ``manual_seed``)."""
+    def make(xp, s, d):
+        dev = backend.device_of(xp.empty(0))
+        return backend.generator(dev).standard_normal(s, dtype=d)
+    return _factory(make, shape, dtype, device, requires_grad)
+
+
+def rand(*shape, dtype=float32, device=None, requires_grad=False):
+    """Uniform samples in [0, 1) from the library's seeded generator."""
+    def make(xp, s, d):
+        dev = backend.device_of(xp.empty(0))
+        return backend.generator(dev).random(s, dtype=d)
+    return _factory(make, shape, dtype, device, requires_grad)
+
+
+def randint(low, high, size, device=None):
+    device = backend.normalize_device(device or _default["device"])
+    return Tensor._from_op(backend.generator(device).integers(low, high, _shape_arg((size,)),
+                                                              dtype=np.int64))
+
+
+def arange(start, end=None, step=1, dtype=None, device=None):
+    """Like ``range`` as a tensor: int64 when all bounds are ints, float32 otherwise."""
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        dtype = int64 if all(isinstance(v, int) for v in (start, end, step)) else float32
+    device = backend.normalize_device(device or _default["device"])
+    return Tensor._from_op(backend.xp_for(device).arange(start, end, step, dtype=dtype))
+
+
+def zeros_like(t, dtype=None):
+    return zeros(t.shape, dtype=dtype or t.dtype, device=t.device)
+
+
+def ones_like(t, dtype=None):
+    return ones(t.shape, dtype=dtype or t.dtype, device=t.device)
+
+
+def randn_like(t):
+    return randn(t.shape, dtype=t.dtype, device=t.device)

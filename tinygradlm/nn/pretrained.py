@@ -14,7 +14,8 @@ class PretrainedModel(Module):
     config_class = None
 
     def save_pretrained(self, directory, tokenizer=None):
-        """Write ``config.json``, ``model.npz`` (and ``tokenizer.json``) into ``directory``."""
+        """Write ``config.json``, ``model.safetensors`` (and ``tokenizer.json``) into
+        ``directory``."""
         from ..checkpoint import save_pretrained
         save_pretrained(self, directory, tokenizer)
 

@@ -409,13 +409,9 @@ class Tensor:
 
     # --- shape and movement -------------------------------------------------------------
     def reshape(self, *shape):
+        """The same elements in a new shape; one size may be -1 (inferred).  A shape that does
+        not fit is refused by the op, ``ops.Reshape``."""
         shape = _shape_arg(shape)
-        if -1 in shape:
-            known = int(np.prod([n for n in shape if n != -1]))
-            if shape.count(-1) > 1 or known == 0 or self.numel() % known:
-                raise ValueError(f"reshape: cannot view a tensor of shape {self.shape} "
-                                 f"({self.numel()} elements) as shape {shape}")
-            shape = tuple(self.numel() // known if n == -1 else n for n in shape)
         return self if shape == self.shape else ops.Reshape.apply(self, shape=shape)
 
     view = reshape

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import math
 import os
 import random
@@ -58,7 +59,7 @@ def cuda_is_available() -> bool:
 
 
 def cuda_unavailable_reason() -> str | None:
-    """Why ``"cuda"`` cannot be used, as a sentence for the user (None when it can)."""
+    """Why ``"cuda"`` cannot be used (None when it can)."""
     return None if cuda_is_available() else _cupy_error
 
 
@@ -95,8 +96,8 @@ def xp_for(device: str):
 def device_of(array) -> str:
     """``"cuda"`` for a CuPy array (anything with ``__cuda_array_interface__``), else
     ``"cpu"`` (NumPy arrays and scalars, Python lists and numbers)."""
-    if isinstance(array, (np.ndarray, np.generic)):
-        return "cpu"                # the common case first: one isinstance
+    if isinstance(array, (np.ndarray, np.generic)):     # the common case first
+        return "cpu"
     return "cuda" if hasattr(array, "__cuda_array_interface__") else "cpu"
 
 
@@ -186,22 +187,17 @@ def erf(x):
     return _erf_ufunc()(x)
 
 
-_ERF = None
-
-
+@functools.cache
 def _erf_ufunc():
-    global _ERF
-    if _ERF is None:
-        try:
-            import numba
-        except ImportError:
-            _ERF = _erf_python
-        else:
-            @numba.vectorize(["float32(float32)", "float64(float64)"], cache=True)
-            def erf_ufunc(v):
-                return math.erf(v)
-            _ERF = erf_ufunc
-    return _ERF
+    try:
+        import numba
+    except ImportError:
+        return _erf_python
+
+    @numba.vectorize(["float32(float32)", "float64(float64)"], cache=True)
+    def erf_ufunc(v):
+        return math.erf(v)
+    return erf_ufunc
 
 
 def _erf_python(x):
@@ -214,15 +210,12 @@ def _erf_python(x):
 def tune_malloc() -> bool:
     """Ask glibc's malloc to keep freed blocks for reuse instead of returning them to the OS.
 
-    Training frees and re-allocates the same activation-sized arrays every step.  By default
-    glibc serves blocks over 128 KiB with mmap and unmaps them on free, so every step faults
-    fresh pages in again.  Raising the mmap and trim thresholds makes freed arrays reusable,
-    at the price of a process that holds on to its peak memory.  That is a setting for the
-    whole process, so importing tinygradlm never makes it: the training loop and the
-    benchmarks call this once before they start (the README's results give the gain).  Set
-    ``TINYGRADLM_SYSTEM_MALLOC=1`` to leave malloc alone.  Returns whether the setting took
-    effect (False off glibc, e.g. on macOS or Windows).
-    """
+    Training frees and re-allocates the same activation-sized arrays every step; glibc serves
+    blocks over 128 KiB with mmap and unmaps them on free, so every step faults fresh pages in
+    again.  Raising the mmap and trim thresholds keeps them, at the price of a process that
+    holds on to its peak memory: a whole-process setting, so the training loop and benchmarks
+    call this, never the import.  ``TINYGRADLM_SYSTEM_MALLOC=1`` leaves malloc alone.  Returns
+    whether the setting took effect (False off glibc, e.g. on macOS or Windows)."""
     if os.environ.get("TINYGRADLM_SYSTEM_MALLOC", "") not in ("", "0"):
         return False
     try:

@@ -36,11 +36,6 @@ def gradcheck(fn, *inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 
             raise TypeError(f"gradcheck: input {i} is {inputs[i].dtype}; finite differences "
                             f"need float64 (use .double()), float32 passes or fails by luck")
     rng = np.random.default_rng(seed)
-
-    def scalar(u):
-        out = fn(*inputs)
-        return float((out.numpy().astype(np.float64) * u).sum())
-
     out = fn(*inputs)
     if not isinstance(out, Tensor):
         raise TypeError(f"gradcheck: fn must return a Tensor, got {type(out).__name__}")
@@ -56,10 +51,10 @@ def gradcheck(fn, *inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 
         original = x.data.copy()
         xp = x.xp
 
-        def at(delta):
+        def at(delta):          # L(x + delta) = sum(f(x + delta) * u)
             x.data = original + xp.asarray(delta)
             try:
-                return scalar(u)
+                return float((fn(*inputs).numpy().astype(np.float64) * u).sum())
             finally:
                 x.data = original
 
@@ -98,6 +93,3 @@ def _fail(report, raise_exception):
         raise GradcheckError(report)
     print(report)
     return False
-
-
-__all__ = ["gradcheck", "GradcheckError"]

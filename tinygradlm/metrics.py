@@ -21,12 +21,9 @@ batches (the last, ragged one; padded ones whose pads are ignored), so ``perplex
 Classification
 --------------
 ``accuracy``, ``precision_recall_f1``, ``f1_score`` and ``confusion_matrix`` follow
-scikit-learn's definitions and conventions (so numbers can be compared with papers and other
-code): labels may be ints, bools or strings; ``average="binary"`` scores the class
-``pos_label`` only; ``"macro"`` is the unweighted mean over classes; ``"micro"`` pools the
-counts of all classes first (for single-label data micro-F1 equals accuracy); a ratio whose
-denominator is 0 is 0.0 (scikit-learn's ``zero_division=0``, without the warning).  Inputs may
-be lists, NumPy arrays or tensors (anything with a ``.numpy()`` method).
+scikit-learn's definitions and conventions, so numbers can be compared with papers and other
+code.  Labels may be ints, bools or strings; inputs may be lists, NumPy arrays or tensors
+(anything with a ``.numpy()`` method).
 
 Translation / generation
 ------------------------
@@ -46,25 +43,23 @@ import numpy as np
 # --- language-model loss ----------------------------------------------------------------
 
 
+def _array(x, dtype=None) -> np.ndarray:
+    """A NumPy array from a number, a list, an array or a tensor (anything with .numpy())."""
+    return np.asarray(x.numpy() if hasattr(x, "numpy") else x, dtype=dtype)
+
+
 def _scalar(x, name: str) -> float:
-    """A Python float from a number, a NumPy scalar or a one-element array/tensor."""
-    a = np.asarray(x.numpy() if hasattr(x, "numpy") else x, dtype=np.float64)
+    a = _array(x, np.float64)
     if a.size != 1:
         raise ValueError(f"{name} must be a single number, got an array of shape {a.shape}")
     return float(a.reshape(()))
 
 
 def mean_nll(total_nll, n_tokens) -> float:
-    """Token-weighted mean negative log-likelihood: sum(total_nll) / sum(n_tokens).
-
-    ``total_nll`` and ``n_tokens`` are either two numbers (the NLL summed over a whole set, in
-    nats, and how many tokens it covers) or two equal-length sequences of per-batch sums and
-    counts.  A batch's sum is its mean loss times its token count.
-    """
-    sums = np.atleast_1d(np.asarray(total_nll.numpy() if hasattr(total_nll, "numpy")
-                                    else total_nll, dtype=np.float64))
-    counts = np.atleast_1d(np.asarray(n_tokens.numpy() if hasattr(n_tokens, "numpy")
-                                      else n_tokens, dtype=np.float64))
+    """Token-weighted mean negative log-likelihood: sum(total_nll) / sum(n_tokens).  Two
+    numbers (NLL summed over a set, in nats, and its token count) or two equal-length
+    sequences of per-batch sums (mean loss times token count) and counts."""
+    sums, counts = (np.atleast_1d(_array(x, np.float64)) for x in (total_nll, n_tokens))
     if sums.ndim != 1 or counts.ndim != 1:
         raise ValueError(f"mean_nll: total_nll and n_tokens must be numbers or 1-D sequences, "
                          f"got shapes {sums.shape} and {counts.shape}")
@@ -79,8 +74,7 @@ def mean_nll(total_nll, n_tokens) -> float:
 
 def _resolve_loss(fn: str, loss, total_nll, n_tokens) -> float:
     """The mean NLL per token, from either ``loss`` or ``total_nll`` + ``n_tokens``."""
-    corpus_form = total_nll is not None or n_tokens is not None
-    if loss is not None and corpus_form:
+    if loss is not None and (total_nll is not None or n_tokens is not None):
         raise TypeError(f"{fn}: pass either loss or total_nll= and n_tokens=, not both")
     if loss is not None:
         return _scalar(loss, "loss")
@@ -91,12 +85,8 @@ def _resolve_loss(fn: str, loss, total_nll, n_tokens) -> float:
 
 def perplexity(loss=None, *, total_nll=None, n_tokens=None) -> float:
     """exp(mean NLL per token in nats), ``inf`` instead of an OverflowError for huge losses.
-
-    Either ``perplexity(loss)`` with ``loss`` the mean NLL per token (what the training loop's
-    cross-entropy returns), or the corpus-level ``perplexity(total_nll=..., n_tokens=...)``
-    with summed NLLs and token counts (numbers or per-batch sequences, see ``mean_nll``).
-    A NaN loss gives NaN, so a diverged run does not masquerade as merely "very bad".
-    """
+    From a mean ``loss`` or corpus-level ``total_nll=`` and ``n_tokens=`` (see ``mean_nll``).
+    A NaN loss gives NaN, so a diverged run does not masquerade as merely "very bad"."""
     nll = _resolve_loss("perplexity", loss, total_nll, n_tokens)
     try:
         return math.exp(nll)
@@ -128,7 +118,7 @@ def _labels_1d(y, name: str) -> np.ndarray:
     """A 1-D array of class labels from a list, an array or a tensor, with the checks that
     catch the usual mistakes: logits instead of argmax-ed predictions, probabilities instead
     of classes, NaNs."""
-    a = np.asarray(y.numpy() if hasattr(y, "numpy") else y)
+    a = _array(y)
     if a.ndim != 1:
         raise ValueError(f"{name} must be a 1-D sequence of class labels, got shape {a.shape}"
                          f" (take argmax over the class axis of scores first)")
@@ -147,20 +137,21 @@ def _check_pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"y_true has {len(t)} samples but y_pred has {len(p)}")
     if len(t) == 0:
         raise ValueError("y_true and y_pred are empty: need at least one sample")
-    # NumPy would silently turn [1, 0] vs ["1", "0"] into strings and call them equal.
-    if (t.dtype.kind in "US") != (p.dtype.kind in "US"):
-        raise ValueError(f"y_true and y_pred mix string and numeric labels "
-                         f"({t.dtype} vs {p.dtype})")
+    _same_kind(t, p, "y_true and y_pred mix string and numeric labels")
     return t, p
+
+
+def _same_kind(a: np.ndarray, b: np.ndarray, what: str):
+    # NumPy would silently turn [1, 0] vs ["1", "0"] into strings and call them equal.
+    if (a.dtype.kind in "US") != (b.dtype.kind in "US"):
+        raise ValueError(f"{what} ({a.dtype} vs {b.dtype})")
 
 
 def _check_labels(labels, t: np.ndarray) -> np.ndarray:
     lab = _labels_1d(labels, "labels")
     if len(lab) == 0:
         raise ValueError("labels must contain at least one label")
-    if (lab.dtype.kind in "US") != (t.dtype.kind in "US"):
-        raise ValueError(f"labels mix string and numeric labels with y_true "
-                         f"({lab.dtype} vs {t.dtype})")
+    _same_kind(lab, t, "labels mix string and numeric labels with y_true")
     if len(np.unique(lab)) != len(lab):
         raise ValueError(f"labels contains duplicates: {lab.tolist()}")
     return lab
@@ -183,12 +174,9 @@ def accuracy(y_true, y_pred) -> float:
 
 def confusion_matrix(y_true, y_pred, labels=None) -> np.ndarray:
     """``cm[i, j]`` = number of samples whose true label is ``labels[i]`` and predicted label
-    is ``labels[j]`` (rows: truth, columns: prediction), as ``int64``.
-
-    ``labels`` defaults to the sorted union of the labels seen in either input.  When given,
-    it fixes the order of rows/columns; samples whose true or predicted label is not in it are
-    left out, and at least one of them must occur in ``y_true`` (as in scikit-learn).
-    """
+    is ``labels[j]`` (rows: truth, columns: prediction), as ``int64``.  ``labels`` (default:
+    the sorted union of both inputs) fixes the order; samples with a label not in it are left
+    out, and at least one of them must occur in ``y_true`` (as in scikit-learn)."""
     t, p = _check_pair(y_true, y_pred)
     if labels is None:
         lab = np.union1d(t, p)
@@ -213,15 +201,12 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 def _class_counts(t: np.ndarray, p: np.ndarray, lab: np.ndarray):
     """Per class in ``lab``: true positives, how many samples truly are the class (support)
     and how many are predicted as it.  That is all P/R/F1 need: FP = predicted - TP and
-    FN = support - TP.  Counted with bincount over the union of every label in sight, then
-    the classes asked for are picked out (a class in ``lab`` seen nowhere scores 0s)."""
+    FN = support - TP.  Read off the confusion matrix over every label in sight (a class in
+    ``lab`` seen nowhere scores 0s): the diagonal, the row sums and the column sums."""
     universe = np.union1d(np.union1d(t, p), lab)
-    ti, _ = _index_of(t, universe)
-    pi, _ = _index_of(p, universe)
+    cm = confusion_matrix(t, p, universe)
     idx, _ = _index_of(lab, universe)
-    m = len(universe)
-    tp = np.bincount(ti[ti == pi], minlength=m)[idx]
-    return tp, np.bincount(ti, minlength=m)[idx], np.bincount(pi, minlength=m)[idx]
+    return np.diag(cm)[idx], cm.sum(axis=1)[idx], cm.sum(axis=0)[idx]
 
 
 def precision_recall_f1(y_true, y_pred, average: str | None = "binary", pos_label=1,
@@ -234,15 +219,13 @@ def precision_recall_f1(y_true, y_pred, average: str | None = "binary", pos_labe
 
     ``average``:
 
-    * ``"binary"`` (default): the scores of class ``pos_label`` only.  The data may hold at
-      most two distinct labels (over y_true and y_pred together), and ``pos_label`` must be one
-      of them unless only one label occurs at all.  ``labels`` is ignored, as in scikit-learn.
-    * ``"macro"``: unweighted mean of the per-class scores, so rare classes count as much as
-      common ones.  Classes are ``labels``, else the union of labels in y_true and y_pred.
-    * ``"micro"``: TP, FP and FN summed over the classes first.  With every class included,
-      each wrong prediction is one FP and one FN, so micro P == R == F1 == accuracy.
-    * ``"weighted"``: mean of the per-class scores weighted by each class's support (its count
-      in y_true).
+    * ``"binary"`` (default): class ``pos_label`` only; y_true and y_pred hold at most two
+      distinct labels, ``pos_label`` among them unless only one occurs.  ``labels`` ignored.
+    * ``"macro"``: unweighted mean of the per-class scores (rare classes count as much as
+      common ones), over ``labels``, else the union of labels in y_true and y_pred.
+    * ``"micro"``: TP, FP and FN summed over the classes first; with every class included,
+      each error is one FP and one FN, so micro P == R == F1 == accuracy.
+    * ``"weighted"``: mean of the per-class scores weighted by support (count in y_true).
     * ``None``: per-class arrays, in the order of ``labels`` (else the sorted union).
 
     Returns ``(precision, recall, f1)``: floats, or three arrays when ``average`` is None.
@@ -292,28 +275,25 @@ def f1_score(y_true, y_pred, average: str | None = "binary", pos_label=1, labels
 
 
 def format_confusion_matrix(cm, label_names=None) -> str:
-    """A confusion matrix as an aligned text table: one row per true class, one column per
-    predicted class, so the diagonal holds the correct predictions.  ``label_names`` defaults
-    to 0..k-1.  Returns the string (no trailing newline) for the caller to print or log::
+    """A confusion matrix as an aligned text table (rows: truth, columns: prediction, so the
+    diagonal is the correct predictions; ``label_names`` default to 0..k-1), no final newline::
 
         true\\pred  cat  dog
         cat          5    1
         dog          0    3
     """
-    m = np.asarray(cm.numpy() if hasattr(cm, "numpy") else cm)
+    m = _array(cm)
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
         raise ValueError(f"confusion matrix must be square, got shape {m.shape}")
     names = [str(n) for n in (range(len(m)) if label_names is None else label_names)]
     if len(names) != len(m):
         raise ValueError(f"{len(names)} label names for a {len(m)}x{len(m)} confusion matrix")
     cells = [[f"{v:g}" if m.dtype.kind == "f" else str(v) for v in row] for row in m.tolist()]
-    corner = "true\\pred"
-    head_w = max([len(corner), *(len(n) for n in names)])
-    col_w = [max(len(names[j]), *(len(row[j]) for row in cells)) for j in range(len(names))]
-    lines = [corner.ljust(head_w) + "".join(f"  {n:>{w}}" for n, w in zip(names, col_w))]
-    for name, row in zip(names, cells):
-        lines.append(name.ljust(head_w) + "".join(f"  {c:>{w}}" for c, w in zip(row, col_w)))
-    return "\n".join(lines)
+    rows = [("true\\pred", names)] + list(zip(names, cells))
+    head_w = max(len(head) for head, _ in rows)
+    col_w = [max(len(row[j]) for _, row in rows) for j in range(len(names))]
+    return "\n".join(head.ljust(head_w) + "".join(f"  {c:>{w}}" for c, w in zip(row, col_w))
+                     for head, row in rows)
 
 
 # --- BLEU -------------------------------------------------------------------------------
@@ -450,8 +430,7 @@ def bleu(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> BLEU
         # Clipping ceiling: each n-gram's largest count in any single reference.
         max_ref = Counter()
         for toks in ref_tokens:
-            for gram, c in _ngram_counts(toks).items():
-                max_ref[gram] = max(max_ref[gram], c)
+            max_ref |= _ngram_counts(toks)        # Counter | keeps the larger of two counts
         hyp_tokens = tokenize_13a(hyp)
         for gram, c in _ngram_counts(hyp_tokens).items():
             totals[len(gram) - 1] += c
@@ -460,10 +439,7 @@ def bleu(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> BLEU
         sys_len += c_len
         ref_len += min((len(t) for t in ref_tokens), key=lambda r: (abs(r - c_len), r))
 
-    if sys_len < ref_len:
-        bp = math.exp(1 - ref_len / sys_len) if sys_len > 0 else 0.0
-    else:
-        bp = 1.0
+    bp = 1.0 if sys_len >= ref_len else math.exp(1 - ref_len / sys_len) if sys_len else 0.0
     precisions = [0.0] * n_max
     if not any(counts):
         return BLEUScore(0.0, precisions, bp, sys_len, ref_len, counts, totals)
@@ -476,8 +452,6 @@ def bleu(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> BLEU
             precisions[n] = 100.0 / (2 ** zero_orders * totals[n])
         else:
             precisions[n] = 100.0 * counts[n] / totals[n]
-    if min(precisions) == 0.0:
-        score = 0.0
-    else:                                     # geometric mean, in log space
-        score = bp * math.exp(sum(math.log(p) for p in precisions) / n_max)
+    # Geometric mean, in log space.
+    score = bp * math.exp(sum(math.log(p) for p in precisions) / n_max) if min(precisions) else 0.0
     return BLEUScore(score, precisions, bp, sys_len, ref_len, counts, totals)

@@ -39,10 +39,7 @@ class Optimizer:
             self.param_groups.append(group)
 
     def zero_grad(self, set_to_none: bool = True):
-        for group in self.param_groups:
-            for p in group["params"]:
-                p.grad = None if set_to_none or p.grad is None else Tensor._from_op(
-                    p.grad.xp.zeros_like(p.grad.data))
+        zero_grad(self._params(), set_to_none)
 
     @no_grad()
     def step(self):
@@ -55,9 +52,10 @@ class Optimizer:
     def update(self, p, g, state, group):
         raise NotImplementedError
 
-    # --- state: plain numbers and host arrays, keyed by parameter position ---------------------
     def _params(self):
         return [p for group in self.param_groups for p in group["params"]]
+
+    # --- state: plain numbers and host arrays, keyed by parameter position ---------------------
 
     def state_dict(self) -> dict:
         """``{"state": {index: {name: array or number}}, "param_groups": [...]}`` with
@@ -86,6 +84,13 @@ class Optimizer:
                                      if hasattr(v, "shape") else v) for k, v in s.items()}
 
 
+def zero_grad(params, set_to_none: bool = True):
+    """Drop the gradients (or fill them with zeros) of ``params``: Optimizer and Module."""
+    for p in params:
+        p.grad = None if set_to_none or p.grad is None else Tensor._from_op(
+            p.grad.xp.zeros_like(p.grad.data))
+
+
 def _follow(state: dict, device: str) -> dict:
     """Move a parameter's state arrays to the parameter's device, in place: after
     ``model.to("cuda")`` the optimizer's moments follow the parameters at the next step."""
@@ -111,13 +116,12 @@ class SGD(Optimizer):
             g = g + group["weight_decay"] * p.data
         m = group["momentum"]
         if m:
-            if "momentum_buffer" not in state:
-                state["momentum_buffer"] = g.copy()
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = g.copy()
             else:
-                buf = state["momentum_buffer"]
                 buf *= m
                 buf += (1 - group["dampening"]) * g
-            buf = state["momentum_buffer"]
             g = g + m * buf if group["nesterov"] else buf
         p.data -= group["lr"] * g
 
@@ -126,17 +130,17 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba): running means of g and g^2, bias-corrected.
     ``weight_decay`` here is L2: it is added to the gradient (use AdamW for decoupled decay)."""
 
+    decoupled_weight_decay = False
+
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
                                       weight_decay=weight_decay))
 
     def update(self, p, g, state, group):
-        if group["weight_decay"]:
+        if group["weight_decay"] and self.decoupled_weight_decay:
+            p.data *= 1 - group["lr"] * group["weight_decay"]
+        elif group["weight_decay"]:
             g = g + group["weight_decay"] * p.data
-        self._adam_step(p, g, state, group)
-
-    @staticmethod
-    def _adam_step(p, g, state, group):
         beta1, beta2 = group["betas"]
         if not state:
             state["step"] = 0
@@ -159,13 +163,10 @@ class AdamW(Adam):
     then the Adam step on the raw gradient.  Use ``weight_decay_groups`` to decay only
     matrices, not biases and LayerNorm gains."""
 
+    decoupled_weight_decay = True
+
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
-
-    def update(self, p, g, state, group):
-        if group["weight_decay"]:
-            p.data *= 1 - group["lr"] * group["weight_decay"]
-        self._adam_step(p, g, state, group)
 
 
 def weight_decay_groups(named_parameters, weight_decay: float):

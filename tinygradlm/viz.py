@@ -9,12 +9,6 @@ import subprocess
 from .tensor import Tensor
 
 
-def _tensor_label(t: Tensor, names: dict) -> str:
-    name = names.get(id(t), "")
-    shape = "x".join(str(n) for n in t.shape) or "scalar"
-    return (f"{name}\\n" if name else "") + f"{shape} {t.dtype}"
-
-
 def to_dot(tensor: Tensor, names: dict | None = None) -> str:
     """DOT text of the graph that produced ``tensor``: ellipses are tensors (shape, dtype,
     and a name from ``names`` -- e.g. ``dict(model.named_parameters())`` -- when given),
@@ -30,8 +24,9 @@ def to_dot(tensor: Tensor, names: dict | None = None) -> str:
         seen.add(id(t))
         color = "lightblue" if t.requires_grad and t.is_leaf else (
             "orange" if t is tensor else "white")
-        lines.append(f'  t{id(t)} [label="{_tensor_label(t, label_of)}", style=filled, '
-                     f'fillcolor={color}];')
+        name = f"{label_of[id(t)]}\\n" if label_of.get(id(t)) else ""
+        label = name + ("x".join(str(n) for n in t.shape) or "scalar") + f" {t.dtype}"
+        lines.append(f'  t{id(t)} [label="{label}", style=filled, fillcolor={color}];')
         fn = t._ctx
         if fn is not None:
             lines.append(f'  f{id(fn)} [label="{fn.name}", shape=box, style=filled, '

@@ -9,7 +9,8 @@ same ``TransformerBlock``; only the ``causal`` flag and the padding mask differ.
 from __future__ import annotations
 
 from .. import functional as F
-from ..tensor import Tensor, cat
+from ..creation import cat
+from ..tensor import Tensor
 from .layers import GELU, Dropout, LayerNorm, Linear
 from .module import Module
 
@@ -34,11 +35,6 @@ class KVCache:
             v = cat([self.values[layer], v], dim=2)
         self.keys[layer], self.values[layer] = k.detach(), v.detach()
         return k, v
-
-    def reorder(self, index):
-        """Keep (and repeat) batch rows ``index`` -- e.g. after expanding a prompt."""
-        self.keys = [None if k is None else k[index] for k in self.keys]
-        self.values = [None if v is None else v[index] for v in self.values]
 
 
 class MultiHeadAttention(Module):
@@ -70,10 +66,8 @@ class MultiHeadAttention(Module):
         """
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
-        q, k, v = self.c_attn(x).split(C, dim=2)                    # 3 x (B, T, C)
-        q = q.reshape(B, T, nh, hs).transpose(1, 2)                 # (B, nh, T, hs)
-        k = k.reshape(B, T, nh, hs).transpose(1, 2)                 # (B, nh, T, hs)
-        v = v.reshape(B, T, nh, hs).transpose(1, 2)                 # (B, nh, T, hs)
+        # (B, T, 3C) -> 3 x (B, T, C) -> 3 x (B, nh, T, hs)
+        q, k, v = (t.reshape(B, T, nh, hs).transpose(1, 2) for t in self.c_attn(x).split(C, dim=2))
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer_idx, k, v)            # (B, nh, T_past + T, hs)
         mask, is_causal = self._mask(B, T, k.shape[2], attention_mask, x)
@@ -136,4 +130,3 @@ class TransformerBlock(Module):
     def forward(self, x: Tensor, attention_mask=None, kv_cache: KVCache | None = None) -> Tensor:
         x = x + self.attn(self.ln_1(x), attention_mask, kv_cache)   # (B, T, C)
         return x + self.mlp(self.ln_2(x))                           # (B, T, C)
-

@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import functional as F
-from ..tensor import Tensor, zeros
+from ..creation import zeros
+from ..tensor import Tensor
 from .gpt import Transformer, check_config, init_gpt2_weights
 from .layers import GELU, LayerNorm, Linear
 from .module import Module, Parameter
@@ -61,24 +62,18 @@ class BERT(TransformerModel):
         if not 0 <= config.pad_token_id < config.vocab_size:
             raise ValueError(f"BERTConfig.pad_token_id={config.pad_token_id} is not a token id "
                              f"of a vocabulary of {config.vocab_size}")
-        self.config = config
-        c = config
+        self.config = c = config
         self.transformer = Transformer(c, causal=False)
         self.mlm_head = MLMHead(c.n_embd, c.vocab_size, c.bias)
         self.mlm_head.weight = self.transformer.wte.weight          # weight tying
         init_gpt2_weights(self, c.n_layer)
 
     def forward(self, input_ids, attention_mask=None, labels=None):
-        """input_ids (B, T) -> (logits, loss or None).
-
-        attention_mask (B, T): 1/True for real tokens; by default every token that is not
-        ``[PAD]``.  labels (B, T): the original ids at masked positions, -100 elsewhere.
-
-        Without labels the logits cover every position, (B, T, vocab_size).  With labels they
-        cover only the labelled positions, (M, vocab_size) in row-major order (the targets
-        are ``labels[labels != -100]``): the head is the costliest matmul, and 85% of its
-        output would be thrown away.
-        """
+        """input_ids (B, T) -> (logits, loss or None).  attention_mask (B, T): 1/True for real
+        tokens (default: every non-``[PAD]``); labels (B, T): original ids where masked, -100
+        elsewhere.  Without labels the logits are (B, T, vocab_size); with labels only the
+        labelled positions', (M, vocab_size) in row-major order (targets ``labels[labels !=
+        -100]``): the head is the costliest matmul, and 85% of its output would be wasted."""
         h = self.hidden_states(input_ids, attention_mask)           # (B, T, C)
         if labels is None:
             return self.mlm_head(h), None                           # (B, T, V)

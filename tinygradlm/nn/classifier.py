@@ -10,7 +10,9 @@ Pooling turns T hidden states into one vector per sequence:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import os
+from dataclasses import asdict, dataclass, field
 
 from .. import functional as F
 from .. import optim
@@ -57,11 +59,10 @@ class SequenceClassifier(PretrainedModel):
     def from_body(cls, body, num_labels: int, pooling: str | None = None, dropout: float = 0.1,
                   label_names=()) -> "SequenceClassifier":
         """A classifier around an existing (e.g. pretrained) body; its weights are kept."""
-        import dataclasses
         body_type = type(body).__name__
         pooling = pooling or ("last" if body_type == "GPT" else "cls")
-        model = cls(ClassifierConfig(body_type, dataclasses.asdict(body.config), num_labels,
-                                     pooling, dropout, list(label_names)))
+        model = cls(ClassifierConfig(body_type, asdict(body.config), num_labels, pooling, dropout,
+                                     list(label_names)))
         model.to(next(iter(body.parameters())).dtype)   # a float64 body stays float64
         model.body.load_state_dict(body.state_dict())
         model.body.train(body.training)
@@ -72,8 +73,6 @@ class SequenceClassifier(PretrainedModel):
                              dropout: float = 0.1, label_names=(), device: str | None = None):
         """Load a pretrained BERT or GPT saved with ``save_pretrained`` and put a fresh
         classification head on it."""
-        import json
-        import os
         path = os.path.join(directory, "config.json")
         try:
             with open(path) as f:
@@ -103,14 +102,13 @@ class SequenceClassifier(PretrainedModel):
         h = self.body.hidden_states(ids, mask)                      # (B, T, C)
         pooled = self.dropout(self.pool(h, mask))                   # (B, C)
         logits = self.classifier(pooled)                            # (B, num_labels)
-        loss = None
-        if labels is not None:
-            labels = labels if isinstance(labels, Tensor) else Tensor(labels, device=device)
-            if labels.shape != (ids.shape[0],):
-                raise ValueError(f"SequenceClassifier: labels {labels.shape} must be one id "
-                                 f"per sequence, ({ids.shape[0]},)")
-            loss = F.cross_entropy(logits, labels)
-        return logits, loss
+        if labels is None:
+            return logits, None
+        labels = labels if isinstance(labels, Tensor) else Tensor(labels, device=device)
+        if labels.shape != (ids.shape[0],):
+            raise ValueError(f"SequenceClassifier: labels {labels.shape} must be one id "
+                             f"per sequence, ({ids.shape[0]},)")
+        return logits, F.cross_entropy(logits, labels)
 
     def pool(self, h: Tensor, mask) -> Tensor:
         """(B, T, C) hidden states -> (B, C), looking only at real tokens."""

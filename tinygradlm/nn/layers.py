@@ -5,7 +5,8 @@ import math
 from collections import OrderedDict
 
 from .. import functional as F
-from ..tensor import Tensor, ones, rand, randn, zeros
+from ..creation import ones, rand, randn, zeros
+from ..tensor import Tensor
 from .module import Module, Parameter
 
 
@@ -106,7 +107,15 @@ class Sigmoid(Module):
         return x.sigmoid()
 
 
-class Sequential(Module):
+class _Container(Module):
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+
+class Sequential(_Container):
     """Modules applied one after another; ``Sequential(a, b)`` or ``Sequential(OrderedDict)``."""
 
     def __init__(self, *modules):
@@ -121,19 +130,13 @@ class Sequential(Module):
     def __getitem__(self, i):
         return list(self._modules.values())[i]
 
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
     def forward(self, x):
-        for m in self._modules.values():
+        for m in self:
             x = m(x)
         return x
 
 
-class ModuleList(Module):
+class ModuleList(_Container):
     """A list of modules whose parameters are registered (a plain list would hide them)."""
 
     def __init__(self, modules=()):
@@ -153,14 +156,8 @@ class ModuleList(Module):
         items = list(self._modules.values())
         return ModuleList(items[i]) if isinstance(i, slice) else items[i]
 
-    def __len__(self):
-        return len(self._modules)
 
-    def __iter__(self):
-        return iter(self._modules.values())
-
-
-class ModuleDict(Module):
+class ModuleDict(_Container):
     """A dict of named modules whose parameters are registered (nanoGPT's ``transformer``)."""
 
     def __init__(self, modules=None):
@@ -176,9 +173,6 @@ class ModuleDict(Module):
 
     def __contains__(self, name):
         return name in self._modules
-
-    def __len__(self):
-        return len(self._modules)
 
     def __iter__(self):
         return iter(self._modules)

@@ -5,8 +5,12 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .. import backend
+from .. import backend, optim
 from ..tensor import Tensor
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
 
 
 class Parameter(Tensor):
@@ -76,35 +80,26 @@ class Module:
         return self.forward(*args, **kwargs)
 
     # --- walking the tree -----------------------------------------------------------------
-    def _all_paths(self, prefix=""):
-        """(name, module) for every path in the tree, a shared sub-module under each of its
-        names (what ``state_dict`` needs; ``named_modules`` lists each module once)."""
-        stack = [(prefix, self)]
-        while stack:
-            name, m = stack.pop()
-            yield name, m
-            stack.extend(reversed([(f"{name}.{k}" if name else k, c)
-                                   for k, c in m._modules.items()]))
-
-    def _named_tensors(self):
-        """Every parameter and buffer under every name it has, in build order."""
-        for mod_name, m in self._all_paths():
-            for store in (m._parameters, m._buffers):
-                for k, t in store.items():
-                    if t is not None:
-                        yield (f"{mod_name}.{k}" if mod_name else k), t
-
-    def named_modules(self, prefix=""):
-        """(name, module) for this module and every descendant, depth first, each once."""
+    def named_modules(self, prefix="", remove_duplicate: bool = True):
+        """(name, module) for this module and every descendant, depth first, each once; with
+        ``remove_duplicate=False`` a shared sub-module comes under each of its names (as
+        ``state_dict`` needs)."""
         seen, stack = set(), [(prefix, self)]
         while stack:
             name, m = stack.pop()
-            if id(m) in seen:
+            if remove_duplicate and id(m) in seen:
                 continue
             seen.add(id(m))
             yield name, m
-            children = [(f"{name}.{k}" if name else k, c) for k, c in m._modules.items()]
-            stack.extend(reversed(children))
+            stack.extend(reversed([(_join(name, k), c) for k, c in m._modules.items()]))
+
+    def _named_tensors(self):
+        """Every parameter and buffer under every name it has, in build order."""
+        for mod_name, m in self.named_modules(remove_duplicate=False):
+            for store in (m._parameters, m._buffers):
+                for k, t in store.items():
+                    if t is not None:
+                        yield _join(mod_name, k), t
 
     def modules(self):
         return (m for _, m in self.named_modules())
@@ -123,7 +118,7 @@ class Module:
             for k, p in m._parameters.items():
                 if id(p) not in seen:
                     seen.add(id(p))
-                    yield (f"{mod_name}.{k}" if mod_name else k), p
+                    yield _join(mod_name, k), p
 
     def parameters(self):
         return (p for _, p in self.named_parameters())
@@ -131,7 +126,7 @@ class Module:
     def named_buffers(self):
         for mod_name, m in self.named_modules():
             for k, b in m._buffers.items():
-                yield (f"{mod_name}.{k}" if mod_name else k), b
+                yield _join(mod_name, k), b
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -152,11 +147,7 @@ class Module:
         return self.train(False)
 
     def zero_grad(self, set_to_none: bool = True):
-        for p in self.parameters():
-            if set_to_none or p.grad is None:
-                p.grad = None
-            else:
-                p.grad = Tensor._from_op(p.grad.xp.zeros_like(p.grad.data))
+        optim.zero_grad(self.parameters(), set_to_none)
 
     def to(self, target):
         """Move every parameter and buffer to a device, or cast the floating-point ones to a
@@ -199,20 +190,18 @@ class Module:
             problems.append(f"missing keys: {', '.join(missing)}")
         if strict and unexpected:
             problems.append(f"unexpected keys: {', '.join(unexpected)}")
-        for k, t in own.items():
-            if k in state_dict:
-                value = state_dict[k].data if isinstance(state_dict[k], Tensor) else state_dict[k]
-                shape = tuple(value.shape) if hasattr(value, "shape") else np.shape(value)
-                if shape != t.shape:
-                    problems.append(f"size mismatch for {k}: the checkpoint has {shape}, "
-                                    f"the model has {t.shape}")
+        values = {k: (state_dict[k].data if isinstance(state_dict[k], Tensor) else state_dict[k])
+                  for k in own if k in state_dict}
+        for k, value in values.items():
+            shape = tuple(value.shape) if hasattr(value, "shape") else np.shape(value)
+            if shape != own[k].shape:
+                problems.append(f"size mismatch for {k}: the checkpoint has {shape}, "
+                                f"the model has {own[k].shape}")
         if problems:
             raise KeyError(f"load_state_dict into {type(self).__name__}: " + "; ".join(problems))
-        for k, t in own.items():
-            if k in state_dict:
-                value = state_dict[k]
-                value = value.data if isinstance(value, Tensor) else value
-                t.data[...] = backend.to_device(value, t.device).astype(t.dtype, copy=False)
+        for k, value in values.items():
+            t = own[k]
+            t.data[...] = backend.to_device(value, t.device).astype(t.dtype, copy=False)
         return self
 
     # --- printing -------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass
 
 from .. import functional as F
-from ..tensor import Tensor, arange, randn, zeros
+from ..creation import arange, randn, zeros
+from ..tensor import Tensor
 from .attention import KVCache, TransformerBlock
 from .layers import Dropout, Embedding, LayerNorm, ModuleList
 from .module import Module, Parameter

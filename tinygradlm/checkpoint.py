@@ -25,18 +25,15 @@ Why these formats
     weights with old optimizer moments: the load raises ``CheckpointError`` ("inconsistent").
 
 Tied weights (a GPT's ``lm_head.weight`` IS ``transformer.wte.weight``) are stored once, under
-their first name, as Hugging Face does; the model's own construction ties them again on load.
-Arrays are copied to the host before writing, so a model on ``"cuda"`` saves the same way;
-``Module.load_state_dict`` / ``Optimizer.load_state_dict`` copy each value onto the device and
-dtype of the tensor it goes into.  ``safetensors`` is imported only when a file is read or
-written, so ``import tinygradlm`` needs NumPy alone.
+their first name, as Hugging Face does; the model's construction ties them again on load.
+Arrays go through the host, so a model on ``"cuda"`` saves and loads the same way.
+``safetensors`` is imported only when used, so ``import tinygradlm`` needs NumPy alone.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-import typing
 from pathlib import Path
 
 import numpy as np
@@ -59,118 +56,88 @@ class CheckpointError(ValueError):
     matching the model or optimizer it is loaded into.  The message names the file."""
 
 
-# --- reading files ----------------------------------------------------------------------------
-def _read_json(path: Path, what: str):
-    try:
-        return read_json(path, what)        # a missing file: FileNotFoundError, as it is
-    except ValueError as exc:
-        raise CheckpointError(str(exc)) from None
-
-
-def _read_arrays(path: Path, data: bytes | None = None) -> dict:
-    """The arrays of a safetensors file (from ``data`` when given, the bytes already read)."""
+# --- reading and writing files ----------------------------------------------------------------
+def _read(path: Path, what: str | None = None, data: bytes | None = None):
+    """The JSON in ``path`` (holding ``what``), or else its safetensors arrays (from ``data``,
+    the bytes already read, when given).  Missing or corrupt files raise errors naming them."""
+    if what is not None:
+        try:
+            return read_json(path, what)
+        except ValueError as exc:
+            raise CheckpointError(str(exc)) from None
     from safetensors import SafetensorError
     from safetensors.numpy import load, load_file
     if data is None and not path.is_file():
         raise FileNotFoundError(f"no {path.name} in {path.parent}: expected {path}")
     try:
-        return load(data) if data is not None else load_file(path)
+        return load(data) if data is not None else load_file(path)     # load_file: mmap
     except SafetensorError as exc:
         raise CheckpointError(f"{path} is truncated or corrupt ({exc}); re-save or "
                               f"re-download it") from None
 
 
 def _safetensors_bytes(arrays: dict) -> bytes:
-    """The bytes of a safetensors file of host arrays.  C order: safetensors copies raw memory,
-    and would store a transposed view's bytes in the wrong order."""
+    """C order: safetensors copies raw memory, so a transposed view would be stored scrambled."""
     from safetensors.numpy import save
     return save({k: np.asarray(backend.to_numpy(v), order="C") for k, v in arrays.items()})
 
 
-# --- configs ----------------------------------------------------------------------------------
-def _check_model_type(fields, expected: str, path: Path) -> None:
-    saved = fields.get("model_type") if isinstance(fields, dict) else None
+def _check_type(saved, expected: str, path: Path, what: str = "model") -> None:
+    saved = saved.get("model_type") if isinstance(saved, dict) else saved    # a config's
     if saved != expected:
-        raise CheckpointError(f"{path} was saved from a {saved!r} model, but you are loading "
+        raise CheckpointError(f"{path} was saved from a {saved!r} {what}, but you are loading "
                               f"it into {expected!r}")
 
 
-def _is_tuple_type(tp) -> bool:
-    """Whether a field is declared a tuple (also as a string, under ``from __future__``)."""
-    name = tp if isinstance(tp, str) else getattr(typing.get_origin(tp) or tp, "__name__", "")
-    return name.lower().startswith(("tuple", "typing.tuple"))
-
-
-def _config_from_dict(config_cls, fields: dict, path: Path):
-    """``config_cls(**fields)``: unknown keys are refused, lists become tuples again where the
-    field is a tuple (JSON has none), and ``init=False`` fields are left to ``__post_init__``."""
-    known = {f.name: f for f in dataclasses.fields(config_cls)}
-    fields = {k: v for k, v in fields.items() if k != "model_type"}
-    unknown = sorted(set(fields) - set(known))
-    if unknown:
-        raise CheckpointError(f"{path} has keys that {config_cls.__name__} does not know: "
-                              f"{', '.join(unknown)} (its fields are {', '.join(known)})")
-    kwargs = {k: tuple(v) if isinstance(v, list) and _is_tuple_type(known[k].type) else v
-              for k, v in fields.items() if known[k].init}
-    try:
-        return config_cls(**kwargs)
-    except TypeError as exc:            # e.g. a field without a default is missing
-        raise CheckpointError(f"cannot build {config_cls.__name__} from {path}: {exc}") from None
+def _retuple(value, target):
+    """JSON has no tuples: ``value`` becomes a tuple again where ``target`` (the value it
+    replaces, or a field's annotation: a string under ``from __future__``) is or names one."""
+    name = str(getattr(target, "__name__", target)).lower()
+    is_tuple = isinstance(target, tuple) or name.startswith(("tuple", "typing.tuple"))
+    return tuple(value) if isinstance(value, list) and is_tuple else value
 
 
 # --- weights ----------------------------------------------------------------------------------
-def _weights(model) -> dict:
-    """The state's arrays, each tied tensor once, under its first name (``state_dict()``'s
-    tensors share the module's arrays, so a tied weight is the same array under two names)."""
+def _first_names(state: dict) -> dict:
+    """Each name -> the first name of its array: a tied weight is one array under two names."""
     first = {}
-    for name, tensor in model.state_dict().items():
-        first.setdefault(id(tensor.data), (name, tensor.data))
-    return dict(first.values())
-
-
-def _kind(dtype) -> str:
-    return {"f": "floating point", "i": "integer", "u": "integer", "b": "boolean"}.get(
-        dtype.kind, str(dtype))
+    return {name: first.setdefault(id(tensor.data), name) for name, tensor in state.items()}
 
 
 def _load_weights(model, arrays: dict, path: Path) -> None:
-    """Check the arrays of ``path`` against ``model`` and copy them in, in place; a refused
-    file leaves the model as it was (``load_state_dict`` checks everything before copying)."""
-    own, first = model.state_dict(), {}
-    arrays = dict(arrays)
-    for name, tensor in own.items():
-        first.setdefault(id(tensor.data), name)
-        if name not in arrays and first[id(tensor.data)] in arrays:    # a tied weight
-            arrays[name] = arrays[first[id(tensor.data)]]
-        if name in arrays and _kind(arrays[name].dtype) != _kind(tensor.dtype):
-            raise CheckpointError(f"{path}: {name!r} is {arrays[name].dtype} in the file but "
-                                  f"{tensor.dtype} in the model ({_kind(arrays[name].dtype)} "
-                                  f"vs {_kind(tensor.dtype)})")
+    """Check the arrays against ``model`` and copy them in; a refused file leaves the model
+    as it was (``load_state_dict`` checks everything before copying)."""
+    own, arrays = model.state_dict(), dict(arrays)
+    kinds = {"f": "floating point", "i": "integer", "u": "integer", "b": "boolean"}
+    for name, first in _first_names(own).items():
+        if name not in arrays and first in arrays:          # a tied weight, stored once
+            arrays[name] = arrays[first]
+        a, b = (arrays[name].dtype if name in arrays else None), own[name].dtype
+        if a is not None and kinds.get(a.kind, a) != kinds.get(b.kind, b):
+            raise CheckpointError(f"{path}: {name!r} is {a} in the file but {b} in the model "
+                                  f"({kinds.get(a.kind, a)} vs {kinds.get(b.kind, b)})")
     try:
         model.load_state_dict(arrays)
-    except (KeyError, ValueError) as exc:
-        # args[0]: KeyError's str() adds quotes.  The message names every missing, unexpected
-        # and mis-shaped entry, with both shapes.
+    except (KeyError, ValueError) as exc:   # args[0]: KeyError's str() adds quotes
         raise CheckpointError(f"{path} does not fit the model (was config.json edited, or "
                               f"saved from another model?): {exc.args[0]}") from None
 
 
 # --- pretrained models ------------------------------------------------------------------------
 def save_pretrained(model, directory, tokenizer=None) -> Path:
-    """Save ``model`` (its ``.config`` dataclass and ``state_dict()``) into ``directory``
-    (created if needed) as ``config.json``, ``model.safetensors`` and, when given,
-    ``tokenizer.json`` (written by ``tokenizer.save(path)``).  Returns the directory."""
+    """Save ``model.config`` (a dataclass) and ``model.state_dict()`` into ``directory``, with
+    ``tokenizer.json`` when given (written by ``tokenizer.save(path)``).  Returns the directory."""
     directory = Path(directory)
-    # Both prepared before the first file is touched: a model that cannot be saved leaves
-    # the directory as it was.  (model.config must be a dataclass; asdict says so if not.)
+    # Both prepared before the first file is touched: a model that cannot be saved changes nothing.
     config = json_bytes({"model_type": type(model).__name__, **dataclasses.asdict(model.config)})
-    weights = _safetensors_bytes(_weights(model))
+    state = model.state_dict()
+    weights = _safetensors_bytes({name: state[name].data
+                                  for name, first in _first_names(state).items() if name == first})
     atomic_write(directory / WEIGHTS_NAME, weights)
     if tokenizer is not None:
         with atomic_path(directory / TOKENIZER_NAME) as tmp:
             tokenizer.save(tmp)
-    # config.json last: a directory whose first save was interrupted has no config.json and
-    # fails to load with "not found" instead of loading half of something.
+    # config.json last: an interrupted first save fails to load with "not found".
     atomic_write(directory / CONFIG_NAME, config)
     return directory
 
@@ -187,16 +154,25 @@ def load_pretrained(model_cls, config_cls, directory, device: str | None = None,
     it to ``device`` (None: the default device) and return it **in eval mode**, as Hugging
     Face's ``from_pretrained`` does (call ``.train()`` to fine-tune).
 
-    The model gets the floating dtype its weights were saved in (a float64 model comes back
-    float64), unless ``dtype`` asks for another.  Raises FileNotFoundError naming a missing
-    file, and CheckpointError naming the file when one is corrupt, was saved from another model
-    class, or does not fit the model the config builds."""
+    The model gets the floating dtype its weights were saved in (float64 stays float64) unless
+    ``dtype`` asks for another.  A missing, corrupt or unfitting file raises an error naming it."""
     directory = Path(directory)
     config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
-    fields = _read_json(config_path, "the model's configuration")
-    _check_model_type(fields, model_cls.__name__, config_path)
-    config = _config_from_dict(config_cls, fields, config_path)
-    arrays = _read_arrays(weights_path)
+    fields = _read(config_path, "the model's configuration")
+    _check_type(fields, model_cls.__name__, config_path)
+    # Unknown keys are refused; init=False fields are left to __post_init__.
+    known = {f.name: f for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(fields) - set(known) - {"model_type"})
+    if unknown:
+        raise CheckpointError(f"{config_path} has keys that {config_cls.__name__} does not know: "
+                              f"{', '.join(unknown)} (its fields are {', '.join(known)})")
+    try:
+        config = config_cls(**{k: _retuple(v, known[k].type) for k, v in fields.items()
+                               if k in known and known[k].init})
+    except TypeError as exc:            # e.g. a field without a default is missing
+        raise CheckpointError(f"cannot build {config_cls.__name__} from {config_path}: "
+                              f"{exc}") from None
+    arrays = _read(weights_path)
     model = model_cls(config)
     floats = {a.dtype for a in arrays.values() if a.dtype.kind == "f"}
     target = dtype if dtype is not None else (floats.pop() if len(floats) == 1 else None)
@@ -207,26 +183,46 @@ def load_pretrained(model_cls, config_cls, directory, device: str | None = None,
 
 
 # --- training checkpoints ---------------------------------------------------------------------
-def _split_optimizer_state(optimizer) -> tuple[dict, dict]:
-    """``optimizer.state_dict()`` as (its arrays, named ``state.{index}.{name}``; the JSON
-    rest).  Numbers such as Adam's ``step`` stay in JSON, where an int stays an int (so the
-    bias correction ``1 - beta ** step`` is bit for bit the same after a resume)."""
-    sd = optimizer.state_dict()
-    arrays = {f"state.{i}.{k}": v for i, s in sd["state"].items() for k, v in s.items()
-              if hasattr(v, "shape")}
-    numbers = {str(i): {k: v for k, v in s.items() if not hasattr(v, "shape")}
-               for i, s in sd["state"].items()}
-    return arrays, {"type": type(optimizer).__name__, "param_groups": sd["param_groups"],
-                    "state": numbers}
+def save_checkpoint(directory, model, optimizer, meta: dict, tokenizer=None) -> Path:
+    """Save everything needed to resume training exactly: the pretrained files, the optimizer's
+    arrays in ``optimizer.safetensors`` and, last, ``trainer.json``::
+
+        {"meta": {...},            # yours: iter_num, best score, backend.get_rng_state(), ...
+         "optimizer": {"type": "AdamW", "param_groups": [...], "state": {"0": {"step": 3}}},
+                                                           # or null without an optimizer
+         "files": {"model.safetensors": "<sha256>", ...}}     # checked by load_checkpoint
+
+    ``meta`` must be JSON-able (NumPy scalars are converted), or nothing is written.  A crash
+    part-way leaves a checkpoint that ``load_checkpoint`` refuses, never one that resumes wrongly
+    (to always keep a loadable one, save alternately into two directories)."""
+    directory = Path(directory)
+    rest, optimizer_bytes = None, None
+    if optimizer is not None:
+        # Arrays as state.{index}.{name}; numbers such as Adam's ``step`` stay in JSON, where an
+        # int stays an int (so ``1 - beta ** step`` is bit for bit the same after a resume).
+        sd = optimizer.state_dict()
+        optimizer_bytes = _safetensors_bytes({f"state.{i}.{k}": v for i, s in sd["state"].items()
+                                              for k, v in s.items() if hasattr(v, "shape")})
+        rest = {"type": type(optimizer).__name__, "param_groups": sd["param_groups"],
+                "state": {str(i): {k: v for k, v in s.items() if not hasattr(v, "shape")}
+                          for i, s in sd["state"].items()}}
+    json_bytes({"meta": meta, "optimizer": rest})   # refuse what JSON cannot hold, up front
+    save_pretrained(model, directory, tokenizer)
+    names = [WEIGHTS_NAME, CONFIG_NAME] + [TOKENIZER_NAME] * (tokenizer is not None)
+    if optimizer_bytes is not None:
+        atomic_write(directory / OPTIMIZER_NAME, optimizer_bytes)
+        names.append(OPTIMIZER_NAME)
+    digests = {n: hashlib.sha256((directory / n).read_bytes()).hexdigest() for n in names}
+    # The commit point: until this rename, a reader sees the previous trainer.json, whose
+    # checksums no longer match the files just replaced, and refuses to load.
+    write_json(directory / TRAINER_NAME, {"meta": meta, "optimizer": rest, "files": digests})
+    return directory
 
 
 def _optimizer_state(optimizer, rest: dict, arrays: dict, path: Path) -> dict:
-    """The ``state_dict`` for ``optimizer``, rebuilt from trainer.json's part and ``arrays``
-    and checked against the optimizer's parameters (a message now, not an error inside an
-    update later)."""
-    if rest["type"] != type(optimizer).__name__:
-        raise CheckpointError(f"{path} was saved from a {rest['type']!r} optimizer, but you "
-                              f"are loading it into {type(optimizer).__name__!r}")
+    """The ``state_dict`` for ``optimizer`` from trainer.json's part and ``arrays``, checked
+    against its parameters (a message now, not an error inside an update later)."""
+    _check_type(rest["type"], type(optimizer).__name__, path, "optimizer")
     params = [p for group in optimizer.param_groups for p in group["params"]]
     state = {int(i): dict(s) for i, s in rest["state"].items()}
     # In index order (a safetensors file keeps its own), so the first mismatch is reported.
@@ -238,82 +234,41 @@ def _optimizer_state(optimizer, rest: dict, arrays: dict, path: Path) -> dict:
                                   f"of this optimizer has shape {params[i].shape} "
                                   f"(another model, or its parameters in another order?)")
         state.setdefault(i, {})[name] = array
-    # JSON turned tuples (Adam's betas) into lists; give them back their type.
-    groups = [{k: tuple(v) if isinstance(v, list) and isinstance(g.get(k), tuple) else v
-               for k, v in saved.items()}
+    groups = [{k: _retuple(v, g.get(k)) for k, v in saved.items()}
               for saved, g in zip(rest["param_groups"], optimizer.param_groups)]
     return {"state": state, "param_groups": groups + rest["param_groups"][len(groups):]}
 
 
-def save_checkpoint(directory, model, optimizer, meta: dict, tokenizer=None) -> Path:
-    """Save everything needed to resume training exactly: the pretrained files, the optimizer's
-    arrays in ``optimizer.safetensors`` and, last, ``trainer.json``::
-
-        {"meta": {...},            # yours: iter_num, best score, backend.get_rng_state(), ...
-         "optimizer": {"type": "AdamW", "param_groups": [...], "state": {"0": {"step": 3}}},
-                                                           # or null without an optimizer
-         "files": {"model.safetensors": "<sha256>", ...}}     # checked by load_checkpoint
-
-    ``meta`` must be JSON-able (NumPy scalars are converted); if it is not, nothing is written.
-    The directory is updated in place: a crash part-way leaves a checkpoint that
-    ``load_checkpoint`` refuses rather than one that resumes wrongly (to always keep a loadable
-    one, save alternately into two directories)."""
-    directory = Path(directory)
-    arrays, rest = _split_optimizer_state(optimizer) if optimizer is not None else (None, None)
-    json_bytes({"meta": meta, "optimizer": rest})   # refuse what JSON cannot hold, up front
-    optimizer_bytes = None if arrays is None else _safetensors_bytes(arrays)
-    save_pretrained(model, directory, tokenizer)
-    names = [WEIGHTS_NAME, CONFIG_NAME] + [TOKENIZER_NAME] * (tokenizer is not None)
-    if optimizer_bytes is not None:
-        atomic_write(directory / OPTIMIZER_NAME, optimizer_bytes)
-        names.append(OPTIMIZER_NAME)
-    digests = {name: hashlib.sha256((directory / name).read_bytes()).hexdigest()
-               for name in names}
-    # The commit point: until this rename, a reader sees the previous trainer.json, whose
-    # checksums no longer match the files just replaced, and refuses to load.
-    write_json(directory / TRAINER_NAME, {"meta": meta, "optimizer": rest, "files": digests})
-    return directory
-
-
-def _read_checked(directory: Path, name: str, digests: dict) -> bytes:
-    """The bytes of a file listed in trainer.json, after checking its sha256."""
-    path = directory / name
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint in {directory} is inconsistent (partially written "
-                              f"or files removed): {TRAINER_NAME} lists {name}, which is missing")
-    data = path.read_bytes()            # hash exactly the bytes we go on to parse
-    if hashlib.sha256(data).hexdigest() != digests[name]:
-        raise CheckpointError(f"checkpoint in {directory} is inconsistent (partially written, "
-                              f"or files from different saves): {name} does not match the "
-                              f"sha256 recorded in {TRAINER_NAME}")
-    return data
-
-
 def load_checkpoint(directory, model, optimizer=None) -> dict:
     """Load a checkpoint written by ``save_checkpoint`` into ``model`` (and ``optimizer``), in
-    place, and return the saved ``meta``.  The model keeps its mode and device.  Every file is
-    checked against its sha256 and parsed before the model is changed.  Raises
-    FileNotFoundError when trainer.json is missing, CheckpointError when the checkpoint is
-    corrupt, inconsistent (partially written) or does not fit the model or optimizer."""
+    place, and return the saved ``meta``; the model keeps its mode and device.  Every file is
+    checked against its sha256 and parsed before the model changes: CheckpointError otherwise."""
     directory = Path(directory)
     trainer_path = directory / TRAINER_NAME
-    trainer = _read_json(trainer_path, "the training state (a directory written by "
+    trainer = _read(trainer_path, "the training state (a directory written by "
                                        "save_pretrained has none: use load_pretrained)")
     digests = trainer.get("files") if isinstance(trainer, dict) else None
     if not isinstance(digests, dict) or not {CONFIG_NAME, WEIGHTS_NAME} <= digests.keys():
         raise CheckpointError(f"{trainer_path} is not a tinygradlm training checkpoint (it "
                               f"needs 'meta', 'optimizer' and 'files' listing {CONFIG_NAME} "
                               f"and {WEIGHTS_NAME})")
-    contents = {name: _read_checked(directory, name, digests) for name in digests}
-    _check_model_type(json.loads(contents[CONFIG_NAME]), type(model).__name__,
-                      directory / CONFIG_NAME)
-    weights = _read_arrays(directory / WEIGHTS_NAME, contents[WEIGHTS_NAME])
+    contents = {}                       # hash exactly the bytes that are parsed below
+    for name in digests:
+        path = directory / name
+        data = contents[name] = path.read_bytes() if path.is_file() else None
+        if data is None or hashlib.sha256(data).hexdigest() != digests[name]:
+            problem = (f"{TRAINER_NAME} lists {name}, which is missing" if data is None else
+                       f"{name} does not match the sha256 recorded in {TRAINER_NAME}")
+            raise CheckpointError(f"checkpoint in {directory} is inconsistent (partially "
+                                  f"written, or files removed or from different saves): {problem}")
+    _check_type(json.loads(contents[CONFIG_NAME]), type(model).__name__, directory / CONFIG_NAME)
+    weights = _read(directory / WEIGHTS_NAME, data=contents[WEIGHTS_NAME])
     state = None
     if optimizer is not None:
         path = directory / OPTIMIZER_NAME
         if trainer.get("optimizer") is None or OPTIMIZER_NAME not in digests:
             raise CheckpointError(f"checkpoint in {directory} was saved without an optimizer")
-        arrays = _read_arrays(path, contents[OPTIMIZER_NAME])
+        arrays = _read(path, data=contents[OPTIMIZER_NAME])
         try:
             state = _optimizer_state(optimizer, trainer["optimizer"], arrays, path)
         except CheckpointError:

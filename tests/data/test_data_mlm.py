@@ -49,8 +49,7 @@ def task():
 @pytest.mark.parametrize("name", ["wp", "wp_bpe"])
 def test_special_tokens_are_ids_0_to_4(name, request):
     tok = request.getfixturevalue(name)
-    assert BERT_SPECIAL_TOKENS == data.SPECIAL_TOKENS == ("[PAD]", "[UNK]", "[CLS]", "[SEP]",
-                                                          "[MASK]")
+    assert BERT_SPECIAL_TOKENS == ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
     assert tok.special_tokens == BERT_SPECIAL_TOKENS
     assert [tok.id_to_token(i) for i in range(5)] == list(BERT_SPECIAL_TOKENS)
     assert (tok.pad_token_id, tok.unk_token_id, tok.cls_token_id, tok.sep_token_id,

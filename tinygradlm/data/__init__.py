@@ -8,14 +8,9 @@ The pipeline a training script runs, top to bottom::
     train_ids, val_ids = train_val_split(ids)     # first 90% / last 10%, contiguous
     x, y = get_batch(train_ids, batch_size=32, block_size=128)   # Tensors, (32, 128) int64
 
-* ``corpus.py``: ``load_corpus`` (the stdlib's source, Tiny Shakespeare, a file) and
-  ``encode_corpus``.
-* ``tokenizers.py``: ``CharTokenizer``, ``SubwordTokenizer`` (BPE or WordPiece, with or
-  without BERT's special tokens) and ``load_tokenizer``.
-* ``batches.py``: LM batches, masked-LM batches and BERT's masking, ``[CLS] ... [SEP]`` rows.
-* ``tasks.py``: labelled data for classification (the built-in stdlib task, CSV/TSV/JSONL).
-
-Only ``SubwordTokenizer`` needs Hugging Face ``tokenizers``, imported when it is used.
+``corpus.py`` holds the text, ``tokenizers.py`` the char and subword (BPE, WordPiece)
+tokenizers, ``batches.py`` LM and masked-LM batches, ``tasks.py`` labelled data for
+classification.  Only ``SubwordTokenizer`` needs Hugging Face ``tokenizers``, imported lazily.
 """
 from .batches import (IGNORE_INDEX, MASK_FRACTION, RANDOM_FRACTION, encode_batch, get_batch,
                       get_mlm_batch, mask_tokens, train_val_split, unigram_baseline_loss)

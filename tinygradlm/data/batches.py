@@ -1,20 +1,13 @@
 """Batches of token ids for the two pretraining objectives, and the checks they share.
 
-The GPT pipeline::
-
-    ids = encode_corpus(tok, text)                # np.ndarray, int64, shape (N,)
-    train_ids, val_ids = train_val_split(ids)     # first 90% / last 10%, contiguous
-    x, y = get_batch(train_ids, batch_size=32, block_size=128)   # Tensors, (32, 128) int64
-
-The masked-LM (BERT) pipeline, with a tokenizer that has BERT's special tokens::
+GPT: ``train_val_split`` then ``get_batch`` (the pipeline in ``data/__init__.py``).
+Masked-LM (BERT), with a tokenizer that has BERT's special tokens::
 
     x, labels, attn = get_mlm_batch(ids, 32, 128, tok)   # [CLS] window [SEP], 15% masked
     baseline = unigram_baseline_loss(ids, labels, tok.vocab_size)   # nats per token
 
-``mask_tokens`` is BERT's masking rule on its own; ``encode_batch`` wraps and pads a list of
-texts into ``[CLS] tokens [SEP] [PAD]...`` rows.  Randomness comes from a NumPy ``Generator``
-passed in, by default the library's CPU generator, which ``manual_seed`` seeds and a
-checkpoint saves, so a resumed run sees the same batches.
+Randomness comes from a NumPy ``Generator``, by default the library's CPU generator, which
+``manual_seed`` seeds and a checkpoint saves: a resumed run sees the same batches.
 """
 from __future__ import annotations
 
@@ -23,13 +16,11 @@ import numpy as np
 from .. import backend
 from ..tensor import Tensor
 
-# Labels at positions that carry no loss: what ``cross_entropy(..., ignore_index=-100)`` skips
-# (PyTorch's and HF's convention).
+# The label of a position with no loss: cross_entropy's ignore_index (PyTorch's convention).
 IGNORE_INDEX = -100
 
-# BERT's split of the chosen positions: 80% become [MASK], 10% a random token, 10% stay.
-# The random and kept ones matter because [MASK] never occurs at fine-tuning time: the model
-# must build a good vector for every token, not only for the [MASK]ed ones.
+# BERT's split of the chosen positions: 80% become [MASK], 10% a random token, 10% stay, as
+# [MASK] never occurs at fine-tuning time: the model needs a good vector for every token.
 MASK_FRACTION, RANDOM_FRACTION = 0.8, 0.1
 
 
@@ -40,8 +31,8 @@ def positive_int(name: str, value) -> int:
 
 
 def rng_or_default(generator):
-    """``generator``, or the library's CPU generator when it is None.  Looked up on every
-    call: manual_seed and set_rng_state replace the generator object."""
+    """``generator``, or the library's CPU generator, looked up on every call (manual_seed
+    and set_rng_state replace it)."""
     return generator if generator is not None else backend.generator("cpu")
 
 
@@ -78,13 +69,11 @@ def _random_windows(data: np.ndarray, batch_size: int, length: int, what: str, n
 
 def get_batch(data: np.ndarray, batch_size: int, block_size: int, device=None,
               generator=None) -> tuple[Tensor, Tensor]:
-    """A random batch of next-token examples from a 1-D array of ids.
+    """A random batch of next-token examples from a 1-D array of ids: ``x, y``, int64
+    Tensors of shape (batch_size, block_size) on ``device``.
 
-    Each row is a window of ``block_size + 1`` consecutive tokens starting at a random
-    offset; ``x`` is its first ``block_size`` tokens and ``y`` the last ``block_size``, so
-    ``y[b, t]`` is the token that follows ``x[b, :t+1]``.
-
-    Returns ``x, y``: int64 Tensors of shape (batch_size, block_size) on ``device``.
+    Each row is a window of ``block_size + 1`` tokens from a random offset; ``x`` is its first
+    ``block_size`` tokens and ``y`` the last, so ``y[b, t]`` is the token after ``x[b, :t+1]``.
     """
     batch_size = positive_int("batch_size", batch_size)
     block_size = positive_int("block_size", block_size)
@@ -98,10 +87,10 @@ def get_batch(data: np.ndarray, batch_size: int, block_size: int, device=None,
 
 # --- [CLS] text [SEP] rows --------------------------------------------------------------
 
-def check_max_length(max_length) -> int:
-    max_length = positive_int("max_length", max_length)
+def check_max_length(max_length, name: str = "max_length") -> int:
+    max_length = positive_int(name, max_length)
     if max_length < 3:
-        raise ValueError(f"max_length must be at least 3 ([CLS], one token, [SEP]), "
+        raise ValueError(f"{name} must be at least 3 ([CLS], one token, [SEP]), "
                          f"got {max_length}")
     return max_length
 
@@ -110,10 +99,8 @@ def wrap_texts(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
     """``[CLS] tokens [SEP]`` for each text, the tokens cut to fit in ``max_length``.  The
     head is kept: for a function that is its signature and docstring."""
     cls_id, sep_id, room = tokenizer.cls_token_id, tokenizer.sep_token_id, max_length - 2
-    if hasattr(tokenizer, "encode_many"):
-        token_lists = tokenizer.encode_many(texts)
-    else:
-        token_lists = [tokenizer.encode(t) for t in texts]
+    token_lists = (tokenizer.encode_many(texts) if hasattr(tokenizer, "encode_many")
+                   else [tokenizer.encode(t) for t in texts])
     return [[cls_id, *ids[:room], sep_id] for ids in token_lists]
 
 
@@ -129,12 +116,9 @@ def pad_rows(rows: list[list[int]], width: int, pad_id: int) -> tuple[np.ndarray
 
 
 def encode_batch(tokenizer, texts, max_length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Texts -> ``[CLS] tokens [SEP] [PAD]...`` rows of exactly ``max_length`` ids.
-
-    Returns ``input_ids`` (N, max_length) int64 and ``attention_mask`` (N, max_length) bool,
-    True on real tokens ([CLS] and [SEP] included) and False on padding.  A text longer than
-    ``max_length - 2`` tokens is cut; its [SEP] is still the last id of the row.
-    """
+    """Texts -> ``[CLS] tokens [SEP] [PAD]...`` rows: ``input_ids`` (N, max_length) int64 and
+    ``attention_mask`` (N, max_length) bool, True on real tokens ([CLS] and [SEP] included).
+    A text longer than ``max_length - 2`` tokens is cut; its [SEP] still ends the row."""
     max_length = check_max_length(max_length)
     if isinstance(texts, str):
         raise TypeError("encode_batch expects a list of texts, got a single str; "
@@ -155,14 +139,12 @@ def mask_tokens(ids, mask_token_id, vocab_size=None, special_ids=None,
     ``mlm_probability``.  Of the chosen, 80% become [MASK], 10% a token drawn uniformly from
     the non-special ids (it can be the token itself, as in BERT), 10% stay as they were.
 
-    ``ids``: an integer array of any shape, not modified.  ``mask_token_id, vocab_size,
-    special_ids`` say which ids are which; a tokenizer can stand in for all three
-    (``mask_tokens(ids, tokenizer)``).
+    ``ids``: an integer array of any shape, not modified.  A tokenizer can stand in for
+    ``mask_token_id, vocab_size, special_ids`` (``mask_tokens(ids, tokenizer)``).
 
-    Returns ``(masked_ids, labels)``, both int64 with the shape of ``ids``: ``labels`` holds
-    the original id where a token was chosen and ``IGNORE_INDEX`` (-100) everywhere else,
-    so the loss is taken on the chosen positions only.  A short input can end up with no
-    chosen position at all (a 10-token row does with probability 0.85**10 ~ 0.2).
+    Returns ``(masked_ids, labels)``, int64 with the shape of ``ids``: ``labels`` holds the
+    original id where a token was chosen and ``IGNORE_INDEX`` (-100) elsewhere, so the loss
+    is taken on the chosen positions only.  A 10-token row has none with probability ~0.2.
     """
     if not isinstance(mask_token_id, (int, np.integer)):       # a tokenizer was passed
         tokenizer = mask_token_id
@@ -198,26 +180,19 @@ def get_mlm_batch(ids: np.ndarray, batch_size: int, block_size: int, tokenizer,
                   generator=None) -> tuple[Tensor, Tensor, Tensor]:
     """A random batch of masked-LM examples from the corpus as one stream of ids.
 
-    Each row is ``[CLS]`` + ``block_size - 2`` consecutive tokens from a random offset +
-    ``[SEP]``: every row is full, so nothing is padded.  The rows are then masked with
-    ``mask_tokens`` (the same ``generator`` draws the offsets and the masks).
-
-    Returns ``input_ids`` (B, block_size) int64, ``labels`` (B, block_size) int64 (-100
-    where there is no loss) and ``attention_mask`` (B, block_size) bool (all True), as
-    Tensors on ``device``.
+    Each row is ``[CLS]`` + ``block_size - 2`` tokens from a random offset + ``[SEP]`` (full,
+    so nothing is padded), then masked by ``mask_tokens`` with the same ``generator``.
+    Returns ``input_ids`` and ``labels`` (-100: no loss), (B, block_size) int64, and
+    ``attention_mask`` (B, block_size) bool, all True, as Tensors on ``device``.
     """
     batch_size = positive_int("batch_size", batch_size)
-    block_size = positive_int("block_size", block_size)
-    if block_size < 3:
-        raise ValueError(f"block_size must be at least 3 ([CLS], one token, [SEP]), "
-                         f"got {block_size}")
+    block_size = check_max_length(block_size, "block_size")
     data = _id_stream(ids, "get_mlm_batch")
     rng = rng_or_default(generator)
-    rows = np.empty((batch_size, block_size), dtype=np.int64)           # (B, T)
-    rows[:, 0] = tokenizer.cls_token_id
-    rows[:, 1:-1] = _random_windows(data, batch_size, block_size - 2, "masked-LM window",
-                                    "block_size - 2", rng)              # (B, T-2)
-    rows[:, -1] = tokenizer.sep_token_id
+    windows = _random_windows(data, batch_size, block_size - 2, "masked-LM window",
+                              "block_size - 2", rng)                    # (B, T-2)
+    rows = np.pad(windows, ((0, 0), (1, 1)),                            # (B, T)
+                  constant_values=(tokenizer.cls_token_id, tokenizer.sep_token_id))
     masked, labels = mask_tokens(rows, tokenizer, mlm_probability=mlm_probability,
                                  generator=rng)
     attention = np.ones((batch_size, block_size), dtype=bool)
@@ -226,12 +201,11 @@ def get_mlm_batch(ids: np.ndarray, batch_size: int, block_size: int, tokenizer,
 
 
 def unigram_baseline_loss(train_ids, targets, vocab_size: int) -> float:
-    """Cross-entropy (nats per token) of guessing every target from token frequencies alone.
+    """Cross-entropy (nats per token) of guessing every target from token frequencies alone:
+    the bar a masked LM must clear to have learned anything from the context.
 
-    The guess ignores the context: p(token) = (count in ``train_ids`` + 1) / (N + V), add-one
-    (Laplace) smoothing so a token never seen in training costs a finite loss.  It is the
-    bar a masked LM must clear to have learned anything from the context.  ``targets`` is an
-    array or Tensor of labels; positions equal to -100 are skipped.
+    p(token) = (count in ``train_ids`` + 1) / (N + V): add-one (Laplace) smoothing, so an
+    unseen token costs a finite loss.  ``targets``: array or Tensor; -100s are skipped.
     """
     vocab_size = positive_int("vocab_size", vocab_size)
     train = np.asarray(train_ids).reshape(-1)

@@ -3,11 +3,11 @@
 ``load_corpus(source)`` returns a str:
 
 * ``None`` / ``"stdlib"``: the Python standard library's own ``.py`` source code.  Every
-  machine that runs this file has it, so the main job needs no network (``_stdlib_corpus``
-  says what is kept and why).
+  machine that runs this file has it, so no network is needed.
 * ``"shakespeare"``: Tiny Shakespeare (1.1 MB), downloaded once, checked against a sha256
   and cached (``cache_dir``, else ``$TINYGRADLM_CACHE``, else ``~/.cache/tinygradlm``).
-* anything else: a path to a UTF-8 text file.
+* anything else: a path to a UTF-8 text file, read with universal newlines (``\\r\\n``
+  becomes ``\\n`` and never enters a char vocabulary).
 
 ``encode_corpus(tokenizer, text)`` turns it into ids, an int64 array of shape (N,).
 """
@@ -23,22 +23,19 @@ import numpy as np
 
 from ..files import atomic_write
 
-# Cap on the stdlib corpus.  Files are taken whole, in sorted order, until the next one would
-# cross it.  It is above the whole kept library (about 8.5 MB of ASCII source on CPython 3.11,
-# ~8x Tiny Shakespeare), so every package is in; it keeps a future, larger standard library
-# from growing the corpus without bound.
+# Cap on the stdlib corpus (whole files, in sorted order): above the whole kept library
+# (~8.5 MB on CPython 3.11, ~8x Tiny Shakespeare), against a future, larger one.
 STDLIB_MAX_CHARS = 12_000_000
 
-# Directory names skipped anywhere in a stdlib path: third-party packages, the (huge, odd)
-# test suites, the IDLE app and the deprecated 2to3 tool with its grammar fixtures, caches,
-# and two packages of generated data rather than code: ``encodings`` (codec tables, which
-# would otherwise be a fifth of the corpus) and ``pydoc_data`` (one giant help string).
+# Directory names skipped anywhere in a stdlib path: third-party packages, test suites, the
+# IDLE app, the deprecated 2to3 tool, caches, and generated data rather than code:
+# ``encodings`` (codec tables, a fifth of the corpus) and ``pydoc_data`` (one help string).
 STDLIB_EXCLUDED_DIRS = frozenset({
     "site-packages", "dist-packages", "test", "tests", "idlelib", "lib2to3", "__pycache__",
     "encodings", "pydoc_data",
 })
-# Build-specific files (compiler flags and paths of this machine's build of Python) differ
-# between machines with the same Python version, so they would make the corpus differ too.
+# Build-specific files (this machine's compiler flags and paths) would make the corpus
+# differ between machines with the same Python version.
 _STDLIB_EXCLUDED_PREFIXES = ("config-", "_sysconfigdata")
 
 SHAKESPEARE_URL = ("https://raw.githubusercontent.com/karpathy/char-rnn/master/data/"
@@ -46,28 +43,22 @@ SHAKESPEARE_URL = ("https://raw.githubusercontent.com/karpathy/char-rnn/master/d
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 DOWNLOAD_TIMEOUT_S = 30
 
-_SOURCES_HELP = ("accepted values: None or 'stdlib' (the embedded Python standard-library "
-                 "corpus), 'shakespeare' (Tiny Shakespeare, downloaded once), or a path to a "
-                 "UTF-8 text file")
-
 
 def load_corpus(source: str | None = None, cache_dir: str | None = None,
                 exclude_files=()) -> str:
-    """Return a training text.
-
-    ``source`` is ``None``/``"stdlib"`` (the embedded default), ``"shakespeare"`` or a path to
-    a UTF-8 text file.  ``cache_dir`` is only used for downloads.  Files are read with
-    universal newlines, so ``\\r\\n`` becomes ``\\n`` and never enters a char vocabulary.
-    ``exclude_files`` (stdlib only): relative paths such as ``"email/utils.py"`` to leave out,
-    e.g. the held-out files of ``stdlib_function_dataset`` when pretraining for it.
-    """
+    """Return a training text (the module docstring lists the sources).  ``exclude_files``
+    (stdlib only): relative paths such as ``"email/utils.py"`` to leave out, e.g. the
+    held-out files of ``stdlib_function_dataset`` when pretraining for it."""
     if source is None or source == "stdlib":
         return _stdlib_corpus(exclude_files=exclude_files)
     if source == "shakespeare":
         return _shakespeare(cache_dir)
     path = Path(source).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"corpus file not found: {str(path)!r}; {_SOURCES_HELP}")
+        raise FileNotFoundError(f"corpus file not found: {str(path)!r}; accepted values: None "
+                                "or 'stdlib' (the embedded Python standard-library corpus), "
+                                "'shakespeare' (Tiny Shakespeare, downloaded once), or a path "
+                                "to a UTF-8 text file")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -99,17 +90,14 @@ def stdlib_files(root: Path) -> list[tuple[str, Path]]:
 
 def _stdlib_corpus(max_chars: int = STDLIB_MAX_CHARS, exclude_files=()) -> str:
     """The standard library's Python source, each file under a ``# ---- rel/path.py ----``
-    header, capped at ``max_chars`` characters.
+    header, capped at ``max_chars`` characters.  Same Python -> same text.
 
-    Only ASCII files are kept (all but a handful; the rest hold non-English test strings and
-    names).  That keeps the char vocabulary at the ~96 printable symbols of Python code instead
-    of adding a long tail of characters seen a few times each, which a char model could never
-    learn.  Files that are not valid UTF-8 are skipped too.  Same Python -> same text.
+    Only ASCII files are kept (all but a handful).  That keeps the char vocabulary at the ~96
+    printable symbols of Python code, without a long tail of characters seen a few times each,
+    which a char model could never learn.  Files that are not valid UTF-8 are skipped too.
     """
     root = stdlib_root()
-    parts: list[str] = []
-    total = 0
-    exclude = set(exclude_files)
+    parts, total, exclude = [], 0, set(exclude_files)
     for rel, path in stdlib_files(root):
         if rel in exclude:
             continue

@@ -1,10 +1,8 @@
 """Labelled data for fine-tuning a classifier: ``(text, label_id)`` pairs in three splits.
 
-* ``stdlib_function_dataset()``: the built-in task, which needs no download: which
-  standard-library package (asyncio, email, http, ...) is this function's source from?
-  Derived with ``ast``, split by file, deterministic for a seed.
-* ``load_labelled_file`` / ``labelled_from_file``: any CSV, TSV or JSONL file of texts and
-  labels instead.
+* ``stdlib_function_dataset()``: the built-in task, no download: which standard-library
+  package (asyncio, email, http, ...) is this function's source from?
+* ``load_labelled_file`` / ``labelled_from_file``: any CSV, TSV or JSONL file instead.
 * ``classification_batches``: ``[CLS] text [SEP]`` rows, padded per batch::
 
       task = stdlib_function_dataset()
@@ -43,9 +41,7 @@ class LabelledData:
     # corpus leaves them out, so the evaluation stays on text the model has never seen.
     held_out_files: tuple = ()
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.label_names)
+    num_classes = property(lambda self: len(self.label_names))
 
     def class_counts(self) -> dict[str, list[int]]:
         """``{"train": [n_0, n_1, ...], "val": [...], "test": [...]}``: examples per class."""
@@ -58,11 +54,9 @@ class LabelledData:
                 f"test={len(self.test)}, label_names={self.label_names})")
 
 
-# Packages of the built-in task.  Each has enough files for a split by file and 200+
-# functions, and they do different jobs (event loops, mail, HTTP, imports, logging,
-# processes, tests, XML), so a function's package is learnable but not trivial: all of them
-# define __init__, __repr__, read, close, ...  They exist on every CPython from 3.8 on; Linux
-# distributions that split the standard library ship them all in the base package.
+# Packages of the built-in task: each has enough files for a split by file and 200+
+# functions, and they do different jobs, so a function's package is learnable but not
+# trivial (all define __init__, __repr__, read, close, ...).  On every CPython from 3.8 on.
 DEFAULT_PACKAGES = ("asyncio", "email", "http", "importlib", "logging", "multiprocessing",
                     "unittest", "xml")
 FUNCTION_MIN_LINES = 3        # one- and two-liners (`return self._x`) say little
@@ -80,8 +74,7 @@ def _clip(text: str, max_chars: int) -> str:
 
 def _unindent(line: str, width: int) -> str:
     """``line`` without its first ``width`` columns of indentation, or all of it if it has
-    less (a line inside a triple-quoted string can; ``textwrap.dedent`` would then remove
-    nothing from any line)."""
+    less (as a line inside a triple-quoted string can, which defeats ``textwrap.dedent``)."""
     indent = len(line) - len(line.lstrip(" \t"))
     return line[min(indent, width):]
 
@@ -96,8 +89,7 @@ def _functions_in_source(source: str, min_lines: int, max_chars: int) -> list[st
     for node in ast.walk(ast.parse(source)):
         if (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
                 and node.end_lineno - node.lineno + 1 >= min_lines):
-            # Whole lines from the `def` to the end, the last one cut where the node ends
-            # (a `;`-joined statement can follow; offsets are in UTF-8 bytes).
+            # The last line is cut where the node ends (a `;` statement can follow; in bytes).
             body = lines[node.lineno - 1:node.end_lineno]
             body[-1] = body[-1].encode("utf-8")[:node.end_col_offset].decode("utf-8")
             text = "".join(_unindent(line, node.col_offset) for line in body)
@@ -105,11 +97,8 @@ def _functions_in_source(source: str, min_lines: int, max_chars: int) -> list[st
     return [text for _, _, text in sorted(found)]
 
 
-FileFunctions = tuple[tuple[str, tuple[str, ...]], ...]   # ((relative path, functions), ...)
-
-
 @functools.lru_cache(maxsize=None)
-def _package_functions(package: str, min_lines: int, max_chars: int) -> FileFunctions:
+def _package_functions(package: str, min_lines: int, max_chars: int) -> tuple:
     """``((relative path, functions), ...)`` for every ``.py`` file of a stdlib package with
     at least one function, test suites skipped.  Cached: same arguments, same files."""
     directory = stdlib_root() / package
@@ -129,25 +118,20 @@ def _package_functions(package: str, min_lines: int, max_chars: int) -> FileFunc
     return tuple(files)
 
 
-def _stable_hash(text: str) -> int:
-    """A hash that is the same in every process (``hash()`` of a str is salted per run)."""
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
-
-
 def _split_files(files: list[tuple[str, int]], seed: int) -> dict[str, str]:
     """Assign each file (relative path, number of functions) to "train", "val" or "test".
 
-    Files are visited in the order of a seeded hash of their path (fixed for a seed, unlike
-    a sort by name, which would put e.g. all of ``asyncio/base_*`` together).  Test, then
-    val, take each file that brings their function count closer to 15% of the package's,
-    so a package's biggest files stay in training; the rest is train.  Every split gets at
-    least one file (an error says when that is impossible).
+    Files are visited in the order of a seeded hash of their path (a sort by name would put
+    e.g. all of ``asyncio/base_*`` together).  Test, then val, take each file that brings
+    their function count closer to 15% of the package's, so the biggest files stay in
+    training; the rest is train.  Every split gets at least one file (or an error).
     """
     if len(files) < 3:
         raise ValueError(f"{len(files)} file(s) with functions are too few to split by "
                          "file into train, val and test")
     total = sum(count for _, count in files)
-    order = sorted(files, key=lambda f: _stable_hash(f"{seed}:{f[0]}"))
+    # sha256, not hash(): a str's hash() is salted per process.
+    order = sorted(files, key=lambda f: hashlib.sha256(f"{seed}:{f[0]}".encode()).digest()[:8])
     split_of: dict[str, str] = {}
     for split in ("test", "val"):
         target, held = SPLIT_FRACTIONS[split] * total, 0
@@ -176,14 +160,12 @@ def stdlib_function_dataset(packages: Iterable[str] = DEFAULT_PACKAGES,
 
     * Split by file (``_split_files``): val and test hold only functions from files the
       model never trained on, so it cannot score by recognising a file's private names.
-    * An exact duplicate of a text seen earlier (in train first, then val, then test) is
-      dropped, so no test text is also a training text.
-    * At most ``max_per_class`` functions per class: 70% of it in train and 15% in val and
-      test each, drawn at random (``seed``) where a package has more.  That evens out the
-      classes, which differ 4x in size.
+    * A text seen earlier (in train first, then val, then test) is dropped: no test text
+      is also a training text.
+    * At most ``max_per_class`` functions per class (70% in train, 15% in val and in test),
+      drawn at random where a package has more: it evens out classes that differ 4x in size.
 
-    Deterministic for a given ``seed`` and Python version; ``seed`` also changes which files
-    go to which split.  Needs nothing but the standard library's sources.
+    Deterministic for a ``seed`` (which also picks each split's files) and Python version.
     """
     packages = [packages] if isinstance(packages, str) else list(packages)
     if len(packages) < 2:
@@ -222,15 +204,12 @@ _LABELLED_FORMATS = {".csv": ",", ".tsv": "\t", ".jsonl": None, ".ndjson": None}
 
 def load_labelled_file(path, text_column: str = "text",
                        label_column: str = "label") -> tuple[list[str], list[str]]:
-    """Texts and their labels (as strings) from a CSV, TSV or JSONL file.
+    """Texts and their labels (as strings) from a CSV, TSV or JSONL file, by extension.
 
-    The format comes from the extension.  CSV/TSV files need a header row naming the
-    columns; JSONL files hold one JSON object per line.  Blank lines are skipped.  A missing
-    column, an empty file or a malformed line raises an error naming the file and the line.
-    """
+    CSV/TSV files need a header row naming the columns; JSONL files hold one JSON object per
+    line.  Blank lines are skipped; an error names the file and the line."""
     path = Path(path).expanduser()
-    where = str(path)
-    suffix = path.suffix.lower()
+    where, suffix = str(path), path.suffix.lower()
     if suffix not in _LABELLED_FORMATS:
         raise ValueError(f"{where!r}: unknown extension {suffix or '(none)'!r}; expected "
                          f"one of {', '.join(_LABELLED_FORMATS)}")
@@ -264,8 +243,7 @@ def load_labelled_file(path, text_column: str = "text",
         raise ValueError(f"{where!r} holds no examples" if delimiter else
                          f"{where!r} is empty; expected one JSON object per line with "
                          f"fields {text_column!r} and {label_column!r}")
-    texts, labels = zip(*pairs)
-    return list(texts), list(labels)
+    return [text for text, _ in pairs], [label for _, label in pairs]
 
 
 def _delimited_records(f, where: str, delimiter: str, columns) -> Iterator[tuple[int, dict]]:
@@ -309,11 +287,9 @@ def _jsonl_records(f, where: str) -> Iterator[tuple[int, dict]]:
 def labelled_from_file(path, val_fraction: float = 0.1, test_fraction: float = 0.1,
                        seed: int = 0, text_column: str = "text",
                        label_column: str = "label") -> LabelledData:
-    """A ``LabelledData`` from any CSV/TSV/JSONL file (see ``load_labelled_file``).
-
-    Label ids follow the sorted label names.  The examples are shuffled (``seed``) and cut
-    into test, val and train; a split with a nonzero fraction gets at least one example.
-    """
+    """A ``LabelledData`` from any CSV/TSV/JSONL file (see ``load_labelled_file``); label
+    ids follow the sorted label names.  The examples are shuffled (``seed``) and cut into
+    test, val and train; a split with a nonzero fraction gets at least one example."""
     for name, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= fraction < 1.0:
             raise ValueError(f"{name} must be in [0, 1), got {fraction}")
@@ -339,22 +315,20 @@ def classification_batches(examples, tokenizer, batch_size: int, max_length: int
     """One pass over ``(text, label_id)`` examples in batches for a classifier.
 
     Yields ``(input_ids, attention_mask, labels)``: (B, T) int64, (B, T) bool and (B,)
-    int64 Tensors on ``device``, rows ``[CLS] tokens [SEP]`` cut to ``max_length``.  Each
-    batch is padded only to its own longest row (T <= max_length): attention costs T^2, and
-    most functions are far shorter than the longest.  The last batch may be smaller.
-    ``shuffle`` draws the order from ``generator``, by default the library's CPU generator.
+    int64 Tensors on ``device``, rows ``[CLS] tokens [SEP]`` cut to ``max_length``.  A batch
+    is padded only to its own longest row: attention costs T^2, and most functions are far
+    shorter than the longest.  ``shuffle`` draws the order from ``generator``.
 
-    All texts are encoded (and the order drawn) when this is called, not lazily, so errors
-    show up at once; iterate the result once per epoch.
+    All texts are encoded (and the order drawn) when called, not lazily, so errors show up
+    at once; iterate the result once per epoch.
     """
     batch_size = positive_int("batch_size", batch_size)
     max_length = check_max_length(max_length)
     examples = list(examples)
     if not examples:
         raise ValueError("classification_batches: there are no examples")
-    texts = [text for text, _ in examples]
     labels = np.array([operator.index(label) for _, label in examples], dtype=np.int64)  # (N,)
-    rows = wrap_texts(tokenizer, texts, max_length)
+    rows = wrap_texts(tokenizer, [text for text, _ in examples], max_length)
     n = len(rows)
     order = rng_or_default(generator).permutation(n) if shuffle else np.arange(n)     # (N,)
     return _batches(rows, labels, order, batch_size, tokenizer.pad_token_id, device)

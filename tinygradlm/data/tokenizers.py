@@ -1,20 +1,16 @@
 """Tokenizers: text <-> token ids, and the files they are saved in.
 
-* ``CharTokenizer``: one id per character; the vocabulary is the sorted set of characters of
-  the training text.  Pure NumPy.
-* ``SubwordTokenizer``: a subword vocabulary learnt from text by Hugging Face ``tokenizers``
-  (imported only when one is trained or loaded).  ``model`` is ``"bpe"`` (byte-level BPE as in
-  GPT-2: every string can be encoded and decoded exactly) or ``"wordpiece"`` (BERT's scheme);
-  ``special_tokens`` are none for a GPT language model, ``BERT_SPECIAL_TOKENS`` (``[PAD] [UNK]
-  [CLS] [SEP] [MASK]``, ids 0..4) for masked-LM pretraining and fine-tuning::
+* ``CharTokenizer``: one id per character of the training text's sorted set.  Pure NumPy.
+* ``SubwordTokenizer``: a subword vocabulary learnt by Hugging Face ``tokenizers`` (imported
+  only when used): ``model="bpe"`` (GPT-2's byte-level BPE) or ``"wordpiece"`` (BERT's), with
+  no special tokens for a GPT or ``BERT_SPECIAL_TOKENS`` (ids 0..4) for a BERT::
 
       gpt_tok = SubwordTokenizer.train(text, 512)                     # plain byte-level BPE
       bert_tok = SubwordTokenizer.train(text, 4096, model="wordpiece",
                                         special_tokens=BERT_SPECIAL_TOKENS)
 
-Both have ``vocab_size``, ``encode``, ``encode_array``, ``decode``, ``save`` and ``load``;
-``load_tokenizer`` reads any of their files back without being told which it is.  A subword
-tokenizer is saved as the standard ``tokenizer.json`` that Hugging Face tools read.
+Both have ``vocab_size``, ``encode``, ``encode_array``, ``decode``, ``save`` and ``load``
+(a subword one as the standard ``tokenizer.json``); ``load_tokenizer`` reads either back.
 """
 from __future__ import annotations
 
@@ -29,10 +25,9 @@ import numpy as np
 from ..files import atomic_path, read_json, write_json
 from .batches import positive_int
 
-# The special tokens of a BERT-style encoder, with ids 0..4 in this order.  [PAD] fills short
-# rows, [UNK] stands for text the vocabulary cannot spell, [CLS] starts every sequence (its
-# final vector is what a classifier reads), [SEP] ends it, and [MASK] hides a token the
-# masked-LM objective must guess.
+# A BERT's special tokens, ids 0..4.  [PAD] fills short rows, [UNK] stands for text the
+# vocabulary cannot spell, [CLS] starts every sequence (a classifier reads its final vector),
+# [SEP] ends it, and [MASK] hides a token the masked-LM objective must guess.
 BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 PAD_TOKEN, UNK_TOKEN, CLS_TOKEN, SEP_TOKEN, MASK_TOKEN = BERT_SPECIAL_TOKENS
 
@@ -67,9 +62,8 @@ def _as_id_list(ids, vocab_size: int) -> list[int]:
 class CharTokenizer:
     """One token per character; id = position of the character in the sorted vocabulary.
 
-    ``unk_token`` (e.g. ``"\\ufffd"``) is optional: only a tokenizer built with one can encode
-    text with unseen characters using ``errors="replace"``.  Without it every unknown
-    character is an error, so nothing is ever dropped silently.
+    ``unk_token`` (e.g. ``"\\ufffd"``) is optional: only with one can ``errors="replace"``
+    encode unseen characters.  Without it each is an error: nothing is dropped silently.
     """
 
     def __init__(self, chars: Iterable[str], unk_token: str | None = None):
@@ -86,10 +80,10 @@ class CharTokenizer:
             raise ValueError(f"CharTokenizer: unk_token {unk_token!r} is not in the vocabulary")
         self.unk_token = unk_token
         self.stoi = {c: i for i, c in enumerate(self.chars)}
-        # For the vectorised encode: the code points sorted, and the id of each one.
-        codes = np.array([ord(c) for c in self.chars], dtype=np.int64)     # (V,)
-        order = np.argsort(codes)
-        self._codes, self._code_ids = codes[order], order.astype(np.int64)
+        # For the vectorised encode: a table from code point to id (-1: not in the vocabulary).
+        codes = [ord(c) for c in self.chars]
+        self._id_of_code = np.full(max(codes) + 1, -1, dtype=np.int64)    # (max code + 1,)
+        self._id_of_code[codes] = np.arange(len(codes))
 
     @classmethod
     def from_text(cls, text: str, unk_token: str | None = None) -> "CharTokenizer":
@@ -99,13 +93,9 @@ class CharTokenizer:
         return cls(sorted(set(text) | ({unk_token} if unk_token is not None else set())),
                    unk_token=unk_token)
 
-    @property
-    def vocab_size(self) -> int:
-        return len(self.chars)
+    vocab_size = property(lambda self: len(self.chars))
 
-    @property
-    def unk_token_id(self) -> int | None:
-        return None if self.unk_token is None else self.stoi[self.unk_token]
+    unk_token_id = property(lambda self: self.stoi.get(self.unk_token))    # None without one
 
     def __len__(self) -> int:
         return self.vocab_size
@@ -114,8 +104,7 @@ class CharTokenizer:
         return f"CharTokenizer(vocab_size={self.vocab_size}, unk_token={self.unk_token!r})"
 
     def encode_array(self, text: str, errors: str = "strict") -> np.ndarray:
-        """``encode`` as an int64 array of shape (len(text),): one vectorised lookup, so a
-        4 MB corpus takes a fraction of a second."""
+        """``encode`` as an int64 array of shape (len(text),): one vectorised lookup."""
         if errors not in ("strict", "replace"):
             raise ValueError(f"errors must be 'strict' or 'replace', got {errors!r}")
         if errors == "replace" and self.unk_token is None:
@@ -123,11 +112,10 @@ class CharTokenizer:
                              "none; build it with CharTokenizer.from_text(text, "
                              "unk_token='\\ufffd')")
         # UTF-32 gives one 4-byte code point per character: a str -> int array in C.
-        points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
-        points = points.astype(np.int64)                                  # (N,)
-        pos = np.minimum(np.searchsorted(self._codes, points), len(self._codes) - 1)   # (N,)
-        known = self._codes[pos] == points                                # (N,)
-        ids = self._code_ids[pos]                                         # (N,)
+        points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")  # (N,)
+        table = self._id_of_code
+        ids = table[np.minimum(points, len(table) - 1)]                  # (N,)
+        known = (ids >= 0) & (points < len(table))                        # (N,)
         if not known.all():
             if errors == "strict":
                 unknown = np.flatnonzero(~known)
@@ -166,30 +154,21 @@ class CharTokenizer:
 class SubwordTokenizer:
     """A byte-level BPE or a WordPiece vocabulary, on top of a ``tokenizers.Tokenizer``.
 
-    ``model="bpe"``: text is split into UTF-8 bytes first, each byte shown as a printable
-    stand-in character, so every string can be encoded (no unknown tokens) and
-    ``decode(encode(s)) == s``.  Words are cut with GPT-2's regex.
+    ``model="bpe"``: text is split into UTF-8 bytes, each shown as a printable stand-in
+    character, so every string can be encoded and ``decode(encode(s)) == s``.  Words are cut
+    with GPT-2's regex.
 
-    ``model="wordpiece"``: text is cut into words, and a word the vocabulary lacks is spelled
-    from pieces, each piece after the first marked ``##`` (``_foo_bar`` -> ``_f ##oo ##_b
-    ##ar``).  A word with a character never seen in training becomes one ``[UNK]``, so
-    encoding never fails.  The word split is HF's ``Whitespace`` pre-tokenizer,
-    ``\\w+|[^\\w\\s]+``, chosen for source code:
+    ``model="wordpiece"``: a word the vocabulary lacks is spelled from pieces, each after the
+    first marked ``##`` (``_foo_bar`` -> ``_f ##oo ##_b ##ar``); a word with a character
+    never seen in training becomes one ``[UNK]``.  Words are cut by HF's ``Whitespace``
+    pre-tokenizer, ``\\w+|[^\\w\\s]+``, chosen for source code: no lowercasing (``Name`` and
+    ``name`` differ), identifiers stay whole (``self._cache`` is three words), and a run of
+    punctuation stays together, so ``==``, ``):`` and ``()`` can each become one token (~4.3
+    characters per token on stdlib code, ~3.8 with BERT's split).  Decoding joins words with
+    single spaces (``def f ( x ):``) and glues a word starting with ``##`` to the one before.
 
-    * no lowercasing, because ``Name`` and ``name`` are different identifiers;
-    * identifiers stay whole (``_`` is a word character), so ``self._cache`` is three words;
-    * a run of punctuation stays together, so frequent operators such as ``==``, ``):`` and
-      ``()`` can each become one token instead of two or three.
-
-    On 4 MB of stdlib code with 4,096 tokens that gives ~4.3 characters per token; BERT's own
-    split (every punctuation character apart, ``_`` included) gives ~3.8.  Decoding joins
-    words with single spaces (``def f ( x ):``): whitespace is not kept, which an encoder does
-    not need, and a word that itself starts with ``##`` (a ``###`` comment rule) is glued to
-    the word before it, as in every WordPiece tokenizer.
-
-    Special tokens get the first ids, in the order given.  Text that happens to contain
-    ``"[MASK]"`` is encoded as ordinary characters (``encode_special_tokens``), so only this
-    library's code ever puts a special id in a sequence.
+    Special tokens get the first ids, in the order given.  Text containing ``"[MASK]"`` is
+    encoded as ordinary characters, so only this library puts a special id in a sequence.
     """
 
     def __init__(self, tokenizer):
@@ -203,13 +182,9 @@ class SubwordTokenizer:
     def train(cls, text: str, vocab_size: int, model: str = "bpe",
               special_tokens: Iterable[str] = (), min_frequency: int = 2) -> "SubwordTokenizer":
         """Learn a vocabulary of ``vocab_size`` tokens on ``text``, special tokens included.
-
-        The vocabulary can come out smaller (the text runs out of pieces seen
-        ``min_frequency`` times) and, for WordPiece, larger when the text's characters alone
-        need more room: every character appears as itself and as ``##c``.
-        """
+        It can come out smaller (too few pieces seen ``min_frequency`` times) and, for
+        WordPiece, larger: every character of the text appears as itself and as ``##c``."""
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
         name = f"{cls.__name__}.train"
         if model not in SUBWORD_MODELS:
             raise ValueError(f"{name}: model must be one of {SUBWORD_MODELS}, got {model!r}")
@@ -227,8 +202,7 @@ class SubwordTokenizer:
                                  f"special tokens, got {vocab_size}")
             tokenizer = Tokenizer(models.WordPiece(unk_token=unk))
             tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-            # cleanup=False: the cleanup rules are for English ("do not" -> "don't",
-            # " ." -> "."), and would rewrite code.
+            # cleanup=False: its rules are for English ("do not" -> "don't"); they rewrite code.
             tokenizer.decoder = decoders.WordPiece(prefix="##", cleanup=False)
             trainer, options = trainers.WordPieceTrainer, {}
         else:
@@ -247,16 +221,12 @@ class SubwordTokenizer:
         tokenizer.train_from_iterator(_safe_chunks(text), trainer=trainer)
         return cls(tokenizer)
 
-    # -- the vocabulary --------------------------------------------------------------
-
     @property
     def model(self) -> str:
         """``"wordpiece"`` or ``"bpe"``: the subword model inside."""
         return "bpe" if type(self.tokenizer.model).__name__ == "BPE" else "wordpiece"
 
-    @property
-    def vocab_size(self) -> int:
-        return self.tokenizer.get_vocab_size(with_added_tokens=True)
+    vocab_size = property(lambda self: self.tokenizer.get_vocab_size(with_added_tokens=True))
 
     def _special_id(self, token: str) -> int:
         if token not in self.special_tokens:
@@ -266,26 +236,15 @@ class SubwordTokenizer:
                              "special_tokens=BERT_SPECIAL_TOKENS")
         return self.tokenizer.token_to_id(token)
 
-    @property
-    def pad_token_id(self) -> int:
-        return self._special_id(PAD_TOKEN)
+    pad_token_id = property(lambda self: self._special_id(PAD_TOKEN))
+    cls_token_id = property(lambda self: self._special_id(CLS_TOKEN))
+    sep_token_id = property(lambda self: self._special_id(SEP_TOKEN))
+    mask_token_id = property(lambda self: self._special_id(MASK_TOKEN))
 
     @property
     def unk_token_id(self) -> int | None:
         """None when there is no [UNK] (byte-level BPE never needs one)."""
         return self._special_id(UNK_TOKEN) if UNK_TOKEN in self.special_tokens else None
-
-    @property
-    def cls_token_id(self) -> int:
-        return self._special_id(CLS_TOKEN)
-
-    @property
-    def sep_token_id(self) -> int:
-        return self._special_id(SEP_TOKEN)
-
-    @property
-    def mask_token_id(self) -> int:
-        return self._special_id(MASK_TOKEN)
 
     @property
     def special_token_ids(self) -> frozenset[int]:
@@ -305,8 +264,6 @@ class SubwordTokenizer:
         return (f"{type(self).__name__}(model={self.model!r}, vocab_size={self.vocab_size}, "
                 f"special_tokens={list(self.special_tokens)})")
 
-    # -- text <-> ids ----------------------------------------------------------------
-
     def encode(self, text: str) -> list[int]:
         """Text -> ids, without [CLS]/[SEP] (``encode_batch`` adds those)."""
         return self.tokenizer.encode(text, add_special_tokens=False).ids
@@ -317,9 +274,8 @@ class SubwordTokenizer:
                                                            add_special_tokens=False)]
 
     def encode_array(self, text: str) -> np.ndarray:
-        """``encode`` of a long text as an int64 array of shape (N,).  It is encoded in
-        chunks, in parallel, cut where every pre-tokenizer here splits anyway: the same ids as
-        encoding the text whole."""
+        """``encode`` of a long text as an int64 array of shape (N,), in chunks encoded in
+        parallel, cut where the pre-tokenizer splits anyway: the ids of the whole text."""
         pieces = [np.asarray(ids, dtype=np.int64) for ids in self.encode_many(_safe_chunks(text))]
         return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
 
@@ -332,8 +288,6 @@ class SubwordTokenizer:
             ids = [i for i in ids if i not in skip]
         return self.tokenizer.decode(ids, skip_special_tokens=False)
 
-    # -- files -----------------------------------------------------------------------
-
     def save(self, path) -> None:
         """Write the standard ``tokenizer.json`` (a directory -> ``dir/tokenizer.json``)."""
         with atomic_path(_tokenizer_file(path)) as tmp:
@@ -341,12 +295,8 @@ class SubwordTokenizer:
 
     @classmethod
     def load(cls, path) -> "SubwordTokenizer":
-        return cls._from_config(_read_config(path), path)
-
-    @classmethod
-    def _from_config(cls, config: dict, path) -> "SubwordTokenizer":
         from tokenizers import Tokenizer
-
+        config = _read_config(path)
         model = config.get("model")
         if not (isinstance(model, dict) and model.get("type") in ("BPE", "WordPiece")):
             raise ValueError(f"{str(_tokenizer_file(path))!r} is neither a CharTokenizer file "
@@ -358,20 +308,14 @@ class SubwordTokenizer:
 def load_tokenizer(path) -> CharTokenizer | SubwordTokenizer:
     """Read a tokenizer saved by ``CharTokenizer.save`` or ``SubwordTokenizer.save`` (or any
     byte-level BPE or WordPiece ``tokenizer.json``), deciding which from the file's contents."""
-    config = _read_config(path)
-    if config.get("type") == "char":
-        return CharTokenizer.load(path)
-    added = config.get("added_tokens")
-    specials = {t.get("content") for t in added if isinstance(t, dict) and t.get("special")
-                } if isinstance(added, list) else set()
-    return SubwordTokenizer._from_config(config, path)
+    is_char = _read_config(path).get("type") == "char"
+    return (CharTokenizer if is_char else SubwordTokenizer).load(path)
 
 
-# Byte-level BPE splits text into pre-tokens with GPT-2's regex and merges only inside them.
-# A lone newline between two non-space characters is a pre-token of its own (and a word
-# boundary for WordPiece), so cutting the text right after it gives exactly the ids of
-# encoding the text whole (a cut inside a longer whitespace run would not: "\n\n" + "x" splits
-# as "\n" "\n" "x").  Pieces let tokenizers train and encode in parallel.
+# BPE merges only inside GPT-2's pre-tokens.  A lone newline between two non-space
+# characters is a pre-token (and a WordPiece word boundary), so cutting after it gives the
+# ids of the whole text (not so inside a whitespace run: "\n\n" + "x" -> "\n" "\n" "x").
+# Pieces let tokenizers train and encode in parallel.
 _SAFE_CUT = re.compile(r"(?<=\S)\n(?=\S)")
 
 

@@ -1,13 +1,13 @@
 """Batches of token ids for the two pretraining objectives, and the checks they share.
 
-GPT: ``train_val_split`` then ``get_batch`` (the pipeline in ``data/__init__.py``).
-Masked-LM (BERT), with a tokenizer that has BERT's special tokens::
+GPT: ``train_val_split`` then ``get_batch`` (see ``data/__init__.py``).  Masked-LM (BERT),
+with a tokenizer that has BERT's special tokens::
 
     x, labels, attn = get_mlm_batch(ids, 32, 128, tok)   # [CLS] window [SEP], 15% masked
     baseline = unigram_baseline_loss(ids, labels, tok.vocab_size)   # nats per token
 
-Randomness comes from a NumPy ``Generator``, by default the library's CPU generator, which
-``manual_seed`` seeds and a checkpoint saves: a resumed run sees the same batches.
+Randomness comes from a NumPy ``Generator``, by default the library's CPU generator (seeded
+by ``manual_seed``, saved in checkpoints, so a resumed run sees the same batches).
 """
 from __future__ import annotations
 
@@ -31,8 +31,7 @@ def positive_int(name: str, value) -> int:
 
 
 def rng_or_default(generator):
-    """``generator``, or the library's CPU generator, looked up on every call (manual_seed
-    and set_rng_state replace it)."""
+    """``generator``, else the CPU generator (looked up each call: manual_seed replaces it)."""
     return generator if generator is not None else backend.generator("cpu")
 
 
@@ -80,8 +79,7 @@ def get_batch(data: np.ndarray, batch_size: int, block_size: int, device=None,
     data = _id_stream(data, "get_batch")
     tokens = _random_windows(data, batch_size, block_size + 1, "training window",
                              "block_size + 1", rng_or_default(generator))     # (B, T+1)
-    x = np.ascontiguousarray(tokens[:, :-1])                               # (B, T)
-    y = np.ascontiguousarray(tokens[:, 1:])                                # (B, T)
+    x, y = np.ascontiguousarray(tokens[:, :-1]), np.ascontiguousarray(tokens[:, 1:])  # (B, T)
     return Tensor(x, device=device), Tensor(y, device=device)
 
 
@@ -90,8 +88,7 @@ def get_batch(data: np.ndarray, batch_size: int, block_size: int, device=None,
 def check_max_length(max_length, name: str = "max_length") -> int:
     max_length = positive_int(name, max_length)
     if max_length < 3:
-        raise ValueError(f"{name} must be at least 3 ([CLS], one token, [SEP]), "
-                         f"got {max_length}")
+        raise ValueError(f"{name} must be at least 3 ([CLS], one token, [SEP]), got {max_length}")
     return max_length
 
 
@@ -135,10 +132,8 @@ def mask_tokens(ids, mask_token_id, vocab_size=None, special_ids=None,
                 mlm_probability: float = 0.15, generator=None) -> tuple[np.ndarray, np.ndarray]:
     """BERT's masking: which tokens the model must guess, and what it sees in their place.
 
-    Each token that is not special ([PAD], [CLS], ...) is chosen with probability
-    ``mlm_probability``.  Of the chosen, 80% become [MASK], 10% a token drawn uniformly from
-    the non-special ids (it can be the token itself, as in BERT), 10% stay as they were.
-
+    Each non-special token is chosen with probability ``mlm_probability``; of the chosen, 80%
+    become [MASK], 10% a uniformly drawn non-special id (maybe itself, as in BERT), 10% stay.
     ``ids``: an integer array of any shape, not modified.  A tokenizer can stand in for
     ``mask_token_id, vocab_size, special_ids`` (``mask_tokens(ids, tokenizer)``).
 
@@ -189,15 +184,13 @@ def get_mlm_batch(ids: np.ndarray, batch_size: int, block_size: int, tokenizer,
     block_size = check_max_length(block_size, "block_size")
     data = _id_stream(ids, "get_mlm_batch")
     rng = rng_or_default(generator)
+    ends = (tokenizer.cls_token_id, tokenizer.sep_token_id)
     windows = _random_windows(data, batch_size, block_size - 2, "masked-LM window",
                               "block_size - 2", rng)                    # (B, T-2)
-    rows = np.pad(windows, ((0, 0), (1, 1)),                            # (B, T)
-                  constant_values=(tokenizer.cls_token_id, tokenizer.sep_token_id))
-    masked, labels = mask_tokens(rows, tokenizer, mlm_probability=mlm_probability,
-                                 generator=rng)
-    attention = np.ones((batch_size, block_size), dtype=bool)
-    return (Tensor(masked, device=device), Tensor(labels, device=device),
-            Tensor(attention, device=device))
+    rows = np.pad(windows, ((0, 0), (1, 1)), constant_values=ends)      # (B, T)
+    masked, labels = mask_tokens(rows, tokenizer, mlm_probability=mlm_probability, generator=rng)
+    attention = np.ones((batch_size, block_size), dtype=bool)            # no padding
+    return tuple(Tensor(a, device=device) for a in (masked, labels, attention))
 
 
 def unigram_baseline_loss(train_ids, targets, vocab_size: int) -> float:
@@ -217,6 +210,5 @@ def unigram_baseline_loss(train_ids, targets, vocab_size: int) -> float:
     log_p = np.log(counts + 1.0) - np.log(counts.sum() + vocab_size)    # (V,)
     picked = targets[targets != IGNORE_INDEX]
     if picked.size == 0:
-        raise ValueError("unigram_baseline_loss: every target is -100; there is nothing "
-                         "to score")
+        raise ValueError("unigram_baseline_loss: every target is -100; there is nothing to score")
     return float(-log_p[picked].mean())

@@ -30,10 +30,8 @@ STDLIB_MAX_CHARS = 12_000_000
 # Directory names skipped anywhere in a stdlib path: third-party packages, test suites, the
 # IDLE app, the deprecated 2to3 tool, caches, and generated data rather than code:
 # ``encodings`` (codec tables, a fifth of the corpus) and ``pydoc_data`` (one help string).
-STDLIB_EXCLUDED_DIRS = frozenset({
-    "site-packages", "dist-packages", "test", "tests", "idlelib", "lib2to3", "__pycache__",
-    "encodings", "pydoc_data",
-})
+STDLIB_EXCLUDED_DIRS = frozenset({"site-packages", "dist-packages", "test", "tests", "idlelib",
+                                  "lib2to3", "__pycache__", "encodings", "pydoc_data"})
 # Build-specific files (this machine's compiler flags and paths) would make the corpus
 # differ between machines with the same Python version.
 _STDLIB_EXCLUDED_PREFIXES = ("config-", "_sysconfigdata")
@@ -46,9 +44,8 @@ DOWNLOAD_TIMEOUT_S = 30
 
 def load_corpus(source: str | None = None, cache_dir: str | None = None,
                 exclude_files=()) -> str:
-    """Return a training text (the module docstring lists the sources).  ``exclude_files``
-    (stdlib only): relative paths such as ``"email/utils.py"`` to leave out, e.g. the
-    held-out files of ``stdlib_function_dataset`` when pretraining for it."""
+    """A training text (see the module docstring).  ``exclude_files`` (stdlib only): paths
+    like ``"email/utils.py"`` to leave out, e.g. a classification task's held-out files."""
     if source is None or source == "stdlib":
         return _stdlib_corpus(exclude_files=exclude_files)
     if source == "shakespeare":
@@ -92,9 +89,8 @@ def _stdlib_corpus(max_chars: int = STDLIB_MAX_CHARS, exclude_files=()) -> str:
     """The standard library's Python source, each file under a ``# ---- rel/path.py ----``
     header, capped at ``max_chars`` characters.  Same Python -> same text.
 
-    Only ASCII files are kept (all but a handful).  That keeps the char vocabulary at the ~96
-    printable symbols of Python code, without a long tail of characters seen a few times each,
-    which a char model could never learn.  Files that are not valid UTF-8 are skipped too.
+    Only ASCII files (all but a handful) are kept: the char vocabulary stays at the ~96
+    printable symbols of code, without a long tail of rare characters no model could learn.
     """
     root = stdlib_root()
     parts, total, exclude = [], 0, set(exclude_files)

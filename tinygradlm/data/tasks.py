@@ -109,8 +109,7 @@ def _package_functions(package: str, min_lines: int, max_chars: int) -> tuple:
     files = []
     for rel, path in stdlib_files(directory):   # sorted, test/tests/__pycache__ pruned
         try:
-            functions = _functions_in_source(path.read_text(encoding="utf-8"),
-                                             min_lines, max_chars)
+            functions = _functions_in_source(path.read_text(encoding="utf-8"), min_lines, max_chars)
         except (SyntaxError, UnicodeDecodeError, OSError, ValueError):
             continue                   # not parseable by this Python: not part of the task
         if functions:
@@ -121,10 +120,10 @@ def _package_functions(package: str, min_lines: int, max_chars: int) -> tuple:
 def _split_files(files: list[tuple[str, int]], seed: int) -> dict[str, str]:
     """Assign each file (relative path, number of functions) to "train", "val" or "test".
 
-    Files are visited in the order of a seeded hash of their path (a sort by name would put
-    e.g. all of ``asyncio/base_*`` together).  Test, then val, take each file that brings
-    their function count closer to 15% of the package's, so the biggest files stay in
-    training; the rest is train.  Every split gets at least one file (or an error).
+    Files are visited in the order of a seeded hash of their path (not by name, which would
+    keep e.g. ``asyncio/base_*`` together).  Test, then val, take each file that brings them
+    closer to 15% of the package's functions, so the biggest files stay in train; every
+    split gets at least one file (or an error says why it cannot).
     """
     if len(files) < 3:
         raise ValueError(f"{len(files)} file(s) with functions are too few to split by "
@@ -154,9 +153,9 @@ def stdlib_function_dataset(packages: Iterable[str] = DEFAULT_PACKAGES,
                             max_chars: int = FUNCTION_MAX_CHARS) -> LabelledData:
     """The built-in classification task: which standard-library package is this function from?
 
-    Every function and method (``def`` and ``async def`` at any depth, ``min_lines`` lines
-    or more, the first ``max_chars`` characters, docstring included) of every ``.py`` file of
-    each package is an example, labelled by the package (``label_names == list(packages)``).
+    Each function and method (any depth, ``min_lines`` lines or more, its first ``max_chars``
+    characters) of a package's ``.py`` files is an example, labelled by the package
+    (``label_names == list(packages)``).
 
     * Split by file (``_split_files``): val and test hold only functions from files the
       model never trained on, so it cannot score by recognising a file's private names.
@@ -177,8 +176,7 @@ def stdlib_function_dataset(packages: Iterable[str] = DEFAULT_PACKAGES,
             for split, fraction in SPLIT_FRACTIONS.items()}
     rng = np.random.default_rng(seed)
     splits: dict[str, list[tuple[str, int]]] = {split: [] for split in SPLIT_FRACTIONS}
-    seen: set[str] = set()
-    held_out: list[str] = []
+    seen, held_out = set(), []      # texts already taken; files of val and test
     for label, package in enumerate(packages):
         files = _package_functions(package, min_lines, max_chars)
         try:
@@ -255,8 +253,8 @@ def _delimited_records(f, where: str, delimiter: str, columns) -> Iterator[tuple
                          f"{columns[0]!r} and {columns[1]!r}")
     for name in columns:
         if name not in header:
-            raise ValueError(f"{where!r}, line 1: no column {name!r} in the header; the "
-                             f"columns are {header}")
+            raise ValueError(f"{where!r}, line 1: no column {name!r} in the header; "
+                             f"the columns are {header}")
     at = {name: header.index(name) for name in columns}
     for row in reader:
         if not any(field.strip() for field in row):
@@ -316,11 +314,9 @@ def classification_batches(examples, tokenizer, batch_size: int, max_length: int
 
     Yields ``(input_ids, attention_mask, labels)``: (B, T) int64, (B, T) bool and (B,)
     int64 Tensors on ``device``, rows ``[CLS] tokens [SEP]`` cut to ``max_length``.  A batch
-    is padded only to its own longest row: attention costs T^2, and most functions are far
-    shorter than the longest.  ``shuffle`` draws the order from ``generator``.
-
-    All texts are encoded (and the order drawn) when called, not lazily, so errors show up
-    at once; iterate the result once per epoch.
+    is padded only to its own longest row: attention costs T^2, and most functions are short.
+    Texts are encoded (and the ``shuffle`` order drawn from ``generator``) when called, not
+    lazily, so errors show up at once; iterate the result once per epoch.
     """
     batch_size = positive_int("batch_size", batch_size)
     max_length = check_max_length(max_length)
@@ -329,8 +325,7 @@ def classification_batches(examples, tokenizer, batch_size: int, max_length: int
         raise ValueError("classification_batches: there are no examples")
     labels = np.array([operator.index(label) for _, label in examples], dtype=np.int64)  # (N,)
     rows = wrap_texts(tokenizer, [text for text, _ in examples], max_length)
-    n = len(rows)
-    order = rng_or_default(generator).permutation(n) if shuffle else np.arange(n)     # (N,)
+    order = rng_or_default(generator).permutation(len(rows)) if shuffle else np.arange(len(rows))
     return _batches(rows, labels, order, batch_size, tokenizer.pad_token_id, device)
 
 

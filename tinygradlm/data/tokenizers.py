@@ -61,7 +61,6 @@ def _as_id_list(ids, vocab_size: int) -> list[int]:
 
 class CharTokenizer:
     """One token per character; id = position of the character in the sorted vocabulary.
-
     ``unk_token`` (e.g. ``"\\ufffd"``) is optional: only with one can ``errors="replace"``
     encode unseen characters.  Without it each is an error: nothing is dropped silently.
     """
@@ -90,8 +89,7 @@ class CharTokenizer:
         """Vocabulary = the sorted unique characters of ``text`` (plus ``unk_token``)."""
         if not text:
             raise ValueError("CharTokenizer.from_text: the text is empty")
-        return cls(sorted(set(text) | ({unk_token} if unk_token is not None else set())),
-                   unk_token=unk_token)
+        return cls(sorted(set(text) | {unk_token} - {None}), unk_token=unk_token)
 
     vocab_size = property(lambda self: len(self.chars))
 
@@ -138,7 +136,6 @@ class CharTokenizer:
         return "".join(self.chars[i] for i in _as_id_list(ids, self.vocab_size))
 
     def save(self, path) -> None:
-        """Write ``{"type": "char", "chars": [...], "unk": ...}`` as JSON."""
         write_json(_tokenizer_file(path), {"type": "char", "chars": self.chars,
                                            "unk": self.unk_token})
 
@@ -221,19 +218,15 @@ class SubwordTokenizer:
         tokenizer.train_from_iterator(_safe_chunks(text), trainer=trainer)
         return cls(tokenizer)
 
-    @property
-    def model(self) -> str:
-        """``"wordpiece"`` or ``"bpe"``: the subword model inside."""
-        return "bpe" if type(self.tokenizer.model).__name__ == "BPE" else "wordpiece"
+    model = property(lambda self: type(self.tokenizer.model).__name__.lower())  # bpe, wordpiece
 
     vocab_size = property(lambda self: self.tokenizer.get_vocab_size(with_added_tokens=True))
 
     def _special_id(self, token: str) -> int:
         if token not in self.special_tokens:
             raise ValueError(f"this tokenizer has no {token} token (its special tokens are "
-                             f"{list(self.special_tokens)}); masked-LM and classification "
-                             "batches need a tokenizer trained with "
-                             "special_tokens=BERT_SPECIAL_TOKENS")
+                             f"{list(self.special_tokens)}); masked-LM and classification batches "
+                             "need a tokenizer trained with special_tokens=BERT_SPECIAL_TOKENS")
         return self.tokenizer.token_to_id(token)
 
     pad_token_id = property(lambda self: self._special_id(PAD_TOKEN))
@@ -270,8 +263,7 @@ class SubwordTokenizer:
 
     def encode_many(self, texts: list[str]) -> list[list[int]]:
         """``encode`` for many texts at once, in parallel in Rust."""
-        return [e.ids for e in self.tokenizer.encode_batch(list(texts),
-                                                           add_special_tokens=False)]
+        return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
 
     def encode_array(self, text: str) -> np.ndarray:
         """``encode`` of a long text as an int64 array of shape (N,), in chunks encoded in

@@ -55,8 +55,22 @@ def _to_array(data, dtype, device):
     return array
 
 
+# Most Tensor methods only say which op of ``ops.py`` they run; these make such methods.
+def _unary(op):
+    """``x.exp()`` -> ``ops.Exp.apply(x)``."""
+    return lambda self: op.apply(self)
+
+
+def _binary(op, reflected=False):
+    """``x + y`` -> ``ops.Add.apply(x, y)``; ``reflected``: ``2 + x`` -> ``ops.Add(2, x)``.  A
+    Python number or array becomes a tensor that matches ``self`` (``_operand``)."""
+    if reflected:
+        return lambda self, other: op.apply(self._operand(other), self)
+    return lambda self, other: op.apply(self, self._operand(other))
+
+
 def _comparison(op):
-    """A Tensor method ``self <op> other`` for an elementwise comparison (no gradient)."""
+    """``x < y`` -> an elementwise boolean tensor (no gradient)."""
     return lambda self, other: self._compare(other, op)
 
 
@@ -245,23 +259,11 @@ class Tensor:
         return Tensor(other, device=self.device)
 
     # --- arithmetic (differentiable) ----------------------------------------------------
-    def __add__(self, other):
-        return ops.Add.apply(self, self._operand(other))
-
-    def __radd__(self, other):
-        return ops.Add.apply(self._operand(other), self)
-
-    def __sub__(self, other):
-        return ops.Sub.apply(self, self._operand(other))
-
-    def __rsub__(self, other):
-        return ops.Sub.apply(self._operand(other), self)
-
-    def __mul__(self, other):
-        return ops.Mul.apply(self, self._operand(other))
-
-    def __rmul__(self, other):
-        return ops.Mul.apply(self._operand(other), self)
+    # x + y calls ops.Add; 2 + x calls x.__radd__(2), which puts the operands back in order.
+    __add__, __radd__ = _binary(ops.Add), _binary(ops.Add, reflected=True)
+    __sub__, __rsub__ = _binary(ops.Sub), _binary(ops.Sub, reflected=True)
+    __mul__, __rmul__ = _binary(ops.Mul), _binary(ops.Mul, reflected=True)
+    __pow__, __rpow__ = _binary(ops.Pow), _binary(ops.Pow, reflected=True)
 
     def __truediv__(self, other):
         x, y = self, self._operand(other)
@@ -272,14 +274,7 @@ class Tensor:
     def __rtruediv__(self, other):
         return self._operand(other).__truediv__(self)
 
-    def __pow__(self, other):
-        return ops.Pow.apply(self, self._operand(other))
-
-    def __rpow__(self, other):
-        return ops.Pow.apply(self._operand(other), self)
-
-    def __neg__(self):
-        return ops.Neg.apply(self)
+    __neg__ = _unary(ops.Neg)
 
     def __matmul__(self, other):
         return self.matmul(other)
@@ -303,29 +298,9 @@ class Tensor:
             out = out.squeeze(-2 if b.ndim > 1 else -1)
         return out
 
-    def exp(self):
-        return ops.Exp.apply(self)
-
-    def log(self):
-        return ops.Log.apply(self)
-
-    def sqrt(self):
-        return ops.Sqrt.apply(self)
-
-    def tanh(self):
-        return ops.Tanh.apply(self)
-
-    def sigmoid(self):
-        return ops.Sigmoid.apply(self)
-
-    def relu(self):
-        return ops.ReLU.apply(self)
-
-    def abs(self):
-        return ops.Abs.apply(self)
-
-    def erf(self):
-        return ops.Erf.apply(self)
+    exp, log, sqrt = _unary(ops.Exp), _unary(ops.Log), _unary(ops.Sqrt)
+    tanh, sigmoid, relu = _unary(ops.Tanh), _unary(ops.Sigmoid), _unary(ops.ReLU)
+    abs, erf = _unary(ops.Abs), _unary(ops.Erf)
 
     def clip(self, min=None, max=None):
         return ops.Clip.apply(self, low=min, high=max)

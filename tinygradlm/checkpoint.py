@@ -57,20 +57,23 @@ class CheckpointError(ValueError):
 
 
 # --- reading and writing files ----------------------------------------------------------------
-def _read(path: Path, what: str | None = None, data: bytes | None = None):
-    """The JSON in ``path`` (holding ``what``), or else its safetensors arrays (from ``data``,
-    the bytes already read, when given).  Missing or corrupt files raise errors naming them."""
-    if what is not None:
-        try:
-            return read_json(path, what)
-        except ValueError as exc:
-            raise CheckpointError(str(exc)) from None
+def _read_json(path: Path, what: str):
+    """The JSON in ``path`` (holding ``what``); missing or corrupt files raise errors naming it."""
+    try:
+        return read_json(path, what)
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
+
+
+def _read_arrays(path: Path, data: bytes | None = None) -> dict:
+    """The safetensors arrays in ``path`` (parsed from ``data``, its bytes already read, when
+    given; else memory-mapped); missing or corrupt files raise errors naming it."""
     from safetensors import SafetensorError
     from safetensors.numpy import load, load_file
     if data is None and not path.is_file():
         raise FileNotFoundError(f"no {path.name} in {path.parent}: expected {path}")
     try:
-        return load(data) if data is not None else load_file(path)     # load_file: mmap
+        return load(data) if data is not None else load_file(path)
     except SafetensorError as exc:
         raise CheckpointError(f"{path} is truncated or corrupt ({exc}); re-save or "
                               f"re-download it") from None
@@ -158,7 +161,7 @@ def load_pretrained(model_cls, config_cls, directory, device: str | None = None,
     ``dtype`` asks for another.  A missing, corrupt or unfitting file raises an error naming it."""
     directory = Path(directory)
     config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
-    fields = _read(config_path, "the model's configuration")
+    fields = _read_json(config_path, "the model's configuration")
     _check_type(fields, model_cls.__name__, config_path)
     # Unknown keys are refused; init=False fields are left to __post_init__.
     known = {f.name: f for f in dataclasses.fields(config_cls)}
@@ -172,7 +175,7 @@ def load_pretrained(model_cls, config_cls, directory, device: str | None = None,
     except TypeError as exc:            # e.g. a field without a default is missing
         raise CheckpointError(f"cannot build {config_cls.__name__} from {config_path}: "
                               f"{exc}") from None
-    arrays = _read(weights_path)
+    arrays = _read_arrays(weights_path)
     model = model_cls(config)
     floats = {a.dtype for a in arrays.values() if a.dtype.kind == "f"}
     target = dtype if dtype is not None else (floats.pop() if len(floats) == 1 else None)
@@ -245,7 +248,7 @@ def load_checkpoint(directory, model, optimizer=None) -> dict:
     checked against its sha256 and parsed before the model changes: CheckpointError otherwise."""
     directory = Path(directory)
     trainer_path = directory / TRAINER_NAME
-    trainer = _read(trainer_path, "the training state (a directory written by "
+    trainer = _read_json(trainer_path, "the training state (a directory written by "
                                        "save_pretrained has none: use load_pretrained)")
     digests = trainer.get("files") if isinstance(trainer, dict) else None
     if not isinstance(digests, dict) or not {CONFIG_NAME, WEIGHTS_NAME} <= digests.keys():
@@ -262,13 +265,13 @@ def load_checkpoint(directory, model, optimizer=None) -> dict:
             raise CheckpointError(f"checkpoint in {directory} is inconsistent (partially "
                                   f"written, or files removed or from different saves): {problem}")
     _check_type(json.loads(contents[CONFIG_NAME]), type(model).__name__, directory / CONFIG_NAME)
-    weights = _read(directory / WEIGHTS_NAME, data=contents[WEIGHTS_NAME])
+    weights = _read_arrays(directory / WEIGHTS_NAME, contents[WEIGHTS_NAME])
     state = None
     if optimizer is not None:
         path = directory / OPTIMIZER_NAME
         if trainer.get("optimizer") is None or OPTIMIZER_NAME not in digests:
             raise CheckpointError(f"checkpoint in {directory} was saved without an optimizer")
-        arrays = _read(path, data=contents[OPTIMIZER_NAME])
+        arrays = _read_arrays(path, contents[OPTIMIZER_NAME])
         try:
             state = _optimizer_state(optimizer, trainer["optimizer"], arrays, path)
         except CheckpointError:

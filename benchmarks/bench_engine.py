@@ -38,20 +38,16 @@ Why the warm-ups, pauses, ``gc.freeze()`` and malloc tuning: see ``common.py``.
 """
 from __future__ import annotations
 
-import argparse
-import os
 import time
 
 import numpy as np
 
 import common                       # first: puts the checkout on sys.path
-from common import fresh_heap, loadavg, prepare_environment, summary, timeit, torch, write_json
+from common import fresh_heap, print_table, ratios, summary, timeit, torch, write_json
 
 import tinygradlm as tg
 from tinygradlm import nn
 from tinygradlm import functional as F
-
-DEFAULT_OUT = os.path.join(common.RESULTS, "bench_engine.json")
 
 
 # --- case 1: MLP training step ------------------------------------------------------------
@@ -300,25 +296,18 @@ def case_matmul(cfg):
 
 
 # --- reporting ------------------------------------------------------------------------------
-def ratios(times, ours, refs):
-    return {f"{ours} / {ref}": times[ours]["median_s"] / times[ref]["median_s"]
-            for ref in refs if ref in times}
-
-
 def print_case(case):
-    per_op_unit = case["unit"] == "us/op"
     print(f"\n[{case['name']}] {case['what']}")
-    print(f"  {'implementation':<26}{'median ' + case['unit']:>18}{'min ' + case['unit']:>16}"
-          f"{'page faults/call':>18}")
+    rows = []
     for name, t in case["times"].items():
-        if per_op_unit:
-            med, lo = t["median_us_per_op"], t["min_us_per_op"]
-        else:
-            med, lo = t["median_s"] * 1e3, t["min_s"] * 1e3
-        faults = f"{t['page_faults_per_call']:.0f}" if "page_faults_per_call" in t else ""
-        print(f"  {name:<26}{med:>18.3f}{lo:>16.3f}{faults:>18}")
+        med, lo = ((t["median_us_per_op"], t["min_us_per_op"]) if case["unit"] == "us/op" else
+                   (t["median_s"] * 1e3, t["min_s"] * 1e3))
+        rows.append([name, f"{med:.3f}", f"{lo:.3f}",
+                     f"{t['page_faults_per_call']:.0f}" if "page_faults_per_call" in t else ""])
+    print_table(["implementation", f"median {case['unit']}", f"min {case['unit']}",
+                 "page faults/call"], rows, "lrrr")
     for name, r in case["ratios"].items():
-        print(f"  ratio {name:<40} {r:8.2f}x")
+        print(f"  ratio {name}: {r:.2f}x")
     if "final_loss_after_identical_steps" in case:
         losses = ", ".join(f"{k} {v:.6f}" for k, v in
                            case["final_loss_after_identical_steps"].items())
@@ -354,27 +343,16 @@ CONFIGS = {
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="fewer repeats and a shorter chain (a few seconds)")
-    parser.add_argument("--out", default=DEFAULT_OUT, help="where to write the JSON results")
+    parser = common.bench_parser(__doc__, "bench_engine",
+                                 "fewer repeats and a shorter chain (a few seconds)")
     parser.add_argument("--act", choices=("relu", "gelu"), default="relu",
                         help="MLP activation (gelu = tanh approximation, a composite here)")
     parser.add_argument("--profile", action="store_true",
                         help="also cProfile the tinygradlm MLP step (top 10 by tottime)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="set NumPy's BLAS threads (and torch's) to N; default: leave "
-                             "NumPy as configured")
-    parser.add_argument("--system-malloc", action="store_true",
-                        help="do not call tinygradlm.backend.tune_malloc() (see common.py)")
     args = parser.parse_args(argv)
-    cfg = CONFIGS["quick" if args.quick else "full"]
-
-    threads, env = prepare_environment(args.threads, not args.system_malloc)
-    torch_note = f"torch {torch.__version__} ({threads} threads)" if torch else "no torch"
-    print(f"tinygradlm {tg.__version__} | python {env['python']} | numpy {np.__version__} "
-          f"({threads} BLAS threads) | {torch_note} | {env['cpus_usable']} usable CPUs | "
-          f"{'quick' if args.quick else 'full'} mode")
+    mode = "quick" if args.quick else "full"
+    cfg = CONFIGS[mode]
+    env = common.start_bench(args)
 
     cases = []
     for run_case in (lambda: case_mlp(cfg["mlp"], args.act), lambda: case_chain(cfg["chain"]),
@@ -385,9 +363,7 @@ def main(argv=None):
     if args.profile:
         profile_mlp(cfg["mlp"], args.act)
 
-    result = {"benchmark": "bench_engine", "mode": "quick" if args.quick else "full",
-              "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": env,
-              "loadavg_at_end": loadavg(),
+    result = {**common.result_header("bench_engine", mode, env),
               "ratios_are": "median(tinygradlm) / median(reference)",
               "cases": {c["name"]: c for c in cases}}
     write_json(args.out, result)

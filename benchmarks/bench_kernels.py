@@ -41,7 +41,6 @@ Results go to ``benchmarks/results/bench_kernels.json`` unless ``--out`` says ot
 """
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import os
@@ -51,26 +50,29 @@ import tempfile
 import time
 import tracemalloc
 
-import numba
 import numpy as np
 
 import common                       # first: puts the checkout on sys.path
-from common import ROOT, fresh_heap, loadavg, prepare_environment, timeit, torch, write_json
+from common import ROOT, fresh_heap, print_table, timeit, torch, write_json
 
 import tinygradlm as tg
 from tinygradlm import kernels
 import tinygradlm.nn.functional as F
 
-DEFAULT_OUT = os.path.join(common.RESULTS, "bench_kernels.json")
 FUSED, REF, TORCH = "fused", "reference", "torch"
 
 
-def run_modes(make):
-    """{name: fn} for fused, reference and torch, where ``make(mode)`` builds one step."""
+def time_modes(make, atol, repeats, warmup):
+    """Time the steps ``make(mode)`` builds for fused, reference and torch, after checking
+    that fused and reference agree (max abs difference of every output within ``atol``)."""
     fns = {FUSED: make(FUSED), REF: make(REF)}
     if torch:
         fns[TORCH] = make(TORCH)
-    return fns
+    outs = {m: [np.asarray(a, np.float64) for a in fns[m]()] for m in (FUSED, REF)}
+    diffs = [float(np.max(np.abs(f - r))) for f, r in zip(outs[FUSED], outs[REF])]
+    times = timeit(fns, repeats, warmup)
+    return {"times": times, "ratios": common.ratios(times, FUSED, [REF, TORCH]),
+            "check": {"max_abs_diff": diffs, "atol": atol, "ok": all(d <= atol for d in diffs)}}
 
 
 def tg_step(mode, fn):
@@ -79,23 +81,6 @@ def tg_step(mode, fn):
         with kernels.use(mode):
             return fn()
     return step
-
-
-def maxdiff(a, b):
-    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
-
-
-def agree(results, atol):
-    """results: {mode: [arrays]}; max abs diff fused vs reference per output, and a verdict."""
-    diffs = [maxdiff(f, r) for f, r in zip(results[FUSED], results[REF])]
-    return {"max_abs_diff": diffs, "atol": atol, "ok": all(d <= atol for d in diffs)}
-
-
-def ratios(times):
-    out = {f"{FUSED} / {REF}": times[FUSED]["median_s"] / times[REF]["median_s"]}
-    if TORCH in times:
-        out[f"{FUSED} / {TORCH}"] = times[FUSED]["median_s"] / times[TORCH]["median_s"]
-    return out
 
 
 # --- case 1: softmax -----------------------------------------------------------------------
@@ -121,14 +106,11 @@ def case_softmax(shape, repeats, warmup):
             xt.grad = None
             y = F.softmax(xt, -1)
             y.backward(gradient=g)
-            return [y.data, xt.grad.data if hasattr(xt.grad, "data") else xt.grad]
+            return [y.data, xt.grad.data]
         return tg_step(mode, fb)
 
-    fns = run_modes(make)
-    check = agree({m: [np.array(a) for a in fns[m]()] for m in (FUSED, REF)}, atol=1e-5)
-    times = timeit(fns, repeats, warmup)
-    return {"what": f"softmax {shape}", "shape": list(shape), "times": times,
-            "ratios": ratios(times), "check": check}
+    return {"what": f"softmax {shape}", "shape": list(shape),
+            **time_modes(make, 1e-5, repeats, warmup)}
 
 
 # --- case 2: cross-entropy -----------------------------------------------------------------
@@ -154,14 +136,11 @@ def case_cross_entropy(N, V, repeats, warmup):
             xt.grad = None
             loss = F.cross_entropy(xt, tt)
             loss.backward()
-            return [loss.data, xt.grad.data if hasattr(xt.grad, "data") else xt.grad]
+            return [loss.data, xt.grad.data]
         return tg_step(mode, fb)
 
-    fns = run_modes(make)
-    check = agree({m: [np.array(a) for a in fns[m]()] for m in (FUSED, REF)}, atol=1e-5)
-    times = timeit(fns, repeats, warmup)
-    return {"what": f"cross_entropy ({N}, {V})", "shape": [N, V], "times": times,
-            "ratios": ratios(times), "check": check}
+    return {"what": f"cross_entropy ({N}, {V})", "shape": [N, V],
+            **time_modes(make, 1e-5, repeats, warmup)}
 
 
 # --- case 3: attention ---------------------------------------------------------------------
@@ -179,8 +158,7 @@ def tg_attention_step(q, k, v, g):
             t.grad = None
         out = F.scaled_dot_product_attention(qt, kt, vt, is_causal=True)
         out.backward(gradient=g)
-        return [out.data] + [t.grad.data if hasattr(t.grad, "data") else t.grad
-                             for t in (qt, kt, vt)]
+        return [out.data] + [t.grad.data for t in (qt, kt, vt)]
     return fb
 
 
@@ -202,11 +180,8 @@ def case_attention(B, H, T, D, repeats, warmup):
             return step
         return tg_step(mode, fb)
 
-    fns = run_modes(make)
-    check = agree({m: [np.array(a) for a in fns[m]()] for m in (FUSED, REF)}, atol=1e-4)
-    times = timeit(fns, repeats, warmup)
-    return {"what": f"attention B={B} H={H} T={T} D={D} causal", "T": T, "times": times,
-            "ratios": ratios(times), "check": check}
+    return {"what": f"attention B={B} H={H} T={T} D={D} causal", "T": T,
+            **time_modes(make, 1e-4, repeats, warmup)}
 
 
 # --- case 4: peak memory -------------------------------------------------------------------
@@ -282,26 +257,19 @@ def case_compile():
 # --- reporting -----------------------------------------------------------------------------
 def print_timed(title, cases, label, targets=None):
     print(f"\n[{title}] forward + backward, float32, ms per call (median / min)")
-    hdr = f"  {label:<22}{'fused':>18}{'reference':>18}{'torch':>18}{'fused/ref':>11}" \
-          f"{'fused/torch':>13}  {'agree':<6}"
-    print(hdr)
+    rows = []
     for c in cases:
-        cols = []
-        for m in (FUSED, REF, TORCH):
-            t = c["times"].get(m)
-            cols.append(f"{t['median_s'] * 1e3:9.3f}/{t['min_s'] * 1e3:<8.3f}" if t else
-                        f"{'-':>18}")
-        r = c["ratios"]
-        rt = r.get(f"{FUSED} / {TORCH}")
-        ok = "ok" if c["check"]["ok"] else "DIFF!"
-        rt_s = f"{rt:12.3f}x" if rt else f"{'-':>13}"
-        row = (f"  {c['label']:<22}{cols[0]:>18}{cols[1]:>18}{cols[2]:>18}"
-               f"{r[FUSED + ' / ' + REF]:>10.3f}x{rt_s}  {ok}")
-        if targets:
-            row += "  " + targets(c)
-        print(row)
+        ms = [f"{t['median_s'] * 1e3:.3f} / {t['min_s'] * 1e3:.3f}" if t else "-"
+              for t in (c["times"].get(m) for m in (FUSED, REF, TORCH))]
+        rt = c["ratios"].get(f"{FUSED} / {TORCH}")
+        rows.append([c["label"], *ms, f"{c['ratios'][f'{FUSED} / {REF}']:.3f}x",
+                     f"{rt:.3f}x" if rt else "-", "ok" if c["check"]["ok"] else "DIFF!"]
+                    + ([targets(c)] if targets else []))
+    print_table([label, FUSED, REF, TORCH, "fused/ref", "fused/torch", "agree"]
+                + (["targets"] if targets else []), rows, "lrrrrrl" + ("l" if targets else ""))
+    for c in cases:
         if not c["check"]["ok"]:
-            print(f"    fused vs reference max abs diff {c['check']['max_abs_diff']} "
+            print(f"{c['label']}: fused vs reference max abs diff {c['check']['max_abs_diff']} "
                   f"> atol {c['check']['atol']}")
 
 
@@ -329,28 +297,14 @@ CONFIGS = {
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats and sizes")
-    parser.add_argument("--out", default=DEFAULT_OUT, help="where to write the JSON results")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="set NumPy's BLAS threads (and torch's) to N")
+    parser = common.bench_parser(__doc__, "bench_kernels", "fewer repeats and sizes")
     parser.add_argument("--skip-compile", action="store_true",
                         help="skip the compile-time subprocesses")
-    parser.add_argument("--system-malloc", action="store_true",
-                        help="do not call tinygradlm.backend.tune_malloc() (see common.py)")
     args = parser.parse_args(argv)
     t_start = time.perf_counter()
-    cfg = CONFIGS["quick" if args.quick else "full"]
-
-    threads, env = prepare_environment(args.threads, not args.system_malloc)
-    env = {**env, "numba": numba.__version__,
-           "numba_num_threads": numba.get_num_threads(),
-           "numba_threading_layer_config": numba.config.THREADING_LAYER}
-    torch_note = f"torch {torch.__version__} ({threads} threads)" if torch else "no torch"
-    print(f"tinygradlm {tg.__version__} | python {env['python']} | numpy {np.__version__} "
-          f"({threads} BLAS threads) | numba {numba.__version__} "
-          f"({numba.get_num_threads()} threads) | {torch_note} | {env['cpus_usable']} usable "
-          f"CPUs | {'quick' if args.quick else 'full'} mode")
+    mode = "quick" if args.quick else "full"
+    cfg = CONFIGS[mode]
+    env = common.start_bench(args)
 
     sm = []
     for label, shape in (("(768, 65)", (768, 65)), ("(768, 2048)", (768, 2048)),
@@ -385,19 +339,14 @@ def main(argv=None):
     if not args.skip_compile:
         comp = case_compile()
         print(f"\n[compile] {comp['what']}")
-        print(f"  {'phase':<8}{'softmax':>10}{'cross_ent':>11}{'attention':>11}"
-              f"{'process wall':>14}")
-        for phase, d in comp["results"].items():
-            if "error" in d:
-                print(f"  {phase:<8} ERROR: {d['error'].splitlines()[-1] if d['error'] else ''}")
-                continue
-            print(f"  {phase:<8}{d['softmax']:>10.3f}{d['cross_entropy']:>11.3f}"
-                  f"{d['attention']:>11.3f}{d['process_wall_s']:>14.3f}")
+        keys = ("softmax", "cross_entropy", "attention", "process_wall_s")
+        print_table(["phase", "softmax", "cross_entropy", "attention", "process wall"],
+                    [[phase, f"ERROR: {(d['error'].splitlines() or [''])[-1]}", "", "", ""]
+                     if "error" in d else [phase, *(f"{d[k]:.3f}" for k in keys)]
+                     for phase, d in comp["results"].items()], "lrrrr")
 
     total = time.perf_counter() - t_start
-    result = {"benchmark": "bench_kernels", "mode": "quick" if args.quick else "full",
-              "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": env,
-              "loadavg_at_end": loadavg(), "total_run_s": total,
+    result = {**common.result_header("bench_kernels", mode, env), "total_run_s": total,
               "ratios_are": "median(fused) / median(other); < 1 means fused is faster",
               "targets": {"attention_T256_fused_speedup_vs_reference": ">= 3x",
                           "attention_T1024_peak_memory_fused_over_reference": "<= 0.25",

@@ -57,22 +57,19 @@ on a time.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from collections import defaultdict
 
-import numba
 import numpy as np
 
 import common                       # first: puts the checkout on sys.path
-from common import (FUSED, REF, TORCH, TRAIN, fresh_heap, loadavg, loss_check,
-                    prepare_environment, timeit, torch, write_json)
+from common import (FUSED, MODES, REF, TORCH, TRAIN, fresh_heap, print_table, timeit, torch,
+                    write_json)
 
 import tinygradlm as tg
 from tinygradlm import autograd, kernels, optim
 
-DEFAULT_OUT = os.path.join(common.RESULTS, "bench_train.json")
 MODEL = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, bias=True)
 BATCH_SIZE = 12
 CONFIGS = {
@@ -90,16 +87,12 @@ def case_step(cfg, vocab_size, batches):
     the first-batch loss of each as a check that they compute the same thing."""
     tokens = BATCH_SIZE * MODEL["block_size"]
     config = {**MODEL, "vocab_size": vocab_size}
-    models = {FUSED: common.build_gpt(config), REF: common.build_gpt(config)}
-    first_loss = {FUSED: common.tg_first_loss(models[FUSED], batches[0], "fused"),
-                  REF: common.tg_first_loss(models[REF], batches[0], "reference")}
-    steps = {FUSED: common.tg_step_fn(models[FUSED], batches, "fused"),
-             REF: common.tg_step_fn(models[REF], batches, "reference")}
+    models = {name: common.build_gpt(config) for name in MODES}
     if torch:
-        tmodel = common.torch_gpt_like(models[FUSED])
-        first_loss[TORCH] = common.torch_first_loss(tmodel, batches[0])
-        steps[TORCH] = common.torch_step_fn(tmodel, batches)
-    check = loss_check(first_loss)
+        models[TORCH] = common.torch_gpt_like(models[FUSED])
+    first_loss = {name: common.first_loss(name, m, batches[0]) for name, m in models.items()}
+    steps = {name: common.step_fn(name, m, batches) for name, m in models.items()}
+    check = common.loss_check(first_loss)
     print("\nfirst-batch loss, same weights: " +
           ", ".join(f"{k} {v:.6f}" for k, v in first_loss.items()) +
           f"  (max diff {check['max_abs_diff']:.2e}: "
@@ -113,12 +106,9 @@ def case_step(cfg, vocab_size, batches):
     check["loss_after_steps_max_abs_diff"] = max(last.values()) - min(last.values())
     for t in times.values():
         t["tokens_per_s"] = tokens / t["median_s"]
-    speed = {f"{name} speed / torch speed": times[TORCH]["median_s"] / times[name]["median_s"]
-             for name in (FUSED, REF) if torch}
-    speed["fused speed / reference speed"] = times[REF]["median_s"] / times[FUSED]["median_s"]
+    speed = common.speed_ratios({name: t["median_s"] for name, t in times.items()})
     return {"tokens_per_step": tokens, "times": times, "loss_check": check,
-            "speed_ratios": speed, "ratio_is": "median_ms(other) / median_ms(this): "
-                                                "above 1 = this one is faster"}, models, steps
+            "speed_ratios": speed, "ratio_is": common.SPEED_RATIO_IS}, models, steps
 
 
 # --- case 2: MFU (FLOPs per step: common.flops_per_step) ----------------------------------
@@ -295,15 +285,13 @@ def case_generation(model, first_token, cfg):
 
 # --- reporting ------------------------------------------------------------------------------
 def print_step_table(step, mfu):
-    print("\n| implementation | median ms/step | min ms/step | tokens/s | MFU | speed vs torch |"
-          "\n|---|---:|---:|---:|---:|---:|")
-    for name, t in step["times"].items():
-        vs = (f"{step['speed_ratios'][f'{name} speed / torch speed']:.2f}x"
-              if f"{name} speed / torch speed" in step["speed_ratios"] else
-              "1.00x" if name == TORCH else "-")
-        print(f"| {name} | {t['median_s'] * 1e3:.1f} | {t['min_s'] * 1e3:.1f} | "
-              f"{t['tokens_per_s']:,.0f} | {100 * mfu['per_implementation'][name]:.1f}% | "
-              f"{vs} |")
+    times = step["times"]
+    print_table(["implementation", "median ms/step", "min ms/step", "tokens/s", "MFU",
+                 "speed vs torch"],
+                [[name, f"{t['median_s'] * 1e3:.1f}", f"{t['min_s'] * 1e3:.1f}",
+                  f"{t['tokens_per_s']:,.0f}", f"{100 * mfu['per_implementation'][name]:.1f}%",
+                  f"{times[TORCH]['median_s'] / t['median_s']:.2f}x" if torch else "-"]
+                 for name, t in times.items()], "lrrrrr")
     chk = step["loss_check"]
     flag = "OK" if chk["match"] else "*** MISMATCH ***"
     print(f"\nloss check: first batch {flag} (max diff {chk['max_abs_diff']:.2e}); after "
@@ -321,45 +309,36 @@ def print_profile(prof, step_median_s, top=12):
           f"steps: {prof['instrumented_step_s'] * 1e3:.1f} ms/step vs {step_median_s * 1e3:.1f} "
           f"uninstrumented; forward {prof['forward_s'] * 1e3:.1f} ms, backward "
           f"{prof['backward_s'] * 1e3:.1f} ms, {prof['ops_forward_calls_per_step']:.0f} ops)")
-    print("\n| where | ms/step | % of step | calls/step |\n|---|---:|---:|---:|")
-    for r in prof["rows"][:top]:
-        calls = f"{r['calls_per_step']:.0f}" if "calls_per_step" in r else ""
-        print(f"| {r['where']} | {r['s_per_step'] * 1e3:.2f} | {r['pct_of_step']:.1f}% | "
-              f"{calls} |")
+    rows = [[r["where"], f"{r['s_per_step'] * 1e3:.2f}", f"{r['pct_of_step']:.1f}%",
+             f"{r['calls_per_step']:.0f}" if "calls_per_step" in r else ""]
+            for r in prof["rows"][:top]]
     rest = prof["rows"][top:]
     if rest:
-        print(f"| ({len(rest)} more entries) | {sum(r['s_per_step'] for r in rest) * 1e3:.2f} | "
-              f"{sum(r['pct_of_step'] for r in rest):.1f}% | |")
+        rows.append([f"({len(rest)} more entries)",
+                     f"{sum(r['s_per_step'] for r in rest) * 1e3:.2f}",
+                     f"{sum(r['pct_of_step'] for r in rest):.1f}%", ""])
+    print_table(["where", "ms/step", "% of step", "calls/step"], rows, "lrrr")
 
 
 def print_torch_profile(tprof, top=8):
     print(f"\ntorch's top ops ({tprof['note']}, {tprof['steps']} steps)")
-    print("\n| op | self ms/step | % | calls/step |\n|---|---:|---:|---:|")
-    for r in tprof["rows"][:top]:
-        print(f"| {r['op']} | {r['self_ms_per_step']:.2f} | {r['pct']:.1f}% | "
-              f"{r['calls_per_step']:.0f} |")
+    print_table(["op", "self ms/step", "%", "calls/step"],
+                [[r["op"], f"{r['self_ms_per_step']:.2f}", f"{r['pct']:.1f}%",
+                  f"{r['calls_per_step']:.0f}"] for r in tprof["rows"][:top]], "lrrr")
 
 
 def print_generation(g):
     print(f"\ngeneration (1-token prompt, {g['new_tokens']} new tokens, greedy, "
           f"{g['kernels']} kernels)")
-    print("\n| KV cache | median ms | min ms | tokens/s |\n|---|---:|---:|---:|")
-    for name, t in g["times"].items():
-        print(f"| {name} | {t['median_s'] * 1e3:.1f} | {t['min_s'] * 1e3:.1f} | "
-              f"{t['tokens_per_s']:,.0f} |")
+    print_table(["KV cache", "median ms", "min ms", "tokens/s"],
+                [[name, f"{t['median_s'] * 1e3:.1f}", f"{t['min_s'] * 1e3:.1f}",
+                  f"{t['tokens_per_s']:,.0f}"] for name, t in g["times"].items()], "lrrr")
     print(f"\nKV-cache speed-up: {g['speedup_cache']:.2f}x; same tokens with and without: "
           f"{'yes' if g['same_tokens'] else '*** NO ***'}")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer steps (about 20 s)")
-    parser.add_argument("--out", default=DEFAULT_OUT, help="where to write the JSON results")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="set NumPy's BLAS, torch's and Numba's threads to N; default: "
-                             "leave NumPy and Numba as configured, torch = NumPy's")
-    parser.add_argument("--system-malloc", action="store_true",
-                        help="do not call tinygradlm.backend.tune_malloc() (see common.py)")
+    parser = common.bench_parser(__doc__, "bench_train", "fewer steps (about 10 s)")
     parser.add_argument("--data", default=None,
                         help="corpus (default: Tiny Shakespeare at ../shared/data if present, "
                              "else the embedded stdlib corpus)")
@@ -368,20 +347,11 @@ def main(argv=None):
     cfg = CONFIGS[mode]
     t_start = time.perf_counter()
 
-    if args.threads:
-        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
-    threads, env = prepare_environment(args.threads, not args.system_malloc)
-    env = {**env, "numba": numba.__version__, "numba_threads": numba.get_num_threads(),
-           "numba_threading_layer": numba.config.THREADING_LAYER}
+    env = common.start_bench(args)
     _, batches, data_info = common.load_batches(args.data, 16, BATCH_SIZE, MODEL["block_size"])
-    source = data_info["source"]
-    torch_note = f"torch {torch.__version__} ({threads} threads)" if torch else "no torch"
-    print(f"tinygradlm {tg.__version__} | numpy {np.__version__} ({threads} BLAS threads) | "
-          f"numba {numba.__version__} ({env['numba_threads']} threads) | {torch_note} | "
-          f"{env['cpus_usable']} usable CPUs | load {env['loadavg_at_start']} | {mode} mode")
     print(f"baby GPT {MODEL}, batch {BATCH_SIZE}, vocab {data_info['vocab_size']} "
-          f"({os.path.basename(str(source))}); {cfg['warmup']} warm-up + {cfg['repeats']} "
-          f"timed steps each")
+          f"({os.path.basename(str(data_info['source']))}); {cfg['warmup']} warm-up + "
+          f"{cfg['repeats']} timed steps each")
 
     fresh_heap()
     step, models, steps = case_step(cfg, data_info["vocab_size"], batches)
@@ -411,9 +381,8 @@ def main(argv=None):
     gen = case_generation(models[FUSED], int(batches[0][0][0, 0]), cfg)
     print_generation(gen)
 
-    result = {"benchmark": "bench_train", "mode": mode,
-              "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": env,
-              "loadavg_at_end": loadavg(), "wall_s": time.perf_counter() - t_start,
+    result = {**common.result_header("bench_train", mode, env),
+              "wall_s": time.perf_counter() - t_start,
               "config": {"model": MODEL, "train": {"batch_size": BATCH_SIZE, **TRAIN,
                                    "lr_schedule": "constant"},
                          "timing": cfg},

@@ -1,5 +1,8 @@
-"""What the benchmark scripts share: the machine's set-up and record, timing, the training step
-(tinygradlm's and its PyTorch peer's), FLOP counts, and writing the results.
+"""What the benchmark scripts share: the machine's set-up, record and flags, timing (repeats, or
+on a time budget with the GPU synchronised), the training step (tinygradlm's and its PyTorch
+peer's), FLOP counts, GPU memory readings, comparing one computation on two devices by the
+tests' tolerance rule, running the test suite in a subprocess, Markdown tables, and writing the
+results.  The scripts themselves hold their cases, their order and their printing.
 
 Timing on a shared, noisy machine means little on its own, so every script times tinygradlm and
 its references in the same process and reports ratios of medians, with the spread of the repeats
@@ -19,18 +22,23 @@ next to them.  Measurement hygiene (each found to swing a ratio by 1.5-2x on a 2
 """
 from __future__ import annotations
 
+import argparse
 import ctypes
 import gc
 import glob
 import importlib.metadata
 import os
 import platform
+import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import time
+import traceback
 
+import numba
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -38,7 +46,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)            # run from a checkout without installing
 
 import tinygradlm as tg             # noqa: E402
-from tinygradlm import data, files, kernels, optim  # noqa: E402
+from tinygradlm import backend, data, files, kernels, optim  # noqa: E402
 from tinygradlm.nn import GPT, GPTConfig  # noqa: E402
 
 try:
@@ -48,15 +56,18 @@ except ImportError:                 # torch is an optional peer: its columns are
 
 # The PyTorch peer timed here is the very model the tests check tinygradlm against (logits,
 # loss and every gradient, tests/nn/test_gpt.py), and gpu_check.py judges GPU against CPU by the
-# tests' tolerance rule, so both come from tests/ rather than being written a second time;
-# appended last on the path so that it shadows nothing.
+# tests' tolerance rule, so both come from tests/ rather than being written a second time
+# (the benchmarks therefore need the test extra, hypothesis with it); appended last on the path
+# so that it shadows nothing.
 sys.path.append(os.path.join(ROOT, "tests"))
+from strategies import TOLERANCE, allowed_error  # noqa: E402
 if torch:
     from torch_reference import build_torch_gpt, copy_weights_from  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
 SHAKESPEARE = os.path.join(os.path.dirname(ROOT), "shared", "data", "tinyshakespeare.txt")
 FUSED, REF, TORCH = "tinygradlm (fused)", "tinygradlm (reference)", "torch"
+MODES = {FUSED: "fused", REF: "reference"}     # tinygradlm's implementations: kernel mode
 
 
 # --- the machine ----------------------------------------------------------------------------
@@ -138,6 +149,9 @@ def prepare_environment(threads_requested=None, tune_malloc=True):
         "numpy": np.__version__,
         "numpy_blas_threads": threads,
         "numpy_blas_threads_from": thread_source,
+        "numba": numba.__version__,
+        "numba_threads": numba.get_num_threads(),
+        "numba_threading_layer": numba.config.THREADING_LAYER,
         "tinygradlm": tg.__version__,
         "torch": torch.__version__ if torch else None,
         "loadavg_at_start": loadavg(),
@@ -150,6 +164,34 @@ def prepare_environment(threads_requested=None, tune_malloc=True):
         env["torch_num_interop_threads"] = torch.get_num_interop_threads()
         env["torch_threads_note"] = "torch.set_num_threads(numpy_blas_threads) before timing"
     return threads, {**env, "threads_requested": threads_requested, "malloc": malloc}
+
+
+def bench_parser(doc, name, quick_help):
+    """The flags every CPU benchmark takes; a script adds its own and parses."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--out", default=os.path.join(RESULTS, f"{name}.json"),
+                   help="where to write the JSON results")
+    p.add_argument("--threads", type=int, default=None,
+                   help="set NumPy's BLAS, torch's and Numba's threads to N; default: leave "
+                        "NumPy and Numba as configured, torch = NumPy's")
+    p.add_argument("--system-malloc", action="store_true",
+                   help="do not call tinygradlm.backend.tune_malloc() (see common.py)")
+    return p
+
+
+def start_bench(args):
+    """Threads and malloc as ``bench_parser``'s flags ask, the one line every CPU benchmark
+    prints first, and the machine's record for its JSON."""
+    if args.threads:
+        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    threads, env = prepare_environment(args.threads, not args.system_malloc)
+    torch_note = f"torch {torch.__version__} ({threads} threads)" if torch else "no torch"
+    print(f"tinygradlm {tg.__version__} | python {env['python']} | numpy {np.__version__} "
+          f"({threads} BLAS threads) | numba {env['numba']} ({env['numba_threads']} threads) | "
+          f"{torch_note} | {env['cpus_usable']} usable CPUs | load {env['loadavg_at_start']} | "
+          f"{'quick' if args.quick else 'full'} mode")
+    return env
 
 
 # --- the GPU's record (gpu_check.py): each probe records its error instead of raising ------
@@ -316,6 +358,12 @@ def timeit(fns, repeats, warmup):
     return out
 
 
+def ratios(times, ours, refs):
+    """median(ours) / median(ref) for each reference timed (``timeit``'s records)."""
+    return {f"{ours} / {ref}": times[ours]["median_s"] / times[ref]["median_s"]
+            for ref in refs if ref in times}
+
+
 # --- one training step, tinygradlm's and PyTorch's ------------------------------------------
 # As tinygradlm's GPT training: AdamW with weight decay on >= 2-D weights only, clip 1.0; the
 # learning rate is held constant so that every timed step does the same work.
@@ -359,16 +407,23 @@ def torch_gpt_like(model, device="cpu"):
     return copy_weights_from(model, build_torch_gpt(model.config)).to(device).train()
 
 
-def tg_first_loss(model, batch, mode, device="cpu"):
+def first_loss(impl, model, batch, device="cpu"):
+    """``impl``'s loss on ``batch`` without gradients: before any step, every implementation
+    (same weights) should give the same number."""
     x, y = batch
-    with tg.no_grad(), kernels.use(mode):
+    if impl == TORCH:
+        with torch.no_grad():
+            x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+            return model(x, y)[1].item()
+    with tg.no_grad(), kernels.use(MODES[impl]):
         return model(tg.Tensor(x, device=device), tg.Tensor(y, device=device))[1].item()
 
 
-def torch_first_loss(tmodel, batch, device="cpu"):
-    x, y = batch
-    with torch.no_grad():
-        return tmodel(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device))[1].item()
+def step_fn(impl, model, batches, device="cpu"):
+    """``impl``'s training step on ``model``: ``tg_step_fn`` or ``torch_step_fn`` below."""
+    if impl == TORCH:
+        return torch_step_fn(model, batches, device)
+    return tg_step_fn(model, batches, MODES[impl], device)
 
 
 def tg_step_fn(model, batches, mode, device="cpu"):
@@ -423,12 +478,35 @@ def torch_step_fn(tmodel, batches, device="cpu"):
     return step
 
 
-def loss_check(first_losses):
+def loss_check(first_losses, step_losses=None):
     """Do the implementations' first-batch losses agree (same weights, same batch)?  A
-    mismatch is flagged in the tables and the JSON, never asserted."""
+    mismatch is flagged in the tables and the JSON, never asserted.  ``step_losses``
+    ({implementation: the losses of its first steps}, same batches) adds their spread per
+    step, recorded only: float32 trajectories drift apart slowly."""
     spread = (max(first_losses.values()) - min(first_losses.values())) if first_losses else None
-    return {"first_batch_loss": first_losses, "max_abs_diff": spread, "tolerance": LOSS_TOL,
-            "match": spread is not None and spread <= LOSS_TOL}
+    check = {"first_batch_loss": first_losses, "max_abs_diff": spread, "tolerance": LOSS_TOL,
+             "match": spread is not None and spread <= LOSS_TOL}
+    runs = list((step_losses or {}).values())
+    prefix = min((len(r) for r in runs), default=0)
+    if prefix and len(runs) > 1:
+        check["loss_per_step_max_abs_diff"] = [max(s) - min(s)
+                                               for s in zip(*(r[:prefix] for r in runs))]
+        check["loss_per_step_note"] = ("recorded, not checked: float32 trajectories drift "
+                                       "apart slowly")
+    return check
+
+
+SPEED_RATIO_IS = "median ms of the other / median ms of this one: above 1 = this one is faster"
+
+
+def speed_ratios(median_s):
+    """From {implementation: median seconds per step}: torch's time over each tinygradlm
+    implementation's, and the reference's over the fused kernels' (``SPEED_RATIO_IS``)."""
+    out = {f"{name}: torch_ms / tinygradlm_ms": median_s[TORCH] / median_s[name]
+           for name in MODES if name in median_s and TORCH in median_s}
+    if FUSED in median_s and REF in median_s:
+        out["reference_ms / fused_ms"] = median_s[REF] / median_s[FUSED]
+    return out
 
 
 # --- FLOPs ----------------------------------------------------------------------------------
@@ -448,7 +526,348 @@ def flops_per_step(model, batch_size):
             "flops_per_step": per_token * batch_size * c.block_size, "formula": FLOPS_FORMULA}
 
 
-# --- results --------------------------------------------------------------------------------
+# --- a run on a time budget that records its failures (gpu_check.py) -----------------------
+class Clock:
+    """Seconds since the start, and what is left of the run's budget."""
+
+    def __init__(self, budget_s):
+        self.t0, self.budget_s = time.perf_counter(), budget_s
+
+    def elapsed(self):
+        return time.perf_counter() - self.t0
+
+    def remaining(self):
+        return self.budget_s - self.elapsed()
+
+
+def guarded(fn, *args, **kwargs):
+    """``fn(...)``'s dict, or a record of the exception it raised, so that the run goes on."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:            # recorded, never fatal
+        return {"status": "error", "error": error_text(exc),
+                "traceback": traceback.format_exc(limit=12)}
+
+
+def torch_runs_on(device):
+    """Can the PyTorch peer race on ``device``?  Not without torch, nor on a GPU torch
+    cannot see."""
+    if not torch:
+        return False
+    if device != "cuda":
+        return True
+    try:
+        return torch.cuda.is_available()
+    except Exception:
+        return False
+
+
+def synchronize(device, impl=FUSED):
+    """Wait for the GPU (nothing to wait for on the CPU): around a timed step, so that the
+    time is the step's and not only its launch."""
+    if device == "cuda" and impl == TORCH:
+        torch.cuda.synchronize()
+    elif device == "cuda":
+        tg.cuda.synchronize()
+
+
+def reset_gpu_memory(device, impl):
+    """Empty the allocator's pool (CuPy's for tinygradlm, torch's caching allocator) and its
+    peak, so that the next run's peak is its own."""
+    if device != "cuda":
+        return
+    gc.collect()
+    if impl == TORCH:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        backend.xp_for("cuda").get_default_memory_pool().free_all_blocks()
+
+
+def gpu_memory(device, impl):
+    """Peak GPU memory of the run since ``reset_gpu_memory``, in MiB ({} on the CPU)."""
+    if device != "cuda":
+        return {}
+    if impl == TORCH:
+        return {"peak_gpu_mib": torch.cuda.max_memory_allocated() / 2 ** 20,
+                "peak_gpu_reserved_mib": torch.cuda.max_memory_reserved() / 2 ** 20,
+                "peak_gpu_memory_is": "torch.cuda.max_memory_allocated"}
+    pool = backend.xp_for("cuda").get_default_memory_pool()
+    return {"peak_gpu_mib": pool.total_bytes() / 2 ** 20,
+            "pool_used_mib_at_end": pool.used_bytes() / 2 ** 20,
+            "peak_gpu_memory_is": "CuPy memory pool size after the run (emptied before it)"}
+
+
+def time_steps(step, sync, budget_s, timing):
+    """One cold step, warm-up, one step to estimate, then as many timed steps as fit in
+    ``budget_s`` (between ``timing``'s ``min_steps`` and ``max_steps``; fewer when a step is
+    too slow), each between two synchronisations."""
+    t_start = time.perf_counter()
+
+    def one():
+        sync()
+        t0 = time.perf_counter()
+        step()
+        sync()
+        return time.perf_counter() - t0
+
+    rec = {"first_step_s": one()}
+    if rec["first_step_s"] * 2 > budget_s:
+        rec["note"] = "one step takes more than half the budget: only the cold step was timed"
+        times = [rec["first_step_s"]]
+    else:
+        for _ in range(timing["warmup"] - 1):
+            if time.perf_counter() - t_start > budget_s / 3:
+                break
+            step()
+        estimate = one()
+        left = budget_s - (time.perf_counter() - t_start)
+        n = int(left / max(estimate, 1e-6))
+        n = max(1 if estimate * timing["min_steps"] > left else timing["min_steps"],
+                min(timing["max_steps"], n))
+        rec["estimate_s"] = estimate
+        times = [one() for _ in range(n)]
+    rec.update({"timed_steps": len(times), **summary(times), "times_s": times})
+    return rec
+
+
+def time_training(impl, config, batches, device, budget_s, timing, flops, prefix_steps=5):
+    """``impl``'s GPT (``build_gpt``'s weights) trained on ``device`` through ``batches``:
+    the first batch's loss, then ``time_steps`` within ``budget_s``; per step the time, the
+    tokens/s, the TFLOP/s achieved (``flops`` a step), and the peak GPU memory."""
+    fresh_heap()
+    t0 = time.perf_counter()
+    reset_gpu_memory(device, impl)
+    model = build_gpt(config)
+    model = torch_gpt_like(model, device) if impl == TORCH else model.to(device)
+    step = step_fn(impl, model, batches, device)
+    rec = {"allotted_s": budget_s, "device": device,
+           "first_batch_loss": first_loss(impl, model, batches[0], device)}
+    left = budget_s - (time.perf_counter() - t0)
+    rec.update(time_steps(step, lambda: synchronize(device, impl), max(left, 1.0), timing))
+    tokens = timing["batch_size"] * config["block_size"]
+    rec.update({"last_loss": step.state["losses"][-1],
+                "losses_first_steps": step.state["losses"][:prefix_steps],
+                "steps_done": step.state["i"], "tokens_per_step": tokens,
+                "tokens_per_s": tokens / rec["median_s"], "ms_per_step": rec["median_s"] * 1e3,
+                "tflops_achieved": flops / rec["median_s"] / 1e12,
+                **gpu_memory(device, impl)})
+    del model, step
+    reset_gpu_memory(device, impl)
+    rec["status"] = "ok"
+    rec["wall_s"] = time.perf_counter() - t0
+    return rec
+
+
+# --- one computation on two devices ---------------------------------------------------------
+RULE = "|gpu - cpu| <= rtol * |cpu| + atol * max(1, max|cpu|) elementwise"
+
+
+def compare_arrays(ref, got, rtol, atol):
+    """Compare two dicts of arrays (``ref``: the CPU's, ``got``: the GPU's), key by key.
+
+    Per key: ``max_abs_err``, ``max_rel_err`` (relative to |ref|, over the elements with
+    |ref| > atol; 0 when there are none), ``max_abs_ref`` and ``passed``: every element within
+    the tests' rule (``strategies.allowed_error``, ``RULE``); a missing key, a shape mismatch
+    or a NaN/inf fails.  Overall: ``passed``, the largest errors, the worst key (by
+    ``|got - ref| / allowed``) and the list of failures."""
+    entries, failures = {}, []
+    worst_key, worst_ratio = None, -1.0
+    for key in list(ref) + [k for k in got if k not in ref]:
+        if key not in ref or key not in got:
+            side = "GPU" if key not in got else "CPU"
+            entries[key] = {"passed": False, "error": f"missing on the {side} side"}
+            failures.append(key)
+            continue
+        a = np.asarray(ref[key], dtype=np.float64)
+        b = np.asarray(got[key], dtype=np.float64)
+        if a.shape != b.shape:
+            entries[key] = {"passed": False,
+                            "error": f"shape {list(b.shape)} against {list(a.shape)}"}
+            failures.append(key)
+            continue
+        e = {"shape": list(a.shape)}
+        if a.size == 0:
+            entries[key] = {**e, "passed": True, "max_abs_err": 0.0, "max_rel_err": 0.0,
+                            "max_abs_ref": 0.0}
+            continue
+        finite = bool(np.isfinite(a).all() and np.isfinite(b).all())
+        err = np.abs(b - a)
+        mag = np.abs(a)
+        allowed = allowed_error(a, rtol, atol)
+        big = mag > atol
+        e["max_abs_err"] = float(np.nanmax(err)) if finite else float("nan")
+        e["max_rel_err"] = float("nan")
+        if finite:
+            e["max_rel_err"] = float(np.nanmax(err[big] / mag[big])) if big.any() else 0.0
+        e["max_abs_ref"] = float(np.nanmax(mag)) if np.isfinite(mag).any() else float("nan")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            over = np.where(allowed > 0, err / np.where(allowed > 0, allowed, 1.0),
+                            np.where(err > 0, np.inf, 0.0))
+        ratio = float(np.max(over)) if finite else float("inf")
+        e["passed"] = finite and bool(np.all(err <= allowed))
+        if not finite:
+            e["error"] = "NaN or inf present"
+        entries[key] = e
+        if not e["passed"]:
+            failures.append(key)
+        if ratio > worst_ratio:
+            worst_key, worst_ratio = key, ratio
+    numeric = [e for e in entries.values() if "max_abs_err" in e]
+    return {"rtol": rtol, "atol": atol, "rule": RULE,
+            "passed": not failures, "n_compared": len(entries), "failures": failures,
+            "max_abs_err": max((e["max_abs_err"] for e in numeric), default=0.0),
+            "max_rel_err": max((e["max_rel_err"] for e in numeric), default=0.0),
+            "worst": worst_key, "worst_err_over_allowed": worst_ratio, "entries": entries}
+
+
+def to_numpy(t):
+    return np.array(t.detach().to("cpu").numpy())
+
+
+def logits_loss_grads(model, x, y, mode):
+    """Logits, loss and every parameter's gradient (as NumPy) for one batch, under kernel
+    mode ``mode``."""
+    with kernels.use(mode):
+        logits, loss = model(x, y)
+        loss.backward()
+    out = {"logits": to_numpy(logits), "loss": to_numpy(loss)}
+    for name, p in model.named_parameters():
+        out[f"grad:{name}"] = to_numpy(p.grad) if p.grad is not None else None
+    missing = [k for k, v in out.items() if v is None]
+    if missing:
+        raise RuntimeError(f"no gradient for {missing}")
+    return out
+
+
+def compare_devices(config, batch_size, dtype, mode, device):
+    """The same GPT (one seed) on the CPU and on ``device``, one random batch: logits, loss
+    and every gradient compared by ``compare_arrays`` at the tests' tolerance for ``dtype``."""
+    rtol, atol = TOLERANCE[dtype]["rtol"], TOLERANCE[dtype]["atol"]
+    rng = np.random.default_rng(0)
+    shape = (batch_size, config["block_size"])
+    x, y = (rng.integers(0, config["vocab_size"], shape, dtype=np.int64) for _ in range(2))
+    cpu_model = build_gpt(config, dtype)
+    dev_model = build_gpt(config, dtype).to(device)
+    init = compare_arrays({k: to_numpy(t) for k, t in cpu_model.state_dict().items()},
+                          {k: to_numpy(t) for k, t in dev_model.state_dict().items()}, 0.0, 0.0)
+    ref = logits_loss_grads(cpu_model, tg.Tensor(x, device="cpu"),
+                            tg.Tensor(y, device="cpu"), mode)
+    got = logits_loss_grads(dev_model, tg.Tensor(x, device=device),
+                            tg.Tensor(y, device=device), mode)
+    cmp = compare_arrays(ref, got, rtol, atol)
+    grads = [e for k, e in cmp["entries"].items() if k.startswith("grad:")]
+
+    def brief(key):
+        return {k: cmp["entries"][key].get(k) for k in ("max_abs_err", "max_rel_err", "passed")}
+    return {"status": "ok" if cmp["passed"] and init["passed"] else "failed",
+            "dtype": dtype, "kernels": mode, "device": device,
+            "initial_weights_identical": init["passed"],
+            "loss_cpu": float(ref["loss"]), "loss_device": float(got["loss"]),
+            "logits": brief("logits"), "loss": brief("loss"),
+            "grads": {"passed": all(e["passed"] for e in grads), "n": len(grads),
+                      "max_abs_err": max((e.get("max_abs_err", 0.0) for e in grads),
+                                         default=0.0),
+                      "max_rel_err": max((e.get("max_rel_err", 0.0) for e in grads),
+                                         default=0.0)},
+            "comparison": cmp}
+
+
+# --- the test suite in a subprocess ---------------------------------------------------------
+TAIL_LINES = 60             # lines of pytest output kept in the JSON
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_COUNT = re.compile(r"(\d+) (passed|failed|skipped|deselected|xfailed|xpassed|errors?|"
+                    r"warnings?|rerun)\b")
+_SUMMARY = re.compile(r"^=*\s*(?P<body>(?:\d+ \w+(?:, )?)+|no tests ran)\s+in\s+"
+                      r"(?P<secs>[\d.]+)s\b.*?=*\s*$")
+
+
+def parse_pytest_summary(output):
+    """pytest's final summary line ("3 passed, 2 skipped in 1.20s", with or without the
+    ``====`` frame and colours) -> {"line", "counts", "seconds"}; None when there is none.
+    Counts use plural keys for errors and warnings ("1 error" -> {"errors": 1})."""
+    for raw in reversed(output.splitlines()):
+        line = _ANSI.sub("", raw).strip()
+        m = _SUMMARY.match(line)
+        if not m:
+            continue
+        counts = {}
+        for n, word in _COUNT.findall(m.group("body")):
+            word = {"error": "errors", "warning": "warnings"}.get(word, word)
+            counts[word] = counts.get(word, 0) + int(n)
+        return {"line": line.strip("= "), "counts": counts, "seconds": float(m.group("secs"))}
+    return None
+
+
+def pytest_command(device, extra_args=None, maxfail=1):
+    """``pytest -k device`` on ``tests`` (or ``extra_args``); ``maxfail`` 1 is ``-x``, 0 never
+    stops."""
+    stop = ["-x"] if maxfail == 1 else ([f"--maxfail={maxfail}"] if maxfail > 1 else [])
+    cmd = [sys.executable, "-m", "pytest", "-q", *stop, "-k", device, "-p", "no:cacheprovider",
+           "--color=no", "-rfEs"]
+    return cmd + (list(extra_args) if extra_args is not None else ["tests"])
+
+
+def run_test_suite(device, timeout_s, log_path=None, extra_args=None, cwd=ROOT, maxfail=1):
+    """Run the tests selected for ``device`` in a subprocess (its own process group, so that
+    a timeout ends everything it started); returns the record for the JSON."""
+    cmd = pytest_command(device, extra_args, maxfail)
+    env = dict(os.environ, TINYGRADLM_TEST_DEVICES=device, HYPOTHESIS_PROFILE="ci",
+               PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH"))
+                                          if p))
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, errors="replace",
+                            start_new_session=True)
+    timed_out = False
+    try:
+        output, _ = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)     # the group this call started
+        except (ProcessLookupError, PermissionError):
+            proc.kill()
+        output, _ = proc.communicate()
+    duration = time.perf_counter() - t0
+    output = output or ""
+    if log_path:
+        os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
+        with open(log_path, "w") as f:
+            f.write(output)
+    found = parse_pytest_summary(output) or {"line": None, "counts": {}}
+    lines = output.splitlines()
+    rc = proc.returncode
+    rec = {"command": " ".join(cmd), "env": {"TINYGRADLM_TEST_DEVICES": device,
+                                             "HYPOTHESIS_PROFILE": "ci"},
+           "timeout_s": timeout_s, "timed_out": timed_out, "returncode": rc,
+           "duration_s": duration, "summary": found["line"], "counts": found["counts"],
+           "failures": [ln for ln in lines if ln.startswith(("FAILED", "ERROR"))][:20],
+           "tail": lines[-TAIL_LINES:], "log": log_path,
+           "status": "ok" if (rc == 0 and not timed_out) else "failed"}
+    if rc == 5:
+        rec["note"] = (f"no test selected (pytest exit code 5): do the device-parametrised "
+                       f"tests honour TINYGRADLM_TEST_DEVICES={device} and carry "
+                       f"'{device}' in their ids?")
+    return rec
+
+
+# --- tables and results ---------------------------------------------------------------------
+def print_table(header, rows, align):
+    """A Markdown table (pastes into the README as it is): ``align`` has one letter per
+    column, ``r`` for right-aligned numbers, ``l`` for text."""
+    print("\n| " + " | ".join(header) + " |")
+    print("|" + "|".join("---:" if a == "r" else "---" for a in align) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(cell) for cell in row) + " |")
+
+
+def result_header(name, mode, env):
+    """The keys every CPU benchmark's JSON starts with."""
+    return {"benchmark": name, "mode": mode, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "environment": env, "loadavg_at_end": loadavg()}
+
+
 def write_json(path, result, quiet=False):
     """Write a benchmark's results atomically (``tinygradlm.files``): a run killed mid-write
     (gpu_check.py rewrites its JSON after every section) leaves the last complete copy."""

@@ -1,6 +1,7 @@
-"""The logic of ``benchmarks/gpu_check.py`` that needs no GPU: argument parsing, the CPU/GPU
-comparison helper, the pytest-summary parser, the test-suite runner, what the script does when
-CUDA is missing, and a dry run of every section against the CPU (``--device cpu``).  With a GPU
+"""The logic of ``benchmarks/gpu_check.py`` that needs no GPU: argument parsing, the helpers it
+takes from ``benchmarks/common.py`` (the CPU/GPU comparison, the pytest-summary parser, the
+test-suite runner), what the script does when CUDA is missing, and a dry run of every section
+against the CPU (``--device cpu``).  With a GPU
 (or a fake CuPy that makes ``tinygradlm.cuda.is_available()`` true) the ``--smoke`` run is
 made in-process too.  No test here needs torch or asserts on a time.
 
@@ -31,6 +32,12 @@ def script():
     return module
 
 
+@pytest.fixture(scope="module")
+def common(script):
+    """``benchmarks/common.py``, as the script imported it."""
+    return script.common
+
+
 # --- arguments --------------------------------------------------------------------------------
 def test_parse_args_defaults(script):
     a = script.parse_args([])
@@ -55,20 +62,20 @@ def arrays(seed=0):
             "grad:w": r.standard_normal((4, 4)) * 1e-3}
 
 
-def test_compare_identical_passes(script):
+def test_compare_identical_passes(common):
     a = arrays()
-    out = script.compare_arrays(a, {k: v.copy() for k, v in a.items()}, 1e-9, 1e-11)
+    out = common.compare_arrays(a, {k: v.copy() for k, v in a.items()}, 1e-9, 1e-11)
     assert out["passed"] and out["failures"] == [] and out["n_compared"] == 3
     assert out["max_abs_err"] == 0.0 and out["max_rel_err"] == 0.0
     assert all(e["passed"] for e in out["entries"].values())
 
 
-def test_compare_reports_max_errors(script):
+def test_compare_reports_max_errors(common):
     a = arrays()
     b = {k: v.copy() for k, v in a.items()}
     b["logits"][1, 2, 3] += 1e-6                 # within float32 tolerances
     b["grad:w"][0, 0] = a["grad:w"][0, 0] * (1 + 1e-5)
-    out = script.compare_arrays(a, b, 2e-4, 2e-5)
+    out = common.compare_arrays(a, b, 2e-4, 2e-5)
     assert out["passed"]
     e = out["entries"]["logits"]
     assert e["max_abs_err"] == pytest.approx(1e-6, rel=1e-6)
@@ -78,64 +85,64 @@ def test_compare_reports_max_errors(script):
     assert out["worst"] == "logits"
 
 
-def test_compare_fails_beyond_tolerance(script):
+def test_compare_fails_beyond_tolerance(common):
     a = arrays()
     b = {k: v.copy() for k, v in a.items()}
     b["loss"] = a["loss"] + 1e-3                 # 4e-4 relative: > rtol 2e-4
-    out = script.compare_arrays(a, b, 2e-4, 2e-5)
+    out = common.compare_arrays(a, b, 2e-4, 2e-5)
     assert not out["passed"] and out["failures"] == ["loss"]
     assert out["entries"]["loss"]["max_abs_err"] == pytest.approx(1e-3)
     assert not out["entries"]["loss"]["passed"] and out["entries"]["logits"]["passed"]
     assert out["worst"] == "loss" and out["worst_err_over_allowed"] > 1
     # the same arrays pass with a looser rtol, fail with float64's
-    assert script.compare_arrays(a, b, 1e-3, 0.0)["passed"]
-    assert not script.compare_arrays(a, b, 1e-9, 1e-11)["passed"]
+    assert common.compare_arrays(a, b, 1e-3, 0.0)["passed"]
+    assert not common.compare_arrays(a, b, 1e-9, 1e-11)["passed"]
 
 
-def test_compare_atol_governs_tiny_values(script):
+def test_compare_atol_governs_tiny_values(common):
     ref = {"g": np.array([0.0, 1e-12, 0.5])}
     got = {"g": np.array([1e-6, 0.0, 0.5])}
-    out = script.compare_arrays(ref, got, 2e-4, 2e-5)
+    out = common.compare_arrays(ref, got, 2e-4, 2e-5)
     assert out["passed"]
     # relative error only where |ref| > atol: the zeros do not blow it up
     assert out["entries"]["g"]["max_rel_err"] == 0.0
-    assert not script.compare_arrays(ref, got, 2e-4, 1e-7)["passed"]
+    assert not common.compare_arrays(ref, got, 2e-4, 1e-7)["passed"]
 
 
-def test_compare_atol_scales_with_magnitude(script):
+def test_compare_atol_scales_with_magnitude(common):
     ref, got = {"x": np.array([100.0, 0.0])}, {"x": np.array([100.0, 5e-4])}
     # allowed at 0.0: atol * max(1, max|ref|) = 1e-5 * 100
-    assert script.compare_arrays(ref, got, 0.0, 1e-5)["passed"]
+    assert common.compare_arrays(ref, got, 0.0, 1e-5)["passed"]
     ref, got = {"x": np.array([1.0, 0.0])}, {"x": np.array([1.0, 5e-4])}
-    assert not script.compare_arrays(ref, got, 0.0, 1e-5)["passed"]
+    assert not common.compare_arrays(ref, got, 0.0, 1e-5)["passed"]
 
 
-def test_compare_nan_shape_and_missing_fail(script):
+def test_compare_nan_shape_and_missing_fail(common):
     a = arrays()
     b = {k: v.copy() for k, v in a.items()}
     b["logits"][0, 0, 0] = np.nan
-    out = script.compare_arrays(a, b, 1.0, 1.0)
+    out = common.compare_arrays(a, b, 1.0, 1.0)
     assert not out["passed"] and out["failures"] == ["logits"]
     assert "NaN" in out["entries"]["logits"]["error"]
     b = {k: v.copy() for k, v in a.items()}
     b["grad:w"] = b["grad:w"][:3]
     b["grad:extra"] = np.zeros(2)
     del b["loss"]
-    out = script.compare_arrays(a, b, 1.0, 1.0)
+    out = common.compare_arrays(a, b, 1.0, 1.0)
     assert set(out["failures"]) == {"grad:w", "loss", "grad:extra"}
     assert "shape" in out["entries"]["grad:w"]["error"]
     json.dumps(out)                              # JSON-ready as it is
 
 
-def test_compare_mixed_dtypes(script):
+def test_compare_mixed_dtypes(common):
     a = {"x": np.linspace(-1, 1, 7, dtype=np.float64)}
     b = {"x": a["x"].astype(np.float32)}
-    assert script.compare_arrays(a, b, 2e-4, 2e-5)["passed"]
-    assert not script.compare_arrays(a, b, 1e-12, 0.0)["passed"]
+    assert common.compare_arrays(a, b, 2e-4, 2e-5)["passed"]
+    assert not common.compare_arrays(a, b, 1e-12, 0.0)["passed"]
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_compare_uses_the_tests_tolerance_rule(script, seed):
+def test_compare_uses_the_tests_tolerance_rule(common, seed):
     """One rule: the script's pass/fail is strategies.assert_close's, at every scale."""
     from strategies import TOLERANCE, assert_close
     r = np.random.default_rng(seed)
@@ -149,7 +156,7 @@ def test_compare_uses_the_tests_tolerance_rule(script, seed):
                 closes = True
             except AssertionError:
                 closes = False
-            assert script.compare_arrays({"x": ref}, {"x": got}, **tol)["passed"] == closes
+            assert common.compare_arrays({"x": ref}, {"x": got}, **tol)["passed"] == closes
             assert closes == (factor < 1), (dtype, factor)
 
 
@@ -166,35 +173,35 @@ def test_compare_uses_the_tests_tolerance_rule(script, seed):
     ("no tests ran in 0.01s", {}, 0.01),
     ("\x1b[32m\x1b[1m4 passed\x1b[0m\x1b[32m in 0.10s\x1b[0m", {"passed": 4}, 0.1),
 ])
-def test_parse_pytest_summary(script, text, counts, secs):
-    out = script.parse_pytest_summary(f"....s.x\n{text}\n")
+def test_parse_pytest_summary(common, text, counts, secs):
+    out = common.parse_pytest_summary(f"....s.x\n{text}\n")
     assert out["counts"] == counts and out["seconds"] == pytest.approx(secs)
     assert "=" not in out["line"] and "\x1b" not in out["line"]
 
 
-def test_parse_pytest_summary_picks_the_last_line(script):
+def test_parse_pytest_summary_picks_the_last_line(common):
     text = ("tests/a.py ..F\n=== FAILURES ===\nE assert 1 == 2\n"
             "FAILED tests/a.py::test_x - assert 1 == 2\n"
             "!!!!! stopping after 1 failures !!!!!\n1 failed, 2 passed in 0.50s\n")
-    out = script.parse_pytest_summary(text)
+    out = common.parse_pytest_summary(text)
     assert out["counts"] == {"failed": 1, "passed": 2}
     assert out["line"] == "1 failed, 2 passed in 0.50s"
-    assert script.parse_pytest_summary("ImportError: no module\n") is None
-    assert script.parse_pytest_summary("") is None
+    assert common.parse_pytest_summary("ImportError: no module\n") is None
+    assert common.parse_pytest_summary("") is None
 
 
-def test_pytest_command(script):
-    cmd = script.pytest_command("cuda")
+def test_pytest_command(script, common):
+    cmd = common.pytest_command("cuda")
     assert cmd[:3] == [sys.executable, "-m", "pytest"] and cmd[-1] == "tests"
     for a in ("-q", "-x", "-p", "no:cacheprovider"):
         assert a in cmd
     assert cmd[cmd.index("-k") + 1] == "cuda"
-    assert "-x" not in script.pytest_command("cuda", maxfail=20)
-    assert "--maxfail=20" in script.pytest_command("cuda", maxfail=20)
+    assert "-x" not in common.pytest_command("cuda", maxfail=20)
+    assert "--maxfail=20" in common.pytest_command("cuda", maxfail=20)
     assert script.parse_args(["--maxfail", "0"]).maxfail == 0
 
 
-def test_run_test_suite_records_counts_failures_and_tail(script, tmp_path):
+def test_run_test_suite_records_counts_failures_and_tail(common, tmp_path):
     (tmp_path / "test_sample.py").write_text(
         "import os, pytest\n"
         "def test_cpu_ok():\n    assert os.environ['TINYGRADLM_TEST_DEVICES'] == 'cpu'\n"
@@ -203,7 +210,7 @@ def test_run_test_suite_records_counts_failures_and_tail(script, tmp_path):
         "def test_cpu_fails():\n    assert 1 == 2\n"
         "def test_cpu_never_run():\n    pass\n")           # -x stops before it
     log = tmp_path / "out" / "log.txt"
-    rec = script.run_test_suite("cpu", 60, str(log), extra_args=[str(tmp_path)], cwd=str(tmp_path))
+    rec = common.run_test_suite("cpu", 60, str(log), extra_args=[str(tmp_path)], cwd=str(tmp_path))
     assert rec["status"] == "failed" and rec["returncode"] == 1 and not rec["timed_out"]
     assert rec["counts"] == {"failed": 1, "passed": 1, "skipped": 1, "deselected": 1}, \
         rec["tail"]
@@ -212,10 +219,10 @@ def test_run_test_suite_records_counts_failures_and_tail(script, tmp_path):
     assert log.read_text().splitlines()[-1] == rec["tail"][-1]
 
 
-def test_run_test_suite_timeout(script, tmp_path):
+def test_run_test_suite_timeout(common, tmp_path):
     (tmp_path / "test_sample.py").write_text(
         "import time\ndef test_cpu_slow():\n    time.sleep(60)\n")
-    rec = script.run_test_suite("cpu", 1, extra_args=[str(tmp_path)], cwd=str(tmp_path))
+    rec = common.run_test_suite("cpu", 1, extra_args=[str(tmp_path)], cwd=str(tmp_path))
     assert rec["timed_out"] and rec["status"] == "failed" and rec["summary"] is None
 
 

@@ -20,6 +20,7 @@ have CPU kernels only: on the GPU their composites are already a few CuPy calls.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import os
 import warnings
@@ -61,28 +62,25 @@ def fused_cpu(x) -> bool:
 def fused_any(x) -> bool:
     """Run a fused kernel that exists for both devices (softmax, cross-entropy, attention)
     on tensor ``x``?  On the GPU only when the numba.cuda kernels can run there."""
-    if not (mode() == "fused" and x.dtype.name in FLOATS):
-        return False
-    return x.device == "cpu" or gpu_kernels() is not None
+    return (mode() == "fused" and x.dtype.name in FLOATS
+            and (x.device == "cpu" or gpu_kernels() is not None))
 
 
 # Which module holds each fused Function.
 _MODULES = {"Softmax": "softmax", "CrossEntropy": "cross_entropy", "Attention": "attention",
             "GELU": "gelu", "LayerNorm": "layer_norm"}
-_loaded: dict = {}
 
 
+@functools.lru_cache(maxsize=None)
 def load(name: str):
     """The fused ``Function`` called ``name`` (e.g. ``"Softmax"``), importing its module, and
     with it numba, the first time it is asked for."""
-    if name not in _loaded:
-        try:
-            module = importlib.import_module("." + _MODULES[name], __name__)
-        except ImportError as exc:
-            raise ImportError(f"the fused {name} kernel needs numba ({exc}): pip install numba, "
-                              f"or run the reference (TINYGRADLM_KERNELS=reference)") from exc
-        _loaded[name] = getattr(module, name)
-    return _loaded[name]
+    try:
+        module = importlib.import_module("." + _MODULES[name], __name__)
+    except ImportError as exc:
+        raise ImportError(f"the fused {name} kernel needs numba ({exc}): pip install numba, "
+                          f"or run the reference (TINYGRADLM_KERNELS=reference)") from exc
+    return getattr(module, name)
 
 
 _gpu: dict = {}

@@ -23,8 +23,7 @@ T=256 D=32 causal, forward + backward):
   along contiguous keys j and LLVM turns it into SIMD code.  The buffers are zero-padded to a
   multiple of 16 keys and 4 features: loops then never need scalar remainder code (a causal
   row's key count is rounded up to whole vectors and the extra keys are masked to -inf).
-* ``fast_exp`` (``jit.py``) instead of ``np.exp``, which compiles to one C-library call per
-  element and cannot be vectorised.
+* ``fast_exp`` (``jit.py``) instead of ``np.exp``, so that the loops vectorise.
 * Loops over the features d are unrolled by 4 (``vec_mat``, ``mat_vec``), so each load and
   store of a score carries four multiply-adds instead of one.
 * Backward takes query rows ``ROWS`` at a time, so each element of the dK and dV sums is
@@ -41,21 +40,15 @@ from numba import prange
 from ..autograd import Function
 from ..backend import get_array_module
 from . import gpu_kernels
-from .jit import FASTMATH, by_size, fast_exp, serial_twin
+from .jit import FASTMATH, fast_exp, parallel_kernel
 
-# Work is padded so that no inner loop needs remainder code:
-# keys to a multiple of KEY_PAD (one 512-bit vector of float32), features to a multiple of 4
-# (loops over features are unrolled by 4), and backward takes query rows ROWS at a time.
-KEY_PAD = 16
-ROWS = 4
+KEY_PAD = 16        # keys are padded to whole 512-bit vectors of float32
+ROWS = 4            # query rows per block in backward
 
 
 @numba.njit(inline="always", fastmath=FASTMATH)
 def vec_mat(x, M, n, out):
-    """out[:n] = x @ M[:, :n]   (x: (Dp,), M: (Dp, >= n), Dp a multiple of 4).
-
-    The loop over j runs along a contiguous row of M (SIMD); the features d are taken four
-    at a time, so each load and store of out[j] carries four multiply-adds."""
+    """out[:n] = x @ M[:, :n]   (x: (Dp,), M: (Dp, >= n), Dp a multiple of 4)."""
     out[:n] = 0
     for d in range(0, M.shape[0], 4):
         x0, x1, x2, x3 = x[d], x[d + 1], x[d + 2], x[d + 3]
@@ -66,7 +59,6 @@ def vec_mat(x, M, n, out):
 @numba.njit(inline="always", fastmath=FASTMATH)
 def mat_vec(M, p, n, out):
     """out[d] = M[d, :n] . p[:n] for every d   (M: (Dp, >= n), Dp a multiple of 4).
-
     Four dot products at a time, so that each load of p[j] serves four of them."""
     zero = out.dtype.type(0)
     for d in range(0, M.shape[0], 4):
@@ -83,9 +75,7 @@ def mat_vec(M, p, n, out):
 @numba.njit(inline="always", fastmath=FASTMATH)
 def add_outer(M, W, X, n):
     """M[:, :n] += W.T @ X[:, :n]   (M: (Dp, >= n), W: (ROWS, Dp), X: (ROWS, >= n)).
-
-    A rank-ROWS update: each element of M is loaded and stored once for ROWS multiply-adds
-    (the loop over r has a fixed length, so LLVM unrolls it and vectorises the loop over j)."""
+    The loop over r has a fixed length, so LLVM unrolls it and vectorises the loop over j."""
     for d in range(M.shape[0]):
         for j in range(n):
             acc = M[d, j]
@@ -120,15 +110,16 @@ def round_up(n, m):
     return (n + m - 1) // m * m
 
 
-@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
+# Serial twin: for a generation step (one query against a few dozen keys) the thread start-up
+# of the parallel kernel costs more than the attention itself.
+@parallel_kernel()
 def attention_forward_cpu(q, k, v, scale, causal, mask, has_mask, H, out, lse):
     # q (BH, Tq, D), k (BH, Tk, D), v (BH, Tk, Dv) -> out (BH, Tq, Dv), lse (BH, Tq)
-    # One (batch, head) pair per parallel iteration; within it one query row at a time.
     BH, Tq, D = q.shape
     Tk, Dv = k.shape[1], v.shape[2]
     Dp, Dvp, Tkp = round_up(D, 4), round_up(Dv, 4), round_up(Tk, KEY_PAD)
-    neg_inf, zero, one = q.dtype.type(-np.inf), q.dtype.type(0), q.dtype.type(1)
-    sc = q.dtype.type(scale)
+    neg_inf, zero, one, sc = (q.dtype.type(-np.inf), q.dtype.type(0), q.dtype.type(1),
+                              q.dtype.type(scale))
     for bh in prange(BH):
         b, h = bh // H, bh % H
         kT = padded_transpose(k[bh], Dp, Tkp)       # (Dp, Tkp): keys along rows
@@ -164,15 +155,12 @@ def attention_forward_cpu(q, k, v, scale, causal, mask, has_mask, H, out, lse):
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def attention_backward_cpu(q, k, v, out, dout, lse, scale, causal, mask, has_mask, H,
                            dq, dk, dv):
-    # dq arrives zeroed; each (batch, head) pair is one thread's work, so the accumulations
-    # into dK and dV never race.  Query rows are taken ROWS at a time: their P and dS rows
-    # are computed first, then added into dK^T and dV^T in one pass (a rank-ROWS update),
-    # which loads and stores each element of dK^T and dV^T once per ROWS rows, not per row.
+    # dq arrives zeroed.  Query rows are taken ROWS at a time: their P and dS rows are
+    # computed first, then added into dK^T and dV^T in one pass (a rank-ROWS update).
     BH, Tq, D = q.shape
     Tk, Dv = k.shape[1], v.shape[2]
     Dp, Dvp, Tkp = round_up(D, 4), round_up(Dv, 4), round_up(Tk, KEY_PAD)
-    neg_inf = q.dtype.type(-np.inf)
-    sc = q.dtype.type(scale)
+    neg_inf, sc = q.dtype.type(-np.inf), q.dtype.type(scale)
     for bh in prange(BH):
         b, h = bh // H, bh % H
         kT = padded_transpose(k[bh], Dp, Tkp)       # (Dp, Tkp)
@@ -223,15 +211,9 @@ def attention_backward_cpu(q, k, v, out, dout, lse, scale, causal, mask, has_mas
         dv[bh] = dvT[:Dv, :Tk].T
 
 
-# For a generation step (one query against a few dozen keys) the thread start-up of the
-# parallel kernel costs more than the attention itself.
-attention_forward_serial = serial_twin(attention_forward_cpu)
-
-
 class Attention(Function):
     """softmax(Q K^T * scale) V on (B, H, T, D) inputs, causal and/or boolean-masked, fused
-    (CPU: the Numba kernels above; GPU: their numba.cuda versions in ``cuda_kernels.py``).
-    ``mask`` (True = may attend) broadcasts to (B, H, Tq, Tk); it is never expanded."""
+    (CPU and GPU).  ``mask`` (True = may attend) broadcasts to (B, H, Tq, Tk), unexpanded."""
 
     def __init__(self, scale, causal=False, mask=None):
         self.scale, self.causal, self.mask = float(scale), bool(causal), mask
@@ -240,26 +222,21 @@ class Attention(Function):
         xp = get_array_module(q)
         B, H, Tq, D = q.shape
         Tk, Dv = k.shape[2], v.shape[3]
-        self.shapes = (q.shape, k.shape, v.shape)
+        self.H, self.shapes = H, (q.shape, k.shape, v.shape)
         q3, k3, v3 = (xp.ascontiguousarray(a.reshape(B * H, a.shape[2], a.shape[3]))
                       for a in (q, k, v))
-        self.H = H
-        out = xp.empty((B * H, Tq, Dv), q.dtype)
-        lse = xp.empty((B * H, Tq), q.dtype)
+        out, lse = xp.empty((B * H, Tq, Dv), q.dtype), xp.empty((B * H, Tq), q.dtype)
+        args = (q3, k3, v3, self.scale, self.causal)
         if xp is np:
             has_mask = self.mask is not None
             self.mask4 = (np.broadcast_to(self.mask, (B, H, Tq, Tk)) if has_mask
                           else np.ones((1, 1, 1, 1), dtype=bool))
-            kernel = by_size(attention_forward_cpu, attention_forward_serial,
-                             B * H * Tq * Tk * D)
-            kernel(q3, k3, v3, self.scale, self.causal, self.mask4, has_mask, H, out, lse)
+            attention_forward_cpu(*args, self.mask4, has_mask, H, out, lse, size=q3.size * Tk)
         else:
-            # The GPU kernels index the mask with its own (1 or full) sizes per axis, so a
-            # (B, 1, 1, Tk) padding mask stays that small.
+            # the GPU kernels read a (B, 1, 1, Tk) padding mask as it is, never expanded
             self.mask4 = (None if self.mask is None else xp.ascontiguousarray(
                 self.mask.reshape((1,) * (4 - self.mask.ndim) + self.mask.shape)))
-            gpu_kernels().attention_forward_cuda(q3, k3, v3, self.scale, self.causal, out,
-                                                 lse, mask=self.mask4, H=H)
+            gpu_kernels().attention_forward_cuda(*args, out, lse, mask=self.mask4, H=H)
         self.save_for_backward(q3, k3, v3, out, lse)
         return out.reshape(B, H, Tq, Dv)
 
@@ -269,12 +246,10 @@ class Attention(Function):
         # dq stays zero on rows with no allowed key; dk and dv are written whole.
         dq, dk, dv = xp.zeros_like(q3), xp.empty_like(k3), xp.empty_like(v3)
         g3 = xp.ascontiguousarray(g.reshape(out.shape), dtype=q3.dtype)
+        args = (q3, k3, v3, out, g3, lse, self.scale, self.causal)
         if xp is np:
-            attention_backward_cpu(q3, k3, v3, out, g3, lse, self.scale, self.causal,
-                                   self.mask4, self.mask is not None, self.H, dq, dk, dv)
+            attention_backward_cpu(*args, self.mask4, self.mask is not None, self.H, dq, dk, dv)
         else:
-            gpu_kernels().attention_backward_cuda(q3, k3, v3, out, g3, lse, self.scale,
-                                                  self.causal, dq, dk, dv, mask=self.mask4,
-                                                  H=self.H)
+            gpu_kernels().attention_backward_cuda(*args, dq, dk, dv, mask=self.mask4, H=self.H)
         qs, ks, vs = self.shapes
         return dq.reshape(qs), dk.reshape(ks), dv.reshape(vs)

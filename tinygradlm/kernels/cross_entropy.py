@@ -17,13 +17,12 @@ from numba import prange
 
 from ..autograd import Function
 from ..backend import get_array_module
-from . import gpu_kernels
-from .jit import FASTMATH, by_size, fast_exp, serial_twin
+from .jit import fast_exp, parallel_kernel
 from .softmax import row_max
 
 
-@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
-def cross_entropy_forward_cpu(x, targets, ignore_index, loss, lse):
+@parallel_kernel(gpu="cross_entropy_forward_cuda")
+def cross_entropy_forward(x, targets, ignore_index, loss, lse):
     # x (N, C), targets (N,) -> loss (N,), lse (N,); ignored rows get loss 0.
     N, C = x.shape
     zero = x.dtype.type(0)
@@ -37,8 +36,8 @@ def cross_entropy_forward_cpu(x, targets, ignore_index, loss, lse):
         loss[i] = lse[i] - x[i, t] if t != ignore_index else zero
 
 
-@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
-def cross_entropy_backward_cpu(x, targets, ignore_index, lse, weight, dx):
+@parallel_kernel(gpu="cross_entropy_backward_cuda")
+def cross_entropy_backward(x, targets, ignore_index, lse, weight, dx):
     # dx[i] = weight[i] * (exp(x[i] - lse[i]) - onehot(t_i)); zero rows where ignored.
     N, C = x.shape
     zero = x.dtype.type(0)
@@ -54,14 +53,9 @@ def cross_entropy_backward_cpu(x, targets, ignore_index, lse, weight, dx):
         dx[i, t] -= w
 
 
-cross_entropy_forward_serial = serial_twin(cross_entropy_forward_cpu)
-cross_entropy_backward_serial = serial_twin(cross_entropy_backward_cpu)
-
-
 class CrossEntropy(Function):
-    """Mean / sum / per-row cross-entropy of (N, C) logits against (N,) ids, fused (CPU: the
-    Numba kernels above; GPU: their numba.cuda versions in ``cuda_kernels.py``).
-    Targets are checked by ``functional.cross_entropy`` before they reach the kernel."""
+    """Mean / sum / per-row cross-entropy of (N, C) logits against (N,) ids, fused (CPU and
+    GPU).  Targets are checked by ``functional.cross_entropy`` before they reach the kernel."""
 
     def __init__(self, targets, ignore_index=-100, reduction="mean"):
         xp = get_array_module(targets)
@@ -74,9 +68,7 @@ class CrossEntropy(Function):
         N = x.shape[0]
         loss, lse = xp.empty(N, x.dtype), xp.empty(N, x.dtype)
         if N:
-            run = (by_size(cross_entropy_forward_cpu, cross_entropy_forward_serial, x.size)
-                   if xp is np else gpu_kernels().cross_entropy_forward_cuda)
-            run(x, self.targets, self.ignore_index, loss, lse)
+            cross_entropy_forward(x, self.targets, self.ignore_index, loss, lse)
         self.count = int((self.targets != self.ignore_index).sum())
         self.save_for_backward(x, lse)
         if self.reduction == "none":
@@ -98,7 +90,5 @@ class CrossEntropy(Function):
             weight = xp.ones(N, dtype=x.dtype) * scale          # scale: a 0-d array
         dx = xp.empty_like(x)
         if N:
-            run = (by_size(cross_entropy_backward_cpu, cross_entropy_backward_serial, x.size)
-                   if xp is np else gpu_kernels().cross_entropy_backward_cuda)
-            run(x, self.targets, self.ignore_index, lse, weight, dx)
+            cross_entropy_backward(x, self.targets, self.ignore_index, lse, weight, dx)
         return (dx,)

@@ -15,27 +15,25 @@ It uses 0.5 (1 + tanh(u)) = sigmoid(2u) = 1 / (1 + exp(-2u)).  With e = exp(-2|u
     sigmoid(2u) = p if u >= 0 else q,     sigmoid(2u) (1 - sigmoid(2u)) = p q
 
 so y = x s and dy/dx = s + 2 x p q sqrt(2/pi) (1 + 3 * 0.044715 x^2), without the
-cancellation of 1 + tanh(u) for very negative u.  ``fast_exp`` (``jit.py``) is plain
-arithmetic, so LLVM vectorises the loops; ``np.tanh``/``np.exp`` would be one C-library call
-per element.
+cancellation of 1 + tanh(u) for very negative u, and with ``fast_exp`` (``jit.py``), not
+``np.tanh``/``np.exp``, so that the loops vectorise.
 """
 from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 from numba import prange
 
 from ..autograd import Function
-from .jit import FASTMATH, by_size, fast_exp, serial_twin
+from .jit import fast_exp, parallel_kernel
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 COEF = 0.044715
 
 
-@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
-def gelu_forward_cpu(x, y):
+@parallel_kernel()
+def gelu_forward(x, y):
     # x, y: (n,) contiguous.
     k, c, one = x.dtype.type(SQRT_2_OVER_PI), x.dtype.type(COEF), x.dtype.type(1)
     for i in prange(x.shape[0]):
@@ -46,8 +44,8 @@ def gelu_forward_cpu(x, y):
         y[i] = v * (p if u >= 0 else e * p)
 
 
-@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
-def gelu_backward_cpu(x, dy, dx):
+@parallel_kernel()
+def gelu_backward(x, dy, dx):
     # dx = dy * (s + 2 x s (1 - s) k (1 + 3 c x^2)),  s = sigmoid(2u)
     k, c, one = x.dtype.type(SQRT_2_OVER_PI), x.dtype.type(COEF), x.dtype.type(1)
     three = x.dtype.type(3)
@@ -61,10 +59,6 @@ def gelu_backward_cpu(x, dy, dx):
         dx[i] = dy[i] * (s + (v + v) * (p * q) * k * (one + three * c * v * v))
 
 
-gelu_forward_serial = serial_twin(gelu_forward_cpu)
-gelu_backward_serial = serial_twin(gelu_backward_cpu)
-
-
 class GELU(Function):
     """y = gelu(x) with the tanh approximation, elementwise, fused forward and backward."""
 
@@ -72,7 +66,7 @@ class GELU(Function):
         flat = np.ascontiguousarray(x).reshape(-1)
         y = np.empty_like(flat)
         if flat.size:
-            by_size(gelu_forward_cpu, gelu_forward_serial, flat.size)(flat, y)
+            gelu_forward(flat, y)
         self.shape = x.shape
         self.save_for_backward(flat)
         return y.reshape(x.shape)
@@ -82,5 +76,5 @@ class GELU(Function):
         dx = np.empty_like(flat)
         if flat.size:
             dy = np.ascontiguousarray(g, dtype=flat.dtype).reshape(-1)
-            by_size(gelu_backward_cpu, gelu_backward_serial, flat.size)(flat, dy, dx)
+            gelu_backward(flat, dy, dx)
         return (dx.reshape(self.shape),)

@@ -1,8 +1,5 @@
 """What every Numba CPU kernel shares: the threading layer, fast-math flags, typed constants,
-serial twins for small inputs, and ``fast_exp``.
-
-This module imports numba; ``kernels/__init__.py`` imports the kernel modules (and so this one)
-only on the first fused call, so that ``import tinygradlm`` needs NumPy alone.
+serial twins for small inputs (with the switch to the GPU launchers), and ``fast_exp``.
 
 * **Threading layer.**  Numba's default OpenMP layer can hang a process that forks
   (multiprocessing, pytest-xdist); the ``workqueue`` layer is fork-safe and needs no extra
@@ -28,6 +25,8 @@ import numba
 import numpy as np
 from numba.extending import overload
 
+from . import gpu_kernels
+
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
@@ -36,23 +35,32 @@ FASTMATH = {"reassoc", "contract", "arcp"}
 SERIAL_BELOW = 1 << 14
 
 
-def serial_twin(kernel):
-    """``kernel`` (a ``numba.njit(parallel=True)`` function) compiled again without
-    ``parallel``: ``prange`` then runs as ``range`` in the calling thread.  The twin is a copy
-    of the Python function under another name, because Numba's on-disk cache is keyed by the
-    function's name, not by its options (the two would otherwise overwrite each other)."""
-    f = kernel.py_func
-    twin = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial",
-                              f.__defaults__, f.__closure__)
-    twin.__qualname__ = f.__qualname__ + "_serial"
-    options = {k: v for k, v in kernel.targetoptions.items()
-               if k not in ("parallel", "nopython")}     # njit implies nopython
-    return numba.njit(cache=True, **options)(twin)
+class ParallelKernel:
+    """A kernel written with ``prange``, compiled twice: with ``parallel=True``, and without it
+    (``prange`` then runs as ``range`` in the calling thread), its serial twin.  Called, it runs
+    the twin below ``SERIAL_BELOW`` elements (``size``, by default the first argument's); handed
+    CuPy arrays, it runs the launcher ``gpu`` of ``cuda_kernels.py`` instead."""
+
+    def __init__(self, f, fastmath, gpu):
+        self.parallel = numba.njit(parallel=True, cache=True, fastmath=fastmath)(f)
+        # The twin is a copy of the function under another name, because Numba's on-disk cache
+        # is keyed by the function's name, not by its options (they would overwrite each other).
+        twin = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial",
+                                  f.__defaults__, f.__closure__)
+        twin.__qualname__ = f.__qualname__ + "_serial"
+        self.serial = numba.njit(cache=True, fastmath=fastmath)(twin)
+        self.gpu = gpu
+
+    def __call__(self, *args, size=None):
+        if not isinstance(args[0], np.ndarray):
+            return getattr(gpu_kernels(), self.gpu)(*args)
+        size = args[0].size if size is None else size
+        return (self.serial if size < SERIAL_BELOW else self.parallel)(*args)
 
 
-def by_size(kernel, twin, n_elements: int):
-    """The parallel kernel for big inputs, its serial twin for small ones."""
-    return twin if n_elements < SERIAL_BELOW else kernel
+def parallel_kernel(fastmath=FASTMATH, gpu=None):
+    """``@parallel_kernel()`` over a kernel function makes it a ``ParallelKernel``."""
+    return lambda f: ParallelKernel(f, fastmath, gpu)
 
 
 # --- fast_exp -------------------------------------------------------------------------------
@@ -114,4 +122,3 @@ def _fast_exp_overload(x):
         # ln 2 = hi + lo as in fdlibm's exp (hi has 32 significant bits)
         return _exp_impl(np.float64, 13, np.int64, 52, 1023, -760.0, 710.0,
                          6.93147180369123816490e-01, 1.90821492927058770002e-10)
-    return None

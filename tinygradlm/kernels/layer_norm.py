@@ -17,11 +17,10 @@ each thread sums its own block of rows into its own row of a (blocks, C) buffer,
 adds the few blocks afterwards: no two threads ever write the same element.
 
 Fast-math is only "reassoc" (so that LLVM vectorises the row sums), not ``jit.FASTMATH``.
-No "arcp": ``sum / C``
-must stay a true division, so that a row of equal, exactly representable values has mean
-equal to them and xhat exactly 0, as in the reference.  No "contract": a fused multiply-add
-in ``g w - mean(g w)`` would leave the rounding error of g w, times a large rstd, where the
-reference gets exactly 0 (a row of one element, a constant row).
+No "arcp": ``sum / C`` must stay a true division, so that a row of equal, exactly
+representable values has mean equal to them and xhat exactly 0, as in the reference.  No
+"contract": a fused multiply-add in ``g w - mean(g w)`` would leave the rounding error of g w,
+times a large rstd, where the reference gets exactly 0 (a row of one element, a constant row).
 """
 from __future__ import annotations
 
@@ -30,13 +29,11 @@ import numpy as np
 from numba import prange
 
 from ..autograd import Function
-from .jit import by_size, serial_twin
-
-FASTMATH = {"reassoc"}
+from .jit import parallel_kernel
 
 
-@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
-def layer_norm_forward_cpu(x, w, b, eps, y, xhat, rstd):
+@parallel_kernel(fastmath={"reassoc"})
+def layer_norm_forward(x, w, b, eps, y, xhat, rstd):
     # x, y, xhat: (N, C) C-contiguous; w, b: (C,); rstd: (N,).
     N, C = x.shape
     zero, one, n, eps_ = (x.dtype.type(0), x.dtype.type(1), x.dtype.type(C),
@@ -58,8 +55,8 @@ def layer_norm_forward_cpu(x, w, b, eps, y, xhat, rstd):
             y[i, j] = h * w[j] + b[j]
 
 
-@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
-def layer_norm_backward_cpu(g, xhat, rstd, w, dx, dw_part, db_part):
+@parallel_kernel(fastmath={"reassoc"})
+def layer_norm_backward(g, xhat, rstd, w, dx, dw_part, db_part):
     # g, xhat, dx: (N, C); rstd: (N,); w: (C,); dw_part, db_part: (blocks, C), zeroed.
     N, C = g.shape
     zero, n = g.dtype.type(0), g.dtype.type(C)
@@ -83,10 +80,6 @@ def layer_norm_backward_cpu(g, xhat, rstd, w, dx, dw_part, db_part):
                 dx[i, j] = r * (g[i, j] * w[j] - a - xhat[i, j] * c)
 
 
-layer_norm_forward_serial = serial_twin(layer_norm_forward_cpu)
-layer_norm_backward_serial = serial_twin(layer_norm_backward_cpu)
-
-
 class LayerNorm(Function):
     """y = layer_norm(x) over the last axis, times ``weight`` plus ``bias`` when given.
 
@@ -99,17 +92,13 @@ class LayerNorm(Function):
     def forward(self, x, *wb):
         C = x.shape[-1]
         rows = np.ascontiguousarray(x.reshape(-1, C))
-        wb = list(wb)
+        wb = [np.ascontiguousarray(a, dtype=rows.dtype).reshape(C) for a in wb]
         w = wb.pop(0) if self.has_weight else np.ones(C, rows.dtype)
         b = wb.pop(0) if self.has_bias else np.zeros(C, rows.dtype)
-        w = np.ascontiguousarray(w, dtype=rows.dtype).reshape(C)
-        b = np.ascontiguousarray(b, dtype=rows.dtype).reshape(C)
-        y = np.empty_like(rows)
-        xhat = np.empty_like(rows)
+        y, xhat = np.empty_like(rows), np.empty_like(rows)
         rstd = np.empty(rows.shape[0], rows.dtype)
         if rows.size:
-            kernel = by_size(layer_norm_forward_cpu, layer_norm_forward_serial, rows.size)
-            kernel(rows, w, b, float(self.eps), y, xhat, rstd)
+            layer_norm_forward(rows, w, b, float(self.eps), y, xhat, rstd)
         self.shape = x.shape
         self.save_for_backward(xhat, rstd, w)
         return y.reshape(x.shape)
@@ -120,11 +109,9 @@ class LayerNorm(Function):
         g = np.ascontiguousarray(g.reshape(N, C), dtype=xhat.dtype)
         dx = np.empty_like(xhat)
         blocks = max(1, min(N, numba.get_num_threads()))
-        dw_part = np.zeros((blocks, C), xhat.dtype)
-        db_part = np.zeros((blocks, C), xhat.dtype)
+        dw_part, db_part = np.zeros((blocks, C), xhat.dtype), np.zeros((blocks, C), xhat.dtype)
         if xhat.size:
-            kernel = by_size(layer_norm_backward_cpu, layer_norm_backward_serial, xhat.size)
-            kernel(g, xhat, rstd, w, dx, dw_part, db_part)
+            layer_norm_backward(g, xhat, rstd, w, dx, dw_part, db_part)
         grads = [dx.reshape(self.shape)]
         if self.has_weight:
             grads.append(dw_part.sum(axis=0))

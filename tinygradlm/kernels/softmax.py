@@ -11,13 +11,11 @@ fused kernel reads x once (three sweeps of a row that sits in cache) and saves o
 from __future__ import annotations
 
 import numba
-import numpy as np
 from numba import prange
 
 from ..autograd import Function
 from ..backend import get_array_module
-from . import gpu_kernels
-from .jit import FASTMATH, by_size, fast_exp, serial_twin
+from .jit import fast_exp, parallel_kernel
 
 
 @numba.njit(inline="always")
@@ -30,8 +28,8 @@ def row_max(x, i):
     return m
 
 
-@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
-def softmax_forward_cpu(x, y):
+@parallel_kernel(gpu="softmax_forward_cuda")
+def softmax_forward(x, y):
     # x, y: (N, C) C-contiguous; rows in parallel.
     N, C = x.shape
     zero, one = x.dtype.type(0), x.dtype.type(1)
@@ -47,8 +45,8 @@ def softmax_forward_cpu(x, y):
             y[i, j] *= inv
 
 
-@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
-def softmax_backward_cpu(y, dy, dx):
+@parallel_kernel(gpu="softmax_backward_cuda")
+def softmax_backward(y, dy, dx):
     # dx = y * (dy - sum(dy * y)) row by row.
     N, C = y.shape
     zero = y.dtype.type(0)
@@ -60,13 +58,8 @@ def softmax_backward_cpu(y, dy, dx):
             dx[i, j] = y[i, j] * (dy[i, j] - dot)
 
 
-softmax_forward_serial = serial_twin(softmax_forward_cpu)
-softmax_backward_serial = serial_twin(softmax_backward_cpu)
-
-
 class Softmax(Function):
-    """y = softmax(x) over the last axis, fused forward and backward (CPU: the Numba kernels
-    above; GPU: their numba.cuda versions in ``cuda_kernels.py``)."""
+    """y = softmax(x) over the last axis, fused forward and backward (CPU and GPU)."""
 
     def forward(self, x):
         # x: (..., C) -> rows (N, C)
@@ -74,9 +67,7 @@ class Softmax(Function):
         rows = xp.ascontiguousarray(x.reshape(-1, x.shape[-1]))
         y = xp.empty_like(rows)
         if rows.size:
-            run = (by_size(softmax_forward_cpu, softmax_forward_serial, rows.size) if xp is np
-                   else gpu_kernels().softmax_forward_cuda)
-            run(rows, y)
+            softmax_forward(rows, y)
         y = y.reshape(x.shape)
         self.save_for_backward(y)
         return y
@@ -88,7 +79,5 @@ class Softmax(Function):
         rows = y.reshape(-1, C)
         dx = xp.empty_like(rows)
         if rows.size:
-            run = (by_size(softmax_backward_cpu, softmax_backward_serial, rows.size) if xp is np
-                   else gpu_kernels().softmax_backward_cuda)
-            run(rows, xp.ascontiguousarray(g.reshape(-1, C), dtype=y.dtype), dx)
+            softmax_backward(rows, xp.ascontiguousarray(g.reshape(-1, C), dtype=y.dtype), dx)
         return (dx.reshape(y.shape),)

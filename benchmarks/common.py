@@ -47,6 +47,10 @@ sys.path.insert(0, ROOT)            # run from a checkout without installing
 
 import tinygradlm as tg             # noqa: E402
 from tinygradlm import backend, data, files, kernels, optim  # noqa: E402
+# The kernels choose Numba's threading layer (workqueue) when they load, and Numba fixes its
+# layer the first time anything asks it about threads (numba.get_num_threads() below): load
+# them first, so the benchmarks run what a training run runs.
+import tinygradlm.kernels.jit  # noqa: E402,F401
 from tinygradlm.nn import GPT, GPTConfig  # noqa: E402
 
 try:

@@ -13,7 +13,8 @@ import numpy as np
 from .. import backend, data, metrics
 from ..autograd import no_grad
 from ..nn.gpt import GPT, GPTConfig
-from .loop import TrainConfig, fit, resume_tokenizer, speed, write_summary
+from .loop import (TrainConfig, fit, language_model, model_shape, resume_tokenizer, speed,
+                   write_summary)
 
 
 def prepare_data(cfg: TrainConfig, tokenizer=None, exclude_files=()):
@@ -59,14 +60,8 @@ def train_gpt(cfg: TrainConfig, tokenizer=None, exclude_files=()) -> dict:
     backend.manual_seed(cfg.seed)
     tokenizer, train_ids, val_ids = prepare_data(cfg, resume_tokenizer(cfg) or tokenizer,
                                                  exclude_files)
-    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=cfg.block_size,
-                          n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
-                          dropout=cfg.dropout, bias=cfg.bias)).to(cfg.dtype).to(cfg.device)
-    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate,
-                                           (cfg.beta1, cfg.beta2))
-    tokens_per_iter = cfg.batch_size * cfg.block_size * cfg.gradient_accumulation_steps
-    print(f"{model.num_params() / 1e6:.2f}M parameters, vocab {tokenizer.vocab_size}, "
-          f"{len(train_ids):,} training tokens, {tokens_per_iter:,} tokens per iteration")
+    model, optimizer, tokens_per_iter = language_model(
+        cfg, GPT(GPTConfig(**model_shape(cfg, tokenizer))), train_ids)
 
     def next_loss():
         x, y = data.get_batch(train_ids, cfg.batch_size, cfg.block_size, cfg.device)

@@ -106,6 +106,24 @@ def make_scheduler(cfg: TrainConfig, optimizer) -> optim.LRScheduler:
     return optim.WarmupCosineLR(optimizer, cfg.warmup_iters, cfg.lr_decay_iters, cfg.min_lr)
 
 
+def model_shape(cfg: TrainConfig, tokenizer) -> dict:
+    """The config fields a GPT and a BERT share, from the flags and the tokenizer."""
+    return dict(vocab_size=tokenizer.vocab_size, block_size=cfg.block_size, n_layer=cfg.n_layer,
+                n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout, bias=cfg.bias)
+
+
+def language_model(cfg: TrainConfig, model, train_ids):
+    """``model`` in the run's dtype on its device, its AdamW (nanoGPT's recipe: decay on
+    matrices only), and the tokens one iteration trains on, announced."""
+    model = model.to(cfg.dtype).to(cfg.device)
+    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate,
+                                           (cfg.beta1, cfg.beta2))
+    tokens_per_iter = cfg.batch_size * cfg.block_size * cfg.gradient_accumulation_steps
+    print(f"{model.num_params() / 1e6:.2f}M parameters, vocab {model.config.vocab_size}, "
+          f"{len(train_ids):,} training tokens, {tokens_per_iter:,} tokens per iteration")
+    return model, optimizer, tokens_per_iter
+
+
 def resume_tokenizer(cfg: TrainConfig):
     """With --resume, the tokenizer saved with the run (so token ids mean what they meant)."""
     if not cfg.resume:

@@ -14,7 +14,8 @@ import numpy as np
 
 from .. import backend, data, metrics
 from ..nn.bert import BERT, BERTConfig
-from .loop import TrainConfig, fit, resume_tokenizer, speed, write_summary
+from .loop import (TrainConfig, fit, language_model, model_shape, resume_tokenizer, speed,
+                   write_summary)
 
 
 @dataclass
@@ -85,16 +86,9 @@ def train_mlm(cfg: MLMConfig, exclude_files=()) -> dict:
     t_start = time.perf_counter()
     backend.manual_seed(cfg.seed)
     tokenizer, train_ids, val_ids = prepare_mlm_data(cfg, resume_tokenizer(cfg), exclude_files)
-    model = BERT(BERTConfig(vocab_size=tokenizer.vocab_size, block_size=cfg.block_size,
-                            n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
-                            dropout=cfg.dropout, bias=cfg.bias,
-                            pad_token_id=tokenizer.pad_token_id))
-    model = model.to(cfg.dtype).to(cfg.device)
-    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate,
-                                           (cfg.beta1, cfg.beta2))
-    tokens_per_iter = cfg.batch_size * cfg.block_size * cfg.gradient_accumulation_steps
-    print(f"{model.num_params() / 1e6:.2f}M parameters, vocab {tokenizer.vocab_size}, "
-          f"{len(train_ids):,} training tokens, {tokens_per_iter:,} tokens per iteration")
+    model, optimizer, tokens_per_iter = language_model(
+        cfg, BERT(BERTConfig(**model_shape(cfg, tokenizer), pad_token_id=tokenizer.pad_token_id)),
+        train_ids)
 
     def next_loss():
         x, labels, mask = data.get_mlm_batch(train_ids, cfg.batch_size, cfg.block_size,

@@ -168,12 +168,16 @@ def test_embedding(device, data):
 
 
 def test_embedding_errors():
+    """Ids are range-checked on the host (a list, a NumPy array, a CPU tensor), before host data
+    is copied to the weight's device: on every device."""
     w = T(np.zeros((5, 2)))
     with pytest.raises(IndexError, match=r"token id 9 is out of range for an embedding with 5 "
                                          r"rows"):
-        F.embedding(tg.Tensor([1, 9]), w)
+        F.embedding([1, 9], w)
     with pytest.raises(IndexError, match="token id -1"):
-        F.embedding(tg.Tensor([-1]), w)
+        F.embedding(np.array([-1]), w)
+    with pytest.raises(IndexError, match="token id 5"):
+        F.embedding(tg.Tensor([5], device="cpu"), w)
     with pytest.raises(TypeError, match="ids must be integers"):
         F.embedding(tg.Tensor([1.0]), w)
 

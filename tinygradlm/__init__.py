@@ -13,7 +13,7 @@ from .tensor import (Tensor, bool_, float16, float32, float64, get_default_devic
 from .creation import (arange, cat, full, ones, ones_like, rand, randint, randn, randn_like,
                        stack, tril, triu, zeros, zeros_like)
 from .gradcheck import gradcheck
-from . import checkpoint, data, functional, generate, metrics, nn, optim, viz
+from . import checkpoint, data, files, functional, generate, metrics, nn, optim, viz
 
 __version__ = "0.1.0"
 
@@ -46,7 +46,7 @@ def tensor(data, requires_grad=False, dtype=None, device=None) -> Tensor:
 __all__ = [
     "Tensor", "tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "manual_seed",
     "get_rng_state", "set_rng_state", "gradcheck", "functional", "nn", "optim", "viz", "cuda",
-    "data", "checkpoint", "generate", "metrics",
+    "data", "checkpoint", "files", "generate", "metrics",
     "arange", "cat", "stack", "where", "tril", "triu", "zeros", "ones", "full", "randn", "rand",
     "randint", "zeros_like", "ones_like", "randn_like", "set_default_device",
     "get_default_device", "float16", "float32", "float64", "int32", "int64", "bool_",

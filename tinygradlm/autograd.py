@@ -35,28 +35,32 @@ def is_grad_enabled() -> bool:
     return _GradMode.enabled
 
 
-class no_grad(contextlib.ContextDecorator):
+class _SetGradMode(contextlib.ContextDecorator):
+    """Set grad mode inside a ``with`` block or a decorated function, and restore it after.
+    The previous modes are a stack, so one instance can be nested or decorate a recursive
+    function."""
+    mode = True
+
+    def __init__(self):
+        self._previous = []
+
+    def __enter__(self):
+        self._previous.append(_GradMode.enabled)
+        _GradMode.enabled = self.mode
+
+    def __exit__(self, *exc):
+        _GradMode.enabled = self._previous.pop()
+        return False
+
+
+class no_grad(_SetGradMode):
     """Context manager and decorator: ops inside record no graph (inference, optimizer steps)."""
-
-    def __enter__(self):
-        self.prev = _GradMode.enabled
-        _GradMode.enabled = False
-
-    def __exit__(self, *exc):
-        _GradMode.enabled = self.prev
-        return False
+    mode = False
 
 
-class enable_grad(contextlib.ContextDecorator):
+class enable_grad(_SetGradMode):
     """Turn graph recording back on inside a ``no_grad`` block."""
-
-    def __enter__(self):
-        self.prev = _GradMode.enabled
-        _GradMode.enabled = True
-
-    def __exit__(self, *exc):
-        _GradMode.enabled = self.prev
-        return False
+    mode = True
 
 
 # --- 2. Function ------------------------------------------------------------------------------

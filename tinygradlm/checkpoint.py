@@ -42,7 +42,7 @@ from . import backend
 from .files import atomic_path, atomic_write, json_bytes, read_json, write_json
 
 __all__ = ["CheckpointError", "save_pretrained", "load_pretrained", "tokenizer_path",
-           "save_checkpoint", "load_checkpoint", "write_json"]
+           "save_checkpoint", "load_checkpoint"]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -252,9 +252,8 @@ def load_checkpoint(directory, model, optimizer=None) -> dict:
                                        "save_pretrained has none: use load_pretrained)")
     digests = trainer.get("files") if isinstance(trainer, dict) else None
     if not isinstance(digests, dict) or not {CONFIG_NAME, WEIGHTS_NAME} <= digests.keys():
-        raise CheckpointError(f"{trainer_path} is not a tinygradlm training checkpoint (it "
-                              f"needs 'meta', 'optimizer' and 'files' listing {CONFIG_NAME} "
-                              f"and {WEIGHTS_NAME})")
+        raise CheckpointError(f"{trainer_path} is not a tinygradlm training checkpoint (its "
+                              f"'files' must list {CONFIG_NAME} and {WEIGHTS_NAME})")
     contents = {}                       # hash exactly the bytes that are parsed below
     for name in digests:
         path = directory / name

@@ -60,6 +60,7 @@ def run_cli(main, cfg):
     Ctrl-C exits with 130 (after the training loop has saved its state)."""
     from .backend import DeviceUnavailableError
     from .checkpoint import CheckpointError
+    from .files import InputError
     try:
         cfg.validate()
     except (ValueError, DeviceUnavailableError) as e:
@@ -68,5 +69,5 @@ def run_cli(main, cfg):
         return main(cfg)
     except KeyboardInterrupt:
         sys.exit(130)
-    except (OSError, CheckpointError, DeviceUnavailableError) as e:
+    except (OSError, InputError, CheckpointError, DeviceUnavailableError) as e:
         sys.exit(f"error: {e}")

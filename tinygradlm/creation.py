@@ -37,38 +37,37 @@ def triu(x, diagonal=0):
 
 # --- factories --------------------------------------------------------------------------
 def _factory(make, shape, dtype, device, requires_grad):
+    """``make(device, shape, dtype)`` -> an array, wrapped as a leaf tensor."""
     device = backend.normalize_device(device or _default["device"])
-    array = make(backend.xp_for(device), _shape_arg(shape), np.dtype(dtype))
+    array = make(device, _shape_arg(shape), np.dtype(dtype))
     return Tensor._from_op(array).requires_grad_(requires_grad)
 
 
 def zeros(*shape, dtype=float32, device=None, requires_grad=False):
-    return _factory(lambda xp, s, d: xp.zeros(s, d), shape, dtype, device, requires_grad)
+    return _factory(lambda dev, s, d: backend.xp_for(dev).zeros(s, d), shape, dtype, device,
+                    requires_grad)
 
 
 def ones(*shape, dtype=float32, device=None, requires_grad=False):
-    return _factory(lambda xp, s, d: xp.ones(s, d), shape, dtype, device, requires_grad)
+    return _factory(lambda dev, s, d: backend.xp_for(dev).ones(s, d), shape, dtype, device,
+                    requires_grad)
 
 
 def full(shape, fill_value, dtype=float32, device=None, requires_grad=False):
-    return _factory(lambda xp, s, d: xp.full(s, fill_value, d), (shape,), dtype, device,
-                    requires_grad)
+    return _factory(lambda dev, s, d: backend.xp_for(dev).full(s, fill_value, d), (shape,),
+                    dtype, device, requires_grad)
 
 
 def randn(*shape, dtype=float32, device=None, requires_grad=False):
     """Standard normal samples from the library's seeded generator (see ``manual_seed``)."""
-    def make(xp, s, d):
-        dev = backend.device_of(xp.empty(0))
-        return backend.generator(dev).standard_normal(s, dtype=d)
-    return _factory(make, shape, dtype, device, requires_grad)
+    return _factory(lambda dev, s, d: backend.generator(dev).standard_normal(s, dtype=d),
+                    shape, dtype, device, requires_grad)
 
 
 def rand(*shape, dtype=float32, device=None, requires_grad=False):
     """Uniform samples in [0, 1) from the library's seeded generator."""
-    def make(xp, s, d):
-        dev = backend.device_of(xp.empty(0))
-        return backend.generator(dev).random(s, dtype=d)
-    return _factory(make, shape, dtype, device, requires_grad)
+    return _factory(lambda dev, s, d: backend.generator(dev).random(s, dtype=d), shape, dtype,
+                    device, requires_grad)
 
 
 def randint(low, high, size, device=None):

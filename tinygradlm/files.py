@@ -1,11 +1,11 @@
 """Writing files so that a crash never leaves half of one.
 
-Every module that writes (checkpoints, tokenizers, summaries, the Tiny Shakespeare download,
-benchmark results) goes through ``atomic_path``: the bytes go to a temporary file in the same
-directory, are flushed to the disk (``fsync``), and the file is renamed onto its real name with
-``os.replace``.  A rename within one file system is atomic, so a reader sees the old file or the
-new one, never a mixture; if anything fails (Ctrl-C included) the temporary file is removed and
-the old file is left as it was.  (A process killed outright can leave a hidden ``.name.*.tmp``
+Every file a later run reads back (checkpoints, tokenizers, summaries, the Tiny Shakespeare
+download, benchmark results) is written through ``atomic_path``: the bytes go to a temporary
+file in the same directory, are flushed to the disk (``fsync``), and the file is renamed onto
+its real name with ``os.replace``.  A rename within one file system is atomic, so a reader
+sees the old file or the new one, never a mixture; if anything fails (Ctrl-C included) the
+temporary file is removed and the old file is left as it was.  (A process killed outright can leave a hidden ``.name.*.tmp``
 file behind; nothing reads it.)
 """
 from __future__ import annotations
@@ -17,6 +17,12 @@ import secrets
 from pathlib import Path
 
 import numpy as np
+
+
+class InputError(ValueError):
+    """Something the user gave cannot be used: a malformed data file, a corpus too short for
+    the block size, a flag that does not fit the model.  The command-line scripts print it as
+    one line, without a traceback (a plain ValueError is a bug and keeps its traceback)."""
 
 
 @contextlib.contextmanager

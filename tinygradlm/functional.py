@@ -172,9 +172,9 @@ def embedding(ids: Tensor, weight: Tensor) -> Tensor:
     The backward adds each position's gradient into its row; repeated ids accumulate.
 
     This is where token ids enter a model, and the one place they are range-checked: on the
-    host (a list, a NumPy array, a CPU tensor), where a min and a max cost little, before host
-    data is copied to the weight's device.  Ids already on the GPU are not checked: reading a
-    result back would make the host wait for the GPU at every forward."""
+    host (a list, a NumPy array, a CPU tensor), where a min and a max cost little.  Host data
+    (not a tensor) is then copied to the weight's device.  Ids already on the GPU are not
+    checked: reading a result back would make the host wait for the GPU at every forward."""
     host = not isinstance(ids, Tensor)
     ids = Tensor(ids, device="cpu") if host else ids
     if ids.dtype.kind not in "iu":

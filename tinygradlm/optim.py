@@ -255,6 +255,18 @@ class LRScheduler:
         self._apply()
 
 
+class LambdaLR(LRScheduler):
+    """``base_lr * lr_lambda(iteration)`` for every group (PyTorch's ``LambdaLR``): one schedule
+    shape, each group at its own scale."""
+
+    def __init__(self, optimizer: Optimizer, lr_lambda):
+        self.lr_lambda = lr_lambda
+        super().__init__(optimizer)
+
+    def lr_at(self, it, base_lr):
+        return base_lr * self.lr_lambda(it)
+
+
 class ConstantLR(LRScheduler):
     """The learning rate the optimizer was built with, at every step."""
 

@@ -129,14 +129,14 @@ def test_shakespeare_cache_dir_from_environment(tmp_path, monkeypatch):
 
 def test_shakespeare_offline_error(tmp_path, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", offline_urlopen)
-    with pytest.raises(RuntimeError, match="could not download") as info:
+    with pytest.raises(ConnectionError, match="could not download") as info:
         load_corpus("shakespeare", cache_dir=str(tmp_path))
     assert data.SHAKESPEARE_URL in str(info.value) and "--data path/to/file.txt" in str(info.value)
 
 
 def test_shakespeare_checksum_mismatch(tmp_path, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen(b"<html>captive portal</html>", []))
-    with pytest.raises(RuntimeError, match="sha256"):
+    with pytest.raises(ValueError, match="sha256"):
         load_corpus("shakespeare", cache_dir=str(tmp_path))
     assert list(tmp_path.iterdir()) == []                  # nothing cached
 

@@ -213,3 +213,21 @@ def test_rng_state_round_trip():
     a = tg.randn(4, device="cpu").numpy()
     tg.set_rng_state(state)
     np.testing.assert_array_equal(tg.randn(4, device="cpu").numpy(), a)
+
+
+def test_one_no_grad_instance_nests_and_decorates_a_recursive_function():
+    ng = tg.no_grad()
+
+    @ng
+    def depth(n):
+        return depth(n - 1) if n else tg.is_grad_enabled()
+
+    assert depth(3) is False and tg.is_grad_enabled()
+    with ng:
+        with ng:
+            assert not tg.is_grad_enabled()
+        assert not tg.is_grad_enabled()
+        with tg.enable_grad():
+            assert tg.is_grad_enabled()
+        assert not tg.is_grad_enabled()
+    assert tg.is_grad_enabled()

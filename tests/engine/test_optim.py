@@ -554,3 +554,13 @@ def test_bad_parameters_raise():
         optim.SGD([{"params": [p]}, {"params": [p]}], lr=0.1)
     with pytest.raises(TypeError, match="require grad"):
         optim.SGD([tg.zeros(2)], lr=0.1)
+
+
+def test_lambda_lr_scales_every_group_by_one_shape():
+    _, params = make_params()
+    opt = optim.SGD([{"params": params[:1], "lr": 0.1}, {"params": params[1:], "lr": 0.001}])
+    sched = optim.LambdaLR(opt, lambda it: 0.5 ** it)
+    for it in range(4):
+        assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.1 * 0.5 ** it,
+                                                                     0.001 * 0.5 ** it])
+        sched.step()

@@ -207,7 +207,27 @@ def test_cli_shortens_only_user_errors():
     with pytest.raises(SystemExit, match="error: no such file: 'corpus.txt'"):
         run_cli(missing, TrainConfig())
 
+    def bad_file(cfg):
+        raise tg.files.InputError("'x.csv', line 3: no field 'label'")
+    with pytest.raises(SystemExit, match="error: 'x.csv', line 3: no field 'label'"):
+        run_cli(bad_file, TrainConfig())
+
     def bug(cfg):
         raise ValueError("an internal shape bug")
     with pytest.raises(ValueError, match="internal shape bug"):
         run_cli(bug, TrainConfig())
+
+
+def test_schedule_keeps_each_groups_ratio_floor_included():
+    """A group at a hundredth of --learning_rate stays at a hundredth, through warmup, decay
+    and the --min_lr floor (it never rises to the floor of the others)."""
+    from tinygradlm.train.loop import make_scheduler
+    a, b = tg.nn.Parameter(tg.zeros(2)), tg.nn.Parameter(tg.zeros(2))
+    cfg = TrainConfig(learning_rate=1e-3, min_lr=1e-4, warmup_iters=3, lr_decay_iters=10)
+    opt = tg.optim.AdamW([{"params": [a], "lr": 1e-3}, {"params": [b], "lr": 1e-5}])
+    sched = make_scheduler(cfg, opt)
+    for it in range(14):
+        head, body = (g["lr"] for g in opt.param_groups)
+        assert body == pytest.approx(head / 100, rel=1e-12)
+        sched.step()
+    assert head == pytest.approx(1e-4) and body == pytest.approx(1e-6)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import atomic_write
+from ..files import InputError, atomic_write
 
 # Cap on the stdlib corpus (whole files, in sorted order): above the whole kept library
 # (~8.5 MB on CPython 3.11, ~8x Tiny Shakespeare), against a future, larger one.
@@ -59,9 +59,9 @@ def load_corpus(source: str | None = None, cache_dir: str | None = None,
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"corpus file {str(path)!r} is not UTF-8 text ({exc})") from None
+        raise InputError(f"corpus file {str(path)!r} is not UTF-8 text ({exc})") from None
     if not text:
-        raise ValueError(f"corpus file {str(path)!r} is empty; a language model needs text")
+        raise InputError(f"corpus file {str(path)!r} is empty; a language model needs text")
     return text
 
 
@@ -134,15 +134,15 @@ def _shakespeare(cache_dir: str | None) -> str:
         with urllib.request.urlopen(SHAKESPEARE_URL, timeout=DOWNLOAD_TIMEOUT_S) as response:
             data = response.read()
     except OSError as exc:   # urllib.error.URLError, timeouts and refused connections
-        raise RuntimeError(
+        raise ConnectionError(
             f"could not download Tiny Shakespeare from {SHAKESPEARE_URL} ({exc}). "
             "Are you offline? Download it elsewhere and pass --data path/to/file.txt, "
             "or train on the embedded corpus (the default)") from exc
     digest = hashlib.sha256(data).hexdigest()
     if digest != SHAKESPEARE_SHA256:
-        raise RuntimeError(f"downloaded Tiny Shakespeare from {SHAKESPEARE_URL} but its sha256 "
-                           f"is {digest}, expected {SHAKESPEARE_SHA256}; not caching it. "
-                           "Pass --data path/to/file.txt instead")
+        raise InputError(f"downloaded Tiny Shakespeare from {SHAKESPEARE_URL} but its sha256 "
+                         f"is {digest}, expected {SHAKESPEARE_SHA256}; not caching it. "
+                         "Pass --data path/to/file.txt instead")
     atomic_write(path, data)
     return data.decode("utf-8")
 

@@ -23,6 +23,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from ..files import InputError
 from ..tensor import Tensor
 from .batches import check_max_length, pad_rows, positive_int, rng_or_default, wrap_texts
 from .corpus import stdlib_files, stdlib_root
@@ -209,7 +210,7 @@ def load_labelled_file(path, text_column: str = "text",
     path = Path(path).expanduser()
     where, suffix = str(path), path.suffix.lower()
     if suffix not in _LABELLED_FORMATS:
-        raise ValueError(f"{where!r}: unknown extension {suffix or '(none)'!r}; expected "
+        raise InputError(f"{where!r}: unknown extension {suffix or '(none)'!r}; expected "
                          f"one of {', '.join(_LABELLED_FORMATS)}")
     if not path.is_file():
         raise FileNotFoundError(f"labelled data file not found: {where!r}")
@@ -223,22 +224,22 @@ def load_labelled_file(path, text_column: str = "text",
             for line, record in records:          # record: {column: value}
                 for name in columns:
                     if name not in record:
-                        raise ValueError(f"{where!r}, line {line}: no field {name!r}; the "
+                        raise InputError(f"{where!r}, line {line}: no field {name!r}; the "
                                          f"fields are {sorted(record)}")
                 text, label = record[text_column], record[label_column]
                 if not isinstance(text, str):
-                    raise ValueError(f"{where!r}, line {line}: field {text_column!r} must "
+                    raise InputError(f"{where!r}, line {line}: field {text_column!r} must "
                                      f"be a string, got {type(text).__name__}")
                 if isinstance(label, (dict, list)) or label is None:
-                    raise ValueError(f"{where!r}, line {line}: field {label_column!r} must "
+                    raise InputError(f"{where!r}, line {line}: field {label_column!r} must "
                                      f"be a string or a number, got {json.dumps(label)}")
                 if not str(label).strip():
-                    raise ValueError(f"{where!r}, line {line}: the {label_column!r} is empty")
+                    raise InputError(f"{where!r}, line {line}: the {label_column!r} is empty")
                 pairs.append((text, str(label).strip()))
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{where!r} is not UTF-8 text ({exc})") from None
+        raise InputError(f"{where!r} is not UTF-8 text ({exc})") from None
     if not pairs:
-        raise ValueError(f"{where!r} holds no examples" if delimiter else
+        raise InputError(f"{where!r} holds no examples" if delimiter else
                          f"{where!r} is empty; expected one JSON object per line with "
                          f"fields {text_column!r} and {label_column!r}")
     return [text for text, _ in pairs], [label for _, label in pairs]
@@ -249,11 +250,11 @@ def _delimited_records(f, where: str, delimiter: str, columns) -> Iterator[tuple
     reader = csv.reader(f, delimiter=delimiter)
     header = next(reader, None)
     if header is None:
-        raise ValueError(f"{where!r} is empty; expected a header row naming the columns "
+        raise InputError(f"{where!r} is empty; expected a header row naming the columns "
                          f"{columns[0]!r} and {columns[1]!r}")
     for name in columns:
         if name not in header:
-            raise ValueError(f"{where!r}, line 1: no column {name!r} in the header; "
+            raise InputError(f"{where!r}, line 1: no column {name!r} in the header; "
                              f"the columns are {header}")
     at = {name: header.index(name) for name in columns}
     for row in reader:
@@ -261,7 +262,7 @@ def _delimited_records(f, where: str, delimiter: str, columns) -> Iterator[tuple
             continue
         # reader.line_num is the line the row ends on (a quoted field can span lines).
         if len(row) != len(header):
-            raise ValueError(f"{where!r}, line {reader.line_num}: {len(row)} field(s), "
+            raise InputError(f"{where!r}, line {reader.line_num}: {len(row)} field(s), "
                              f"but the header has {len(header)}")
         yield reader.line_num, {name: row[i] for name, i in at.items()}
 
@@ -274,10 +275,10 @@ def _jsonl_records(f, where: str) -> Iterator[tuple[int, dict]]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{where!r}, line {line_number}: not valid JSON "
+            raise InputError(f"{where!r}, line {line_number}: not valid JSON "
                              f"({exc.msg} at column {exc.colno})") from None
         if not isinstance(record, dict):
-            raise ValueError(f"{where!r}, line {line_number}: expected a JSON object, "
+            raise InputError(f"{where!r}, line {line_number}: expected a JSON object, "
                              f"got {type(record).__name__}")
         yield line_number, record
 
@@ -290,7 +291,7 @@ def labelled_from_file(path, val_fraction: float = 0.1, test_fraction: float = 0
     test, val and train; a split with a nonzero fraction gets at least one example."""
     for name, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= fraction < 1.0:
-            raise ValueError(f"{name} must be in [0, 1), got {fraction}")
+            raise InputError(f"{name} must be in [0, 1), got {fraction}")
     texts, labels = load_labelled_file(path, text_column, label_column)
     label_names = sorted(set(labels))
     label_id = {name: i for i, name in enumerate(label_names)}
@@ -298,7 +299,7 @@ def labelled_from_file(path, val_fraction: float = 0.1, test_fraction: float = 0
     n_test, n_val = (max(1, round(fraction * n)) if fraction > 0 else 0
                      for fraction in (test_fraction, val_fraction))
     if n - n_test - n_val < 1:
-        raise ValueError(f"{str(Path(path))!r} has {n} example(s): too few for "
+        raise InputError(f"{str(Path(path))!r} has {n} example(s): too few for "
                          f"val_fraction={val_fraction} and test_fraction={test_fraction} "
                          "to leave any for training")
     order = np.random.default_rng(seed).permutation(n).tolist()

@@ -89,11 +89,12 @@ class BERT(TransformerModel):
 
     def hidden_states(self, input_ids, attention_mask=None) -> Tensor:
         """The encoder's output (B, T, C), before the MLM head: what a classifier pools."""
-        ids = (input_ids if isinstance(input_ids, Tensor)
-               else Tensor(input_ids, device=self.transformer.wte.weight.device))
-        x = self.transformer.embed(ids, owner="BERT", arg="input_ids")  # (B, T, C)
+        # Host ids go to embed as they are: F.embedding range-checks them before the copy.
+        x = self.transformer.embed(input_ids, owner="BERT", arg="input_ids")  # (B, T, C)
         if attention_mask is None:
-            attention_mask = ids.data.reshape(x.shape[:2]) != self.config.pad_token_id  # (B, T)
+            ids = input_ids if isinstance(input_ids, Tensor) else Tensor(input_ids, device="cpu")
+            is_real = ids.data.reshape(x.shape[:2]) != self.config.pad_token_id  # (B, T)
+            attention_mask = Tensor(is_real, device=x.device).data   # one copy, not one a layer
         for block in self.transformer.h:
             x = block(x, attention_mask)
         return self.transformer.ln_f(x)

@@ -91,15 +91,17 @@ class SequenceClassifier(PretrainedModel):
         """input_ids (B, T), attention_mask (B, T) (1 = real token), labels (B,) ->
         (logits (B, num_labels), mean cross-entropy or None)."""
         device = self.classifier.weight.device
-        ids = input_ids if isinstance(input_ids, Tensor) else Tensor(input_ids, device=device)
+        # Host ids stay on the host until the body's embedding has range-checked them.
+        ids = input_ids if isinstance(input_ids, Tensor) else Tensor(input_ids, device="cpu")
         if ids.ndim == 1:
             ids = ids.unsqueeze(0)
         if attention_mask is None:
             pad = getattr(self.body.config, "pad_token_id", None)
             mask = (ids.data != pad) if pad is not None else ids.xp.ones(ids.shape, dtype=bool)
         else:
-            mask = Tensor(attention_mask, device=device).data.astype(bool)
-        h = self.body.hidden_states(ids, mask)                      # (B, T, C)
+            mask = attention_mask
+        mask = Tensor(mask, device=device).data.astype(bool)         # (B, T)
+        h = self.body.hidden_states(ids if ids.device == device else ids.data, mask)  # (B, T, C)
         pooled = self.dropout(self.pool(h, mask))                   # (B, C)
         logits = self.classifier(pooled)                            # (B, num_labels)
         if labels is None:

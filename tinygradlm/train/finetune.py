@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import backend, checkpoint, data, metrics
+from .. import backend, checkpoint, data, files, metrics
 from ..autograd import no_grad
 from ..nn.classifier import BODIES, SequenceClassifier
 from .gpt import train_gpt
@@ -87,8 +87,8 @@ def pretrained_body(cfg: FinetuneConfig, task=None) -> str:
             f"--init_from {cfg.init_from!r} holds no pretrained model (no config.json). "
             f"Add --pretrain_if_missing to pretrain one there first ({cfg.pretrain_objective} "
             f"objective, {cfg.pretrain_iters} iterations: about 25 minutes on 2 CPU cores), "
-            f"or point --init_from at a model saved by train_char_lm.py/train_mlm.py with a "
-            f"subword tokenizer")
+            f"or point --init_from at an encoder saved by examples/train_mlm.py (its tokenizer "
+            f"has the [PAD]/[CLS]/[SEP] tokens fine-tuning needs)")
     held_out = getattr(task, "held_out_files", ())
     print(f"no pretrained model in {cfg.init_from!r}: pretraining one ({cfg.pretrain_objective}"
           f" objective) for {cfg.pretrain_iters} iterations first")
@@ -137,10 +137,10 @@ def finetune_classifier(cfg: FinetuneConfig, task=None, tokenizer=None,
             raise FileNotFoundError(f"no tokenizer.json beside the pretrained model in "
                                     f"{body_dir!r}")
         tokenizer = data.load_tokenizer(path)
-    if not hasattr(tokenizer, "pad_token_id"):
-        raise ValueError(f"the tokenizer in {body_dir!r} has no [PAD]/[CLS]/[SEP] tokens; "
-                         f"fine-tuning needs a model pretrained with a WordPiece or BPE "
-                         f"tokenizer with special tokens (examples/train_mlm.py)")
+    if data.PAD_TOKEN not in getattr(tokenizer, "special_tokens", ()):
+        raise files.InputError(f"the tokenizer in {body_dir!r} has no [PAD]/[CLS]/[SEP] tokens; "
+                               f"fine-tuning needs a model pretrained with a WordPiece or BPE "
+                               f"tokenizer with special tokens (examples/train_mlm.py)")
     pooling = cfg.pooling or None
     model = SequenceClassifier.from_pretrained_body(body_dir, task.num_classes, pooling,
                                                     cfg.dropout, task.label_names, cfg.device)
@@ -151,8 +151,8 @@ def finetune_classifier(cfg: FinetuneConfig, task=None, tokenizer=None,
                                              task.label_names).to(cfg.device)
     model = model.to(cfg.dtype)
     if cfg.max_length > model.body.config.block_size:
-        raise ValueError(f"--max_length={cfg.max_length} is longer than the pretrained "
-                         f"model's block_size={model.body.config.block_size}")
+        raise files.InputError(f"--max_length={cfg.max_length} is longer than the pretrained "
+                               f"model's block_size={model.body.config.block_size}")
     if cfg.freeze_body:
         model.freeze_body()
     elif cfg.freeze_layers >= 0:
@@ -227,7 +227,7 @@ def finetune_and_compare(cfg: FinetuneConfig) -> dict:
         summary.update({"scratch_test_accuracy": scratch["test_accuracy"],
                         "scratch_test_f1_macro": scratch["test_f1_macro"],
                         "scratch_test_loss": scratch["test_loss"]})
-        checkpoint.write_json(os.path.join(cfg.out_dir, "summary.json"), summary)
+        files.write_json(os.path.join(cfg.out_dir, "summary.json"), summary)
         print(f"\npretrained: accuracy {summary['test_accuracy']:.1%}, macro-F1 "
               f"{summary['test_f1_macro']:.3f} | from scratch: accuracy "
               f"{scratch['test_accuracy']:.1%}, macro-F1 {scratch['test_f1_macro']:.3f}")

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from .. import backend, data, metrics
+from .. import backend, data, files, metrics
 from ..autograd import no_grad
 from ..nn.gpt import GPT, GPTConfig
 from .loop import (TrainConfig, fit, language_model, model_shape, resume_tokenizer, speed,
@@ -28,9 +28,9 @@ def prepare_data(cfg: TrainConfig, tokenizer=None, exclude_files=()):
     need = cfg.block_size + 1
     for name, split in (("training", train_ids), ("validation", val_ids)):
         if len(split) < need:
-            raise ValueError(f"the corpus {cfg.data!r} is too short: its {name} split has "
-                             f"{len(split)} tokens but one batch row needs block_size + 1 = "
-                             f"{need}; use more text or a smaller --block_size")
+            raise files.InputError(f"the corpus {cfg.data!r} is too short: its {name} split has "
+                                   f"{len(split)} tokens but one batch row needs block_size + 1 = "
+                                   f"{need}; use more text or a smaller --block_size")
     return tokenizer, train_ids, val_ids
 
 

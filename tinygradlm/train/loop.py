@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .. import backend, checkpoint, data, optim
+from .. import backend, checkpoint, data, files, optim
 from ..autograd import no_grad
 from ..tensor import get_default_device
 
@@ -99,11 +99,15 @@ class TrainConfig:
 
 
 def make_scheduler(cfg: TrainConfig, optimizer) -> optim.LRScheduler:
-    """nanoGPT's warmup + cosine decay, or a constant rate with ``--decay_lr=False``.  Each
-    parameter group keeps its own base rate (e.g. a smaller one for a pretrained body)."""
+    """nanoGPT's warmup + cosine decay from --learning_rate to --min_lr, or a constant rate with
+    ``--decay_lr=False``.  The schedule is a shape relative to --learning_rate, so a group with
+    another base rate (a pretrained body at --body_lr_scale) keeps its ratio to the others all
+    the way down, its floor included."""
     if not cfg.decay_lr:
         return optim.ConstantLR(optimizer)
-    return optim.WarmupCosineLR(optimizer, cfg.warmup_iters, cfg.lr_decay_iters, cfg.min_lr)
+    floor = cfg.min_lr / cfg.learning_rate
+    return optim.LambdaLR(optimizer, lambda it: optim.warmup_cosine_lr(
+        it, 1.0, floor, cfg.warmup_iters, cfg.lr_decay_iters))
 
 
 def model_shape(cfg: TrainConfig, tokenizer) -> dict:
@@ -266,7 +270,7 @@ def speed(run: dict, tokens_per_iter: int) -> tuple[float, float]:
 
 def write_summary(cfg: TrainConfig, summary: dict, run: dict) -> bool:
     """``summary.json`` and ``loss.png`` into out_dir; returns whether the plot was drawn."""
-    checkpoint.write_json(os.path.join(cfg.out_dir, "summary.json"), summary)
+    files.write_json(os.path.join(cfg.out_dir, "summary.json"), summary)
     return plot_loss_curve(run["log_path"], os.path.join(cfg.out_dir, "loss.png"))
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import backend, data, metrics
+from .. import backend, data, files, metrics
 from ..nn.bert import BERT, BERTConfig
 from .loop import (TrainConfig, fit, language_model, model_shape, resume_tokenizer, speed,
                    write_summary)
@@ -51,9 +51,9 @@ def prepare_mlm_data(cfg: MLMConfig, tokenizer=None, exclude_files=()):
     train_ids, val_ids = data.train_val_split(ids, 0.9)
     for name, split in (("training", train_ids), ("validation", val_ids)):
         if len(split) < cfg.block_size - 2:
-            raise ValueError(f"the corpus {cfg.data!r} is too short: its {name} split has "
-                             f"{len(split)} tokens but one row needs block_size - 2 = "
-                             f"{cfg.block_size - 2}; use more text or a smaller --block_size")
+            raise files.InputError(f"the corpus {cfg.data!r} is too short: its {name} split has "
+                                   f"{len(split)} tokens but one row needs block_size - 2 = "
+                                   f"{cfg.block_size - 2}; use more text or a smaller --block_size")
     return tokenizer, train_ids, val_ids
 
 

@@ -39,6 +39,7 @@ def triu(x, diagonal=0):
 def _factory(make, shape, dtype, device, requires_grad):
     """``make(device, shape, dtype)`` -> an array, wrapped as a leaf tensor."""
     device = backend.normalize_device(device or _default["device"])
+    backend.xp_for(device)          # "cuda" without a usable GPU: an error that says why
     array = make(device, _shape_arg(shape), np.dtype(dtype))
     return Tensor._from_op(array).requires_grad_(requires_grad)
 

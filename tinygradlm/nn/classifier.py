@@ -91,7 +91,7 @@ class SequenceClassifier(PretrainedModel):
         """input_ids (B, T), attention_mask (B, T) (1 = real token), labels (B,) ->
         (logits (B, num_labels), mean cross-entropy or None)."""
         device = self.classifier.weight.device
-        # Host ids stay on the host until the body's embedding has range-checked them.
+        # Host ids stay on the host: the body's embedding range-checks them before the copy.
         ids = input_ids if isinstance(input_ids, Tensor) else Tensor(input_ids, device="cpu")
         if ids.ndim == 1:
             ids = ids.unsqueeze(0)
@@ -101,7 +101,7 @@ class SequenceClassifier(PretrainedModel):
         else:
             mask = attention_mask
         mask = Tensor(mask, device=device).data.astype(bool)         # (B, T)
-        h = self.body.hidden_states(ids if ids.device == device else ids.data, mask)  # (B, T, C)
+        h = self.body.hidden_states(input_ids, mask)                # (B, T, C)
         pooled = self.dropout(self.pool(h, mask))                   # (B, C)
         logits = self.classifier(pooled)                            # (B, num_labels)
         if labels is None:

@@ -23,19 +23,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from tinygradlm.cli import config_from_args, run_cli  # noqa: E402
 from tinygradlm.train import FinetuneConfig, finetune_and_compare  # noqa: E402
 
-HELP = {
-    "data": "'stdlib' (the built-in package task) or a CSV / TSV / JSONL file of text + label",
-    "init_from": "directory of a pretrained BERT/GPT (pretrained first if empty)",
-    "pretrain_objective": "when pretraining first: 'causal' (GPT) or 'mlm' (BERT encoder)",
-    "freeze_layers": "-1 trains everything; k freezes the embeddings and the first k blocks",
-    "freeze_body": "train only the classification head",
-    "body_lr_scale": "the body's learning rate relative to the head's",
-    "compare_scratch": "also fine-tune the same architecture from random weights",
-}
-
 
 def parse_args(argv=None) -> FinetuneConfig:
-    return config_from_args(FinetuneConfig, __doc__, argv, HELP)
+    return config_from_args(FinetuneConfig, __doc__, argv)
 
 
 if __name__ == "__main__":

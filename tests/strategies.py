@@ -108,3 +108,9 @@ def assert_matches(actual, expected, err_msg="", rtol=1e-5, atol=1e-6):
         assert_close(actual, expected, rtol, atol, err_msg)
     else:
         np.testing.assert_array_equal(actual, expected, err_msg=err_msg)
+
+
+def latest(out_dir):
+    """The directory of the newest training state of the run in ``out_dir``."""
+    from pathlib import Path
+    return tg.checkpoint.latest_state(Path(out_dir) / "resume")[0]

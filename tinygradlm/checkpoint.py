@@ -34,15 +34,21 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import secrets
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from . import backend
-from .files import atomic_path, atomic_write, json_bytes, read_json, write_json
+from .config import check_types
+from .files import (atomic_path, atomic_write, json_bytes, read_json, restore_non_finite,
+                    write_json)
 
 __all__ = ["CheckpointError", "save_pretrained", "load_pretrained", "tokenizer_path",
-           "save_checkpoint", "load_checkpoint"]
+           "save_checkpoint", "load_checkpoint", "verify_checkpoint", "save_state",
+           "latest_state"]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -170,9 +176,10 @@ def load_pretrained(model_cls, config_cls, directory, device: str | None = None,
         raise CheckpointError(f"{config_path} has keys that {config_cls.__name__} does not know: "
                               f"{', '.join(unknown)} (its fields are {', '.join(known)})")
     try:
+        check_types(config_cls, fields)         # a hand-edited "n_layer": "4"
         config = config_cls(**{k: _retuple(v, known[k].type) for k, v in fields.items()
                                if k in known and known[k].init})
-    except TypeError as exc:            # e.g. a field without a default is missing
+    except (TypeError, ValueError) as exc:  # e.g. a field without a default is missing
         raise CheckpointError(f"cannot build {config_cls.__name__} from {config_path}: "
                               f"{exc}") from None
     arrays = _read_arrays(weights_path)
@@ -197,7 +204,7 @@ def save_checkpoint(directory, model, optimizer, meta: dict, tokenizer=None) -> 
 
     ``meta`` must be JSON-able (NumPy scalars are converted), or nothing is written.  A crash
     part-way leaves a checkpoint that ``load_checkpoint`` refuses, never one that resumes wrongly
-    (to always keep a loadable one, save alternately into two directories)."""
+    (``save_state`` keeps the previous one until the new one is complete)."""
     directory = Path(directory)
     rest, optimizer_bytes = None, None
     if optimizer is not None:
@@ -242,10 +249,10 @@ def _optimizer_state(optimizer, rest: dict, arrays: dict, path: Path) -> dict:
     return {"state": state, "param_groups": groups + rest["param_groups"][len(groups):]}
 
 
-def load_checkpoint(directory, model, optimizer=None) -> dict:
-    """Load a checkpoint written by ``save_checkpoint`` into ``model`` (and ``optimizer``), in
-    place, and return the saved ``meta``; the model keeps its mode and device.  Every file is
-    checked against its sha256 and parsed before the model changes: CheckpointError otherwise."""
+def verify_checkpoint(directory) -> tuple[dict, dict]:
+    """(trainer.json's content, {file name: bytes}) of the checkpoint in ``directory``, every
+    file checked against the sha256 recorded for it; CheckpointError when one is missing or
+    differs (a save that never finished, or files mixed from different saves)."""
     directory = Path(directory)
     trainer_path = directory / TRAINER_NAME
     trainer = _read_json(trainer_path, "the training state (a directory written by "
@@ -254,7 +261,7 @@ def load_checkpoint(directory, model, optimizer=None) -> dict:
     if not isinstance(digests, dict) or not {CONFIG_NAME, WEIGHTS_NAME} <= digests.keys():
         raise CheckpointError(f"{trainer_path} is not a tinygradlm training checkpoint (its "
                               f"'files' must list {CONFIG_NAME} and {WEIGHTS_NAME})")
-    contents = {}                       # hash exactly the bytes that are parsed below
+    contents = {}                       # hash exactly the bytes that are parsed later
     for name in digests:
         path = directory / name
         data = contents[name] = path.read_bytes() if path.is_file() else None
@@ -263,6 +270,17 @@ def load_checkpoint(directory, model, optimizer=None) -> dict:
                        f"{name} does not match the sha256 recorded in {TRAINER_NAME}")
             raise CheckpointError(f"checkpoint in {directory} is inconsistent (partially "
                                   f"written, or files removed or from different saves): {problem}")
+    return trainer, contents
+
+
+def load_checkpoint(directory, model, optimizer=None) -> dict:
+    """Load a checkpoint written by ``save_checkpoint`` into ``model`` (and ``optimizer``), in
+    place, and return the saved ``meta``; the model keeps its mode and device.  Every file is
+    checked against its sha256 and parsed before the model changes: CheckpointError otherwise."""
+    directory = Path(directory)
+    trainer_path = directory / TRAINER_NAME
+    trainer, contents = verify_checkpoint(directory)
+    digests = trainer["files"]
     _check_type(json.loads(contents[CONFIG_NAME]), type(model).__name__, directory / CONFIG_NAME)
     weights = _read_arrays(directory / WEIGHTS_NAME, contents[WEIGHTS_NAME])
     state = None
@@ -285,4 +303,96 @@ def load_checkpoint(directory, model, optimizer=None) -> dict:
         except (KeyError, ValueError, IndexError, TypeError) as exc:
             raise CheckpointError(f"{directory / OPTIMIZER_NAME} does not fit the optimizer: "
                                   f"{exc}") from None
-    return trainer.get("meta")
+    # JSON has no inf or NaN: they were stored as null with a note (files.finite); put back.
+    return restore_non_finite(trainer.get("meta"))
+
+
+# --- a series of training states, one always complete -------------------------------------------
+STATE_PREFIX = "iter-"
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename inside ``directory`` durable (a power cut cannot undo it)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _discard(path: Path) -> None:
+    """Remove a state directory: renamed to a hidden name first (one atomic step), so a crash
+    part-way through the removal leaves a hidden leftover, never a half-deleted state."""
+    hidden = path.parent / f".old-{path.name}-{secrets.token_hex(4)}"
+    os.replace(path, hidden)
+    shutil.rmtree(hidden, ignore_errors=True)
+
+
+def state_dirs(root) -> list[Path]:
+    """The state directories in ``root``, newest (highest iteration) first."""
+    root = Path(root)
+    found = [p for p in root.glob(STATE_PREFIX + "*") if p.is_dir()
+             and p.name[len(STATE_PREFIX):].isdigit()] if root.is_dir() else []
+    return sorted(found, key=lambda p: int(p.name[len(STATE_PREFIX):]), reverse=True)
+
+
+def remove_leftovers(root) -> list[str]:
+    """Delete what a crash left in ``root``: unfinished saves (``.tmp-*``), half-removed old
+    states (``.old-*``) and temporary files of interrupted atomic writes.  Returns their names."""
+    root = Path(root)
+    gone = []
+    if root.is_dir():
+        for path in root.iterdir():
+            name = path.name
+            if path.is_dir() and name.startswith((".tmp-", ".old-")):
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.is_file() and name.startswith(".") and ".tmp" in name:
+                path.unlink(missing_ok=True)
+            else:
+                continue
+            gone.append(name)
+    return gone
+
+
+def save_state(root, iteration: int, model, optimizer, meta: dict, tokenizer=None,
+               keep: int = 2) -> Path:
+    """``save_checkpoint`` into ``root/iter-{iteration}`` without ever touching a complete state.
+
+    The checkpoint is written into a hidden ``root/.tmp-*`` directory, made durable, and only
+    then renamed to its name in one atomic step; after that the oldest states beyond ``keep``
+    are removed.  A crash, a kill, Ctrl-C or a full disk at any moment therefore leaves every
+    earlier state as it was (the unfinished one is hidden, and removed by ``remove_leftovers``).
+    Returns the new state's directory."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"{STATE_PREFIX}{iteration:08d}"
+    tmp = root / f".tmp-{final.name}-{secrets.token_hex(4)}"
+    try:
+        save_checkpoint(tmp, model, optimizer, meta, tokenizer)
+        _fsync_dir(tmp)
+        if final.exists():                  # the same iteration again: newer facts (see fit)
+            _discard(final)
+        os.replace(tmp, final)              # the commit point
+        _fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for old in state_dirs(root)[keep:]:
+        _discard(old)
+    return final
+
+
+def latest_state(root) -> tuple[Path, dict, list[str]]:
+    """The newest complete state in ``root``: (its directory, its trainer.json, what was
+    skipped and why).  Every candidate's files are checked against their sha256, newest first;
+    FileNotFoundError when ``root`` holds no state, CheckpointError when none is complete."""
+    skipped = []
+    for path in state_dirs(root):
+        try:
+            trainer, _ = verify_checkpoint(path)
+            return path, trainer, skipped
+        except (CheckpointError, OSError) as exc:
+            skipped.append(f"{path.name}: {exc}")
+    if skipped:
+        raise CheckpointError(f"no complete training state in {root}: " + "; ".join(skipped))
+    raise FileNotFoundError(f"no training state in {str(root)!r}")

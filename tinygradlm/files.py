@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import secrets
 from pathlib import Path
@@ -64,10 +65,49 @@ def _json_default(obj):
                     f"with .tolist(), dataclasses with dataclasses.asdict)")
 
 
+def finite(obj):
+    """``obj`` with every NaN or infinite number replaced by None (JSON has neither; most
+    parsers refuse Python's ``NaN``).  A dict that held one gains ``"non_finite"``, saying what
+    was there -- ``{"val_loss": null, "non_finite": {"val_loss": "nan"}}`` -- so the reason
+    is not lost with the value."""
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        out = {k: finite(v) for k, v in obj.items()}
+        bad = {k: str(_scalar(v)) for k, v in obj.items()
+               if isinstance(_scalar(v), float) and not math.isfinite(_scalar(v))}
+        if bad:
+            out["non_finite"] = {**out.get("non_finite", {}), **bad}
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def restore_non_finite(obj):
+    """The inverse of ``finite`` for values read back from JSON: every dict's ``non_finite``
+    notes become its numbers again (nan, inf).  A non-finite number inside a list has no key
+    to note it under and stays None."""
+    if isinstance(obj, list):
+        return [restore_non_finite(v) for v in obj]
+    if not isinstance(obj, dict):
+        return obj
+    notes = obj.get("non_finite", {}) if isinstance(obj.get("non_finite"), dict) else {}
+    out = {k: restore_non_finite(v) for k, v in obj.items() if k != "non_finite" or not notes}
+    return {**out, **{k: float(v) for k, v in notes.items()}}
+
+
+def _scalar(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def json_bytes(obj) -> bytes:
     """Pretty JSON a student can read in any editor.  Floats are written with ``repr`` (they
-    read back exactly); NaN and Infinity are written as Python's json reads them back."""
-    return (json.dumps(obj, indent=2, default=_json_default) + "\n").encode("utf-8")
+    read back exactly); NaN and infinities become null with a note (see ``finite``)."""
+    return (json.dumps(finite(obj), indent=2, allow_nan=False, default=_json_default)
+            + "\n").encode("utf-8")
 
 
 def write_json(path, obj) -> Path:
@@ -87,3 +127,20 @@ def read_json(path, what: str = "JSON file"):
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{what} {str(path)!r} is not valid JSON ({exc}); the file is "
                          f"corrupt or was not written by tinygradlm") from None
+
+
+def check_writable_dir(path, flag: str = "--out_dir") -> None:
+    """Create the directory ``path`` if needed and prove a file can be written in it, so a run
+    fails at once -- not after an hour of training -- when it could never save its results.
+    InputError naming the flag and the path otherwise."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{flag} {str(path)!r} is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test.{secrets.token_hex(4)}.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"{flag} {str(path)!r} cannot be written to: "
+                         f"{exc.strerror or exc}") from None

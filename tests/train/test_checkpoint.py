@@ -451,7 +451,8 @@ def test_checkpoint_directory_also_loads_as_pretrained(tmp_path):
 
 @settings(max_examples=25)
 @given(payload=st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=4),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=4),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
                                                                max_size=3),
     max_leaves=8))
@@ -460,6 +461,21 @@ def test_meta_round_trips_exactly(payload):
     with tempfile.TemporaryDirectory() as tmp:
         save_checkpoint(tmp, model, None, {"payload": payload})
         assert load_checkpoint(tmp, make_model(13)) == {"payload": payload}
+
+
+def test_non_finite_numbers_are_valid_json_null_with_a_note_and_come_back(tmp_path):
+    """JSON has no NaN or Infinity (most parsers refuse Python's spelling): they are written
+    as null with a note saying what was there, and a checkpoint's meta reads back the same."""
+    meta = {"best": float("inf"), "last": {"val_loss": float("nan"), "iter": 3}, "ok": 1.5}
+    save_checkpoint(tmp_path, make_model(12), None, meta)
+    text = (tmp_path / "trainer.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    stored = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))["meta"]
+    assert stored["best"] is None and stored["non_finite"] == {"best": "inf"}
+    assert stored["last"] == {"val_loss": None, "iter": 3, "non_finite": {"val_loss": "nan"}}
+    back = load_checkpoint(tmp_path, make_model(13))
+    assert back["best"] == float("inf") and np.isnan(back["last"]["val_loss"])
+    assert back["last"]["iter"] == 3 and back["ok"] == 1.5 and "non_finite" not in back
 
 
 def test_rng_state_survives_json():
@@ -601,7 +617,8 @@ def test_malformed_trainer_json(tmp_path):
 def test_write_json(tmp_path):
     path = write_json(tmp_path / "run" / "summary.json",
                       {"loss": np.float32(0.5), "n": np.int64(3), "best": float("inf")})
-    assert json.loads(path.read_text()) == {"loss": 0.5, "n": 3, "best": float("inf")}
+    assert json.loads(path.read_text()) == {"loss": 0.5, "n": 3, "best": None,
+                                            "non_finite": {"best": "inf"}}
     with pytest.raises(TypeError, match="set"):
         write_json(path, {"oops": {1, 2}})
     assert json.loads(path.read_text())["n"] == 3                  # the old file is kept

@@ -17,7 +17,7 @@ from tinygradlm.nn import BERT, GPT, GPTConfig, SequenceClassifier
 from tinygradlm.train import (FinetuneConfig, MLMConfig, finetune_and_compare,
                               finetune_classifier, pretrained_body, train_mlm)
 
-from strategies import assert_matches
+from strategies import assert_matches, latest
 # Every test here runs once per device (cpu, and cuda when usable): see conftest.py.
 pytestmark = pytest.mark.usefixtures("device")
 
@@ -132,7 +132,7 @@ def test_train_mlm_summary_files_and_model(pretrained):
     for name in ("config.json", "model.safetensors", "tokenizer.json", "log.jsonl",
                  "summary.json"):
         assert (out / name).is_file(), name
-    assert (out / "resume").is_dir() and (out / "resume" / "trainer.json").is_file()
+    assert (latest(out) / "trainer.json").is_file()
     on_disk = json.load(open(out / "summary.json"))
     assert on_disk["iters"] == summary["iters"] == 20
     assert on_disk["config"]["block_size"] == BLOCK and on_disk["config"]["n_embd"] == 16
@@ -170,8 +170,8 @@ def test_train_mlm_resume_is_exact(corpus, tmp_path, kind, pinned_tokenizer_trai
     assert first["iters"] == 10
     second = train_mlm(mlm_config(corpus, split, resume=True, **kw))
     assert second["iters"] == 20
-    assert_same(weights(BERT.from_pretrained(straight / "resume")),
-                weights(BERT.from_pretrained(split / "resume")))
+    assert_same(weights(BERT.from_pretrained(latest(straight))),
+                weights(BERT.from_pretrained(latest(split))))
     log = [json.loads(line) for line in open(split / "log.jsonl")]
     assert [r["iter"] for r in log] == [0, 5, 10, 15, 20]          # the resumed run appends
 
@@ -190,8 +190,8 @@ def test_train_mlm_is_reproducible(corpus, tmp_path, kind):
     differ = sorted(set(va.items()) ^ set(vb.items()))
     assert not differ, (f"the same text gave two different {kind} vocabularies "
                         f"({len(differ)} (token, id) pairs differ, e.g. {differ[:6]})")
-    assert_same(weights(BERT.from_pretrained(runs[0] / "resume")),
-                weights(BERT.from_pretrained(runs[1] / "resume")))
+    assert_same(weights(BERT.from_pretrained(latest(runs[0]))),
+                weights(BERT.from_pretrained(latest(runs[1]))))
 
 
 def test_train_mlm_bad_input(corpus, tmp_path):
@@ -301,8 +301,8 @@ def test_finetune_resume_is_exact(pretrained, labelled, tmp_path):
     assert first["iters"] == 10
     second = finetune_and_compare(ft_config(labelled, pretrained[0], split, resume=True, **kw))
     assert second["iters"] == 20
-    assert_same(weights(SequenceClassifier.from_pretrained(straight / "resume")),
-                weights(SequenceClassifier.from_pretrained(split / "resume")))
+    assert_same(weights(SequenceClassifier.from_pretrained(latest(straight))),
+                weights(SequenceClassifier.from_pretrained(latest(split))))
 
 
 @pytest.mark.parametrize("how", ["freeze_body", "freeze_layers=0"])
@@ -311,7 +311,7 @@ def test_freezing_leaves_the_frozen_weights_unchanged(pretrained, labelled, tmp_
     out = tmp_path / "out"
     finetune_and_compare(ft_config(labelled, pretrained[0], out, **kw))
     before = {f"body.{k}": v for k, v in weights(BERT.from_pretrained(pretrained[0])).items()}
-    after = weights(SequenceClassifier.from_pretrained(out / "resume"))
+    after = weights(SequenceClassifier.from_pretrained(latest(out)))
     frozen = ([k for k in before] if how == "freeze_body" else
               ["body.transformer.wte.weight", "body.transformer.wpe.weight"])
     for k in frozen:

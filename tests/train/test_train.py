@@ -2,6 +2,7 @@
 and the two example scripts (train_char_lm.py, sample.py)."""
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -16,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "examples"))
 import train_char_lm  # noqa: E402
 
-from strategies import assert_matches  # noqa: E402
+from strategies import assert_matches, latest  # noqa: E402
 # Every test here runs once per device (cpu, and cuda when usable): see conftest.py.
 pytestmark = pytest.mark.usefixtures("device")
 
@@ -59,12 +60,15 @@ def test_resume_is_exact(corpus, tmp_path):
     assert first["iters"] == 10
     second = train_gpt(tiny(corpus, split, gradient_accumulation_steps=2, resume=True))
     assert second["iters"] == 20
-    assert_same_weights(straight / "resume", split / "resume")
+    assert_same_weights(latest(straight), latest(split))
     log = [json.loads(line) for line in open(split / "log.jsonl")]
     assert [r["iter"] for r in log] == [0, 5, 10, 15, 20]     # the resumed run appends
 
 
 def test_ctrl_c_saves_and_resume_continues_exactly(corpus, tmp_path, monkeypatch):
+    """A real SIGINT in the middle of iteration 13: the iteration is finished, its state saved
+    (with the random state iteration 14 starts from), and --resume ends where an
+    uninterrupted run ends, bit for bit."""
     straight = tmp_path / "straight"
     train_gpt(tiny(corpus, straight))
     real_get_batch, calls = tg.data.get_batch, {"n": 0}
@@ -73,18 +77,22 @@ def test_ctrl_c_saves_and_resume_continues_exactly(corpus, tmp_path, monkeypatch
         if generator is None:               # a training batch (evaluation passes its own)
             calls["n"] += 1
             if calls["n"] == 13:            # in the middle of iteration 13
-                raise KeyboardInterrupt
+                os.kill(os.getpid(), signal.SIGINT)
         return real_get_batch(ids, batch_size, block_size, device, generator)
 
     monkeypatch.setattr(tg.data, "get_batch", interrupting_get_batch)
     stopped = tmp_path / "stopped"
     with pytest.raises(KeyboardInterrupt):
         train_gpt(tiny(corpus, stopped))
-    meta = json.load(open(stopped / "resume" / "trainer.json"))
-    assert "12" in json.dumps(meta)             # 12 iterations completed before the Ctrl-C
+    state = latest(stopped)
+    assert state.name == "iter-00000013"        # iteration 13 was finished, then saved
+    assert json.load(open(state / "trainer.json"))["meta"]["evaluated"]   # no eval due at 13
     monkeypatch.setattr(tg.data, "get_batch", real_get_batch)
     train_gpt(tiny(corpus, stopped, resume=True))
-    assert_same_weights(straight / "resume", stopped / "resume")
+    assert (latest(straight) / "model.safetensors").read_bytes() == \
+        (latest(stopped) / "model.safetensors").read_bytes()
+    assert (latest(straight) / "optimizer.safetensors").read_bytes() == \
+        (latest(stopped) / "optimizer.safetensors").read_bytes()
 
 
 def test_gradient_accumulation_matches_one_big_batch(corpus, tmp_path, monkeypatch):
@@ -105,7 +113,7 @@ def test_gradient_accumulation_matches_one_big_batch(corpus, tmp_path, monkeypat
                             next(it) if generator is None else
                             real_get_batch(ids, b, t, device, generator))
         train_gpt(tiny(corpus, out_dir, max_iters=3, dropout=0.0, grad_clip=0.05, **kw))
-        return weights(out_dir / "resume")
+        return weights(latest(out_dir))
 
     one = run(tmp_path / "one", big, batch_size=8)
     two = run(tmp_path / "two", halves, batch_size=4, gradient_accumulation_steps=2)
@@ -190,7 +198,7 @@ def test_example_scripts_run_end_to_end(tmp_path):
     assert run.stdout.count("--- sample") == 2 and "def " in run.stdout
     bad = subprocess.run(
         [sys.executable, os.path.join(ROOT, "examples", "train_char_lm.py"),
-         "--data=/no/such/corpus.txt", f"--out_dir={out}"], capture_output=True, text=True,
+         "--data=/no/such/corpus.txt", f"--out_dir={tmp_path / 'other'}"], capture_output=True, text=True,
         env=env, timeout=300)
     assert bad.returncode != 0 and "/no/such/corpus.txt" in bad.stderr
 

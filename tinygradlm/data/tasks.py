@@ -294,6 +294,9 @@ def labelled_from_file(path, val_fraction: float = 0.1, test_fraction: float = 0
             raise InputError(f"{name} must be in [0, 1), got {fraction}")
     texts, labels = load_labelled_file(path, text_column, label_column)
     label_names = sorted(set(labels))
+    if len(label_names) < 2:
+        raise InputError(f"{str(Path(path))!r}: every example has the {label_column!r} "
+                         f"{label_names[0]!r}; a classifier needs at least 2 classes")
     label_id = {name: i for i, name in enumerate(label_names)}
     n = len(texts)
     n_test, n_val = (max(1, round(fraction * n)) if fraction > 0 else 0

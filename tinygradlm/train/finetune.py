@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import time
 from dataclasses import dataclass
 
@@ -18,32 +19,43 @@ import numpy as np
 from .. import backend, checkpoint, data, files, metrics
 from ..autograd import no_grad
 from ..nn.classifier import BODIES, SequenceClassifier
+from ..config import flag
 from .gpt import train_gpt
-from .loop import TrainConfig, fit, write_summary
+from .loop import TrainConfig, finished_summary, fit, start_run, write_summary
 from .mlm import MLMConfig, train_mlm
 
 
 @dataclass
 class FinetuneConfig(TrainConfig):
     TOKENIZERS = data.SUBWORD_MODELS       # for --pretrain_if_missing
-    data: str = "stdlib"          # "stdlib": which package is this function from? or a file
-    text_column: str = "text"     # for CSV / TSV / JSONL data
-    label_column: str = "label"
-    max_per_class: int = 600      # the stdlib task's size
-    init_from: str = "out-pretrained"  # a pretrained BERT or GPT directory
-    pretrain_if_missing: bool = False  # no model in init_from: pretrain one first (~25 min)
-    pretrain_iters: int = 1500    # ... for this many iterations,
-    # ... as a GPT ("causal", the default) or a BERT encoder ("mlm").  Measured at this budget,
-    # the masked-LM encoder is still near its unigram plateau and fine-tunes no better than
-    # random weights, while next-token pretraining, where every token is a target, does.
-    pretrain_objective: str = "causal"
-    tokenizer: str = "bpe"        # ... with this tokenizer ("bpe" or "wordpiece")
+    RESUME_MUST_MATCH = TrainConfig.RESUME_MUST_MATCH + (
+        "init_from", "text_column", "label_column", "max_per_class", "pooling", "max_length",
+        "freeze_layers", "freeze_body")
+    data: str = flag("stdlib", "'stdlib' (the built-in task: which package is this function "
+                     "from?) or a CSV / TSV / JSONL file of text + label")
+    text_column: str = flag("text", "the text's column in a CSV / TSV / JSONL file")
+    label_column: str = flag("label", "the label's column in a CSV / TSV / JSONL file")
+    max_per_class: int = flag(600, "examples per class in the stdlib task", at_least=1)
+    init_from: str = flag("out-pretrained", "directory of a pretrained BERT or GPT (see "
+                          "--pretrain_if_missing)")
+    pretrain_if_missing: bool = flag(False, "no model in init_from (or an unfinished run): "
+                                     "pretrain one there first (~25 min)")
+    pretrain_iters: int = flag(1500, "iterations of that pretraining", at_least=1)
+    # Measured at this budget, the masked-LM encoder is still near its unigram plateau and
+    # fine-tunes no better than random weights, while next-token pretraining, where every
+    # token is a target, does.
+    pretrain_objective: str = flag("causal", "when pretraining first: 'causal' (GPT) or "
+                                   "'mlm' (BERT encoder)", choices=("causal", "mlm"))
+    tokenizer: str = flag("bpe", "when pretraining first: 'bpe' or 'wordpiece'")
     vocab_size: int = 4096
-    pooling: str = ""             # "cls", "mean" or "last"; "" = the body's natural choice
-    freeze_layers: int = -1       # -1: train all; k >= 0: freeze embeddings + first k blocks
-    freeze_body: bool = False     # train the head only
-    body_lr_scale: float = 1.0    # the body's learning rate = learning_rate * this
-    max_length: int = 128
+    pooling: str = flag("", "'cls', 'mean' or 'last'; '' = the body's natural choice",
+                        choices=("", "cls", "mean", "last"))
+    freeze_layers: int = flag(-1, "-1 trains everything; k freezes the embeddings and the "
+                              "first k blocks", at_least=-1)
+    freeze_body: bool = flag(False, "train only the classification head")
+    body_lr_scale: float = flag(1.0, "the body's learning rate relative to the head's",
+                                at_least=0)
+    max_length: int = flag(128, "longest input in tokens (longer ones are cut)", at_least=3)
     batch_size: int = 32
     learning_rate: float = 5e-4
     min_lr: float = 5e-5
@@ -54,18 +66,16 @@ class FinetuneConfig(TrainConfig):
     beta2: float = 0.999
     dropout: float = 0.1
     eval_interval: int = 50
-    compare_scratch: bool = False  # also train the same architecture from random weights
+    compare_scratch: bool = flag(False, "also fine-tune the same architecture from random "
+                                 "weights with the same budget (into out_dir/scratch)")
     out_dir: str = "out-finetune"
 
-    def validate(self):
-        super().validate()
-        if self.pretrain_objective not in ("mlm", "causal"):
-            raise ValueError(f"--pretrain_objective must be mlm or causal, not "
-                             f"{self.pretrain_objective!r}")
-        if self.pooling not in ("", "cls", "mean", "last"):
-            raise ValueError(f"--pooling must be cls, mean or last, not {self.pooling!r}")
-        if self.max_length < 3:
-            raise ValueError(f"--max_length must be at least 3, got {self.max_length}")
+    def check_relations(self):
+        super().check_relations()
+        if os.path.realpath(self.init_from) == os.path.realpath(self.out_dir):
+            raise ValueError(f"--init_from and --out_dir are the same directory "
+                             f"({self.out_dir!r}): fine-tuning would overwrite the pretrained "
+                             f"model; choose another --out_dir")
 
 
 def load_labelled(cfg: FinetuneConfig):
@@ -76,13 +86,23 @@ def load_labelled(cfg: FinetuneConfig):
 
 
 def pretrained_body(cfg: FinetuneConfig, task=None) -> str:
-    """The directory of the pretrained body.  When it holds no model: an error that says how
-    to make one, or with ``--pretrain_if_missing`` a pretraining run first -- on the stdlib
-    corpus without ``task``'s val and test files, so that fine-tuning is evaluated on source
-    the body has never read."""
-    if os.path.exists(os.path.join(cfg.init_from, "config.json")):
+    """The directory of the pretrained body.  When it holds no model, or a pretraining run
+    that never finished: an error (or a warning) that says how to make one, or with
+    ``--pretrain_if_missing`` a pretraining run first (resumed where it stopped) -- on the
+    stdlib corpus without ``task``'s val and test files, so that fine-tuning is evaluated on
+    source the body has never read."""
+    has_model = os.path.exists(os.path.join(cfg.init_from, "config.json"))
+    states = checkpoint.state_dirs(os.path.join(cfg.init_from, "resume"))
+    unfinished = bool(states) and not os.path.exists(os.path.join(cfg.init_from,
+                                                                  "summary.json"))
+    if has_model and not unfinished:
         return cfg.init_from
     if not cfg.pretrain_if_missing:
+        if has_model:
+            print(f"warning: {cfg.init_from!r} holds a pretraining run that never finished "
+                  f"(no summary.json); fine-tuning its best model so far. Add "
+                  f"--pretrain_if_missing to finish the pretraining first", file=sys.stderr)
+            return cfg.init_from
         raise FileNotFoundError(
             f"--init_from {cfg.init_from!r} holds no pretrained model (no config.json). "
             f"Add --pretrain_if_missing to pretrain one there first ({cfg.pretrain_objective} "
@@ -90,21 +110,35 @@ def pretrained_body(cfg: FinetuneConfig, task=None) -> str:
             f"or point --init_from at an encoder saved by examples/train_mlm.py (its tokenizer "
             f"has the [PAD]/[CLS]/[SEP] tokens fine-tuning needs)")
     held_out = getattr(task, "held_out_files", ())
-    print(f"no pretrained model in {cfg.init_from!r}: pretraining one ({cfg.pretrain_objective}"
-          f" objective) for {cfg.pretrain_iters} iterations first")
+    print(f"{'continuing the unfinished' if states else 'no pretrained model in'} "
+          f"{cfg.init_from!r}: pretraining ({cfg.pretrain_objective} objective) for "
+          f"{cfg.pretrain_iters} iterations first")
     shape = dict(data="stdlib", out_dir=cfg.init_from, max_iters=cfg.pretrain_iters,
-                 lr_decay_iters=cfg.pretrain_iters, n_layer=cfg.n_layer, n_head=cfg.n_head,
-                 n_embd=cfg.n_embd, block_size=cfg.max_length, bias=cfg.bias, seed=cfg.seed,
-                 device=cfg.device, dtype=cfg.dtype, progress=cfg.progress, num_samples=0)
+                 lr_decay_iters=cfg.pretrain_iters, resume=bool(states),
+                 warmup_iters=min(TrainConfig.warmup_iters, cfg.pretrain_iters),
+                 n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
+                 block_size=cfg.max_length, bias=cfg.bias, seed=cfg.seed, device=cfg.device,
+                 dtype=cfg.dtype, progress=cfg.progress, num_samples=0)
     if cfg.pretrain_objective == "causal":
-        text = data.load_corpus("stdlib", exclude_files=held_out)
-        tokenizer = data.SubwordTokenizer.train(text, cfg.vocab_size, model=cfg.tokenizer,
-                                                special_tokens=data.BERT_SPECIAL_TOKENS)
+        tokenizer = None                # resumed: the run's own tokenizer
+        if not states:                  # a subword tokenizer with the tokens fine-tuning needs
+            text = data.load_corpus("stdlib", exclude_files=held_out)
+            tokenizer = data.SubwordTokenizer.train(text, cfg.vocab_size, model=cfg.tokenizer,
+                                                    special_tokens=data.BERT_SPECIAL_TOKENS)
         train_gpt(TrainConfig(**shape), tokenizer=tokenizer, exclude_files=held_out)
     else:
         train_mlm(MLMConfig(tokenizer=cfg.tokenizer, vocab_size=cfg.vocab_size, **shape),
                   exclude_files=held_out)
     return cfg.init_from
+
+
+def warn_if_few(task) -> None:
+    """A test split too small to measure anything gets a warning beside its accuracy."""
+    n = len(task.test)
+    if n < 50:
+        print(f"warning: the test split has only {n} example(s); one example moves the "
+              f"accuracy by {1 / max(n, 1):.0%}, so the accuracy below is mostly noise "
+              f"(use more labelled data)", file=sys.stderr)
 
 
 def classify(model, batches) -> tuple[float, np.ndarray, np.ndarray]:
@@ -127,10 +161,16 @@ def finetune_classifier(cfg: FinetuneConfig, task=None, tokenizer=None,
     random weights of the same shape when ``scratch``.  Evaluates the checkpoint most accurate
     on val on the held-out test split."""
     cfg.validate()
+    resume = start_run(cfg)
+    if (done := finished_summary(cfg, resume)) is not None:
+        return done
     t_start = time.perf_counter()
     backend.manual_seed(cfg.seed)
     task = load_labelled(cfg) if task is None else task
+    warn_if_few(task)
     body_dir = pretrained_body(cfg, task) if body_dir is None else body_dir
+    if resume is not None:
+        tokenizer = resume.tokenizer
     if tokenizer is None:
         path = checkpoint.tokenizer_path(body_dir)
         if path is None:
@@ -187,7 +227,8 @@ def finetune_classifier(cfg: FinetuneConfig, task=None, tokenizer=None,
 
     # The best model is the most *accurate* on val: a classifier's val loss starts rising
     # (over-confidence) long before its accuracy stops improving.
-    run = fit(cfg, model, optimizer, next_loss, evaluate, tokenizer, select="val_error")
+    run = fit(cfg, model, optimizer, next_loss, evaluate, tokenizer, select="val_error",
+              resume=resume)
     best = SequenceClassifier.from_pretrained(cfg.out_dir, device=cfg.device)
     test_loss, true, pred = classify(best, test_batches)
     labels = list(range(task.num_classes))
@@ -221,8 +262,11 @@ def finetune_and_compare(cfg: FinetuneConfig) -> dict:
     body_dir = pretrained_body(cfg, task)
     summary = finetune_classifier(cfg, task, body_dir=body_dir)
     if cfg.compare_scratch:
-        scratch_cfg = dataclasses.replace(cfg, out_dir=os.path.join(cfg.out_dir, "scratch"),
-                                          resume=False)
+        # Part of this run: continued when it saved a state, else started (again) afresh.
+        scratch_dir = os.path.join(cfg.out_dir, "scratch")
+        started = bool(checkpoint.state_dirs(os.path.join(scratch_dir, "resume")))
+        scratch_cfg = dataclasses.replace(cfg, out_dir=scratch_dir, resume=started,
+                                          overwrite=not started)
         scratch = finetune_classifier(scratch_cfg, task, body_dir=body_dir, scratch=True)
         summary.update({"scratch_test_accuracy": scratch["test_accuracy"],
                         "scratch_test_f1_macro": scratch["test_f1_macro"],

@@ -13,8 +13,8 @@ import numpy as np
 from .. import backend, data, files, metrics
 from ..autograd import no_grad
 from ..nn.gpt import GPT, GPTConfig
-from .loop import (TrainConfig, fit, language_model, model_shape, resume_tokenizer, speed,
-                   write_summary)
+from .loop import (TrainConfig, finished_summary, fit, language_model, model_shape, speed,
+                   speed_text, start_run, write_summary)
 
 
 def prepare_data(cfg: TrainConfig, tokenizer=None, exclude_files=()):
@@ -56,9 +56,12 @@ def train_gpt(cfg: TrainConfig, tokenizer=None, exclude_files=()) -> dict:
     ``tokenizer``: use this one instead of building ``cfg.tokenizer`` (e.g. one with the
     special tokens fine-tuning needs); ``exclude_files``: stdlib files to leave out."""
     cfg.validate()
+    resume = start_run(cfg)
+    if (done := finished_summary(cfg, resume)) is not None:
+        return done
     t_start = time.perf_counter()
     backend.manual_seed(cfg.seed)
-    tokenizer, train_ids, val_ids = prepare_data(cfg, resume_tokenizer(cfg) or tokenizer,
+    tokenizer, train_ids, val_ids = prepare_data(cfg, resume.tokenizer if resume else tokenizer,
                                                  exclude_files)
     model, optimizer, tokens_per_iter = language_model(
         cfg, GPT(GPTConfig(**model_shape(cfg, tokenizer))), train_ids)
@@ -69,7 +72,7 @@ def train_gpt(cfg: TrainConfig, tokenizer=None, exclude_files=()) -> dict:
 
     splits = {"train": train_ids, "val": val_ids}
     run = fit(cfg, model, optimizer, next_loss, lambda: estimate_loss(model, splits, cfg),
-              tokenizer, tokens_per_iter)
+              tokenizer, tokens_per_iter, resume=resume)
 
     last = run["last"]
     val_loss = last["val_loss"] if last else float("nan")
@@ -89,8 +92,7 @@ def train_gpt(cfg: TrainConfig, tokenizer=None, exclude_files=()) -> dict:
     }
     plotted = write_summary(cfg, summary, run)
     print(f"\nval loss {val_loss:.4f} | perplexity {summary['perplexity']:.2f} | "
-          f"{bpc:.3f} bits per character | {ms:.1f} ms/iter | "
-          f"{tokens_per_second:,.0f} tokens/s")
+          f"{bpc:.3f} bits per character | {speed_text(ms, tokens_per_second)}")
     for i, text in enumerate(samples):
         print(f"\n--- sample {i + 1} ---\n{text}")
     print(f"\nsaved the best model to {cfg.out_dir}/ (summary.json, log.jsonl"

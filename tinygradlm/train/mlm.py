@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import backend, data, files, metrics
+from ..config import flag
 from ..nn.bert import BERT, BERTConfig
-from .loop import (TrainConfig, fit, language_model, model_shape, resume_tokenizer, speed,
-                   write_summary)
+from .loop import (TrainConfig, finished_summary, fit, language_model, model_shape, speed,
+                   speed_text, start_run, write_summary)
 
 
 @dataclass
@@ -27,15 +28,14 @@ class MLMConfig(TrainConfig):
     vocab_size: int = 4096
     block_size: int = 128
     dropout: float = 0.1
-    mlm_probability: float = 0.15
+    mlm_probability: float = flag(0.15, "share of tokens to hide and predict", above=0,
+                                  below=1)
     max_iters: int = 1500
     lr_decay_iters: int = 1500
     out_dir: str = "out-mlm"
 
-    def validate(self):
-        super().validate()
-        if not 0.0 < self.mlm_probability < 1.0:
-            raise ValueError(f"--mlm_probability must be in (0, 1), got {self.mlm_probability}")
+    def check_relations(self):
+        super().check_relations()
         if self.block_size < 3:
             raise ValueError(f"--block_size must be at least 3 ([CLS] token [SEP]), got "
                              f"{self.block_size}")
@@ -83,9 +83,13 @@ def train_mlm(cfg: MLMConfig, exclude_files=()) -> dict:
     written to ``out_dir/summary.json``).  ``exclude_files``: stdlib files to leave out of the
     corpus (a downstream task's held-out files)."""
     cfg.validate()
+    resume = start_run(cfg)
+    if (done := finished_summary(cfg, resume)) is not None:
+        return done
     t_start = time.perf_counter()
     backend.manual_seed(cfg.seed)
-    tokenizer, train_ids, val_ids = prepare_mlm_data(cfg, resume_tokenizer(cfg), exclude_files)
+    tokenizer, train_ids, val_ids = prepare_mlm_data(cfg, resume.tokenizer if resume else None,
+                                                     exclude_files)
     model, optimizer, tokens_per_iter = language_model(
         cfg, BERT(BERTConfig(**model_shape(cfg, tokenizer), pad_token_id=tokenizer.pad_token_id)),
         train_ids)
@@ -97,7 +101,8 @@ def train_mlm(cfg: MLMConfig, exclude_files=()) -> dict:
 
     splits = {"train": train_ids, "val": val_ids}
     run = fit(cfg, model, optimizer, next_loss,
-              lambda: estimate_mlm(model, tokenizer, splits, cfg), tokenizer, tokens_per_iter)
+              lambda: estimate_mlm(model, tokenizer, splits, cfg), tokenizer, tokens_per_iter,
+              resume=resume)
 
     last = run["last"]
     # The baseline a model must beat: guess every masked token from word frequencies alone.
@@ -120,6 +125,7 @@ def train_mlm(cfg: MLMConfig, exclude_files=()) -> dict:
     print(f"\nmasked-token loss {summary['val_loss']:.4f} (perplexity "
           f"{summary['perplexity']:.1f}) | masked-token accuracy "
           f"{summary['val_masked_accuracy']:.1%} | unigram baseline loss {baseline:.4f} "
-          f"(perplexity {summary['unigram_baseline_perplexity']:.1f}) | {ms:.1f} ms/iter")
+          f"(perplexity {summary['unigram_baseline_perplexity']:.1f}) | "
+          f"{speed_text(ms, tokens_per_second)}")
     print(f"saved the best model to {cfg.out_dir}/")
     return summary

@@ -26,14 +26,19 @@ def two_moons(n, noise, rng):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=500)
-    parser.add_argument("--lr", type=float, default=0.02)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--steps", type=int, default=500, help="training steps")
+    parser.add_argument("--lr", type=float, default=0.02, help="peak learning rate")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--plot", default=None, help="save a PNG (needs matplotlib)")
     parser.add_argument("--device", default=tg.backend.default_device_from_env(),
                         help="'cpu' or 'cuda' (default: $TINYGRADLM_DEVICE, else cpu)")
     args = parser.parse_args()
+    if args.steps < 1:
+        parser.error(f"--steps must be at least 1, got {args.steps}")
+    if not args.lr > 0:
+        parser.error(f"--lr must be > 0, got {args.lr}")
     try:
         tg.set_default_device(args.device)      # every tensor and parameter below goes there
         tg.zeros(1)                             # no usable GPU: say why now

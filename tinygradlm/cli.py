@@ -33,12 +33,13 @@ def config_from_args(config_cls, doc: str, argv=None):
                                                                           field.type)
         default = (field.default if field.default is not dataclasses.MISSING
                    else field.default_factory())
-        accepted = range_text(meta)
-        help_text = meta.get("help", field.name.replace("_", " "))
-        help_text += f"; {accepted}" if accepted else ""
+        accepted = range_text(meta) or ("true or false" if kind is bool else "")
+        help_text = meta.get("help", field.name.replace("_", " ")).replace("%", "%%")
+        # repr, so a default string shows as one: '\n', '' (argparse adds nothing then).
+        help_text += (f"; {accepted}" if accepted else "") + " (default: %(default)r)"
         if kind is bool:
             parser.add_argument(f"--{field.name}", type=str2bool, nargs="?", const=True,
-                                default=default, help=help_text + " (true/false)")
+                                default=default, help=help_text)
         else:
             parser.add_argument(f"--{field.name}", type=kind, default=default, help=help_text)
     return config_cls(**vars(parser.parse_args(argv)))

@@ -59,16 +59,27 @@ def full(shape, fill_value, dtype=float32, device=None, requires_grad=False):
                     dtype, device, requires_grad)
 
 
+def _sampler(name: str, method: str):
+    """A factory's draw: ``method`` of the device's generator, which samples float32 or
+    float64 only -- float16 is drawn in float32 and rounded, as other libraries do."""
+    def draw(device, shape, dtype):
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise TypeError(f"{name}: dtype must be a floating point type, got {dtype}")
+        wide = dtype if dtype.itemsize >= 4 else np.dtype(np.float32)
+        return getattr(backend.generator(device), method)(shape, dtype=wide).astype(dtype,
+                                                                                   copy=False)
+    return draw
+
+
 def randn(*shape, dtype=float32, device=None, requires_grad=False):
     """Standard normal samples from the library's seeded generator (see ``manual_seed``)."""
-    return _factory(lambda dev, s, d: backend.generator(dev).standard_normal(s, dtype=d),
-                    shape, dtype, device, requires_grad)
+    return _factory(_sampler("randn", "standard_normal"), shape, dtype, device, requires_grad)
 
 
 def rand(*shape, dtype=float32, device=None, requires_grad=False):
     """Uniform samples in [0, 1) from the library's seeded generator."""
-    return _factory(lambda dev, s, d: backend.generator(dev).random(s, dtype=d), shape, dtype,
-                    device, requires_grad)
+    return _factory(_sampler("rand", "random"), shape, dtype, device, requires_grad)
 
 
 def randint(low, high, size, device=None):

@@ -29,6 +29,8 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
     fused kernel (``kernels/softmax.py``, CPU or GPU) unless the reference is selected.
     """
     _check_dim_size("softmax", x)
+    if x.numel() == 0:                  # nothing to normalise (and no max to subtract)
+        return x * 0
     if dim % x.ndim == x.ndim - 1 and kernels.fused_any(x):
         return kernels.load("Softmax").apply(x)
     e = (x - x.amax(dim=dim, keepdim=True).detach()).exp()
@@ -38,6 +40,8 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
     """x - log(sum(exp(x))) along ``dim``, computed as (x - max) - log(sum(exp(x - max)))."""
     _check_dim_size("log_softmax", x)
+    if x.numel() == 0:
+        return x * 0
     shifted = x - x.amax(dim=dim, keepdim=True).detach()
     return shifted - shifted.exp().sum(dim=dim, keepdim=True).log()
 

@@ -100,12 +100,29 @@ def _follow(state: dict, device: str) -> dict:
     return state
 
 
+def _check_hyperparameters(name: str, lr, weight_decay, **others) -> None:
+    """The ranges ``torch.optim`` checks, with its wording: a negative rate would climb the
+    loss, and a beta of 1 divides by zero in Adam's bias correction."""
+    checks = [("learning rate", lr, lr >= 0), ("weight_decay value", weight_decay,
+                                              weight_decay >= 0)]
+    if "momentum" in others:
+        checks.append(("momentum value", others["momentum"], others["momentum"] >= 0))
+    if "eps" in others:
+        checks.append(("epsilon value", others["eps"], others["eps"] >= 0))
+    for i, beta in enumerate(others.get("betas", ())):
+        checks.append((f"beta parameter at index {i}", beta, 0 <= beta < 1))
+    for what, value, ok in checks:
+        if not ok:
+            raise ValueError(f"{name}: Invalid {what}: {value}")
+
+
 class SGD(Optimizer):
     """p -= lr * v, with v = momentum * v + (1 - dampening) * (g + weight_decay * p)
     (v = g on the first step; Nesterov uses g + momentum * v), as ``torch.optim.SGD``."""
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False):
+        _check_hyperparameters("SGD", lr, weight_decay, momentum=momentum)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("SGD: Nesterov momentum needs momentum > 0 and dampening = 0")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
@@ -133,6 +150,7 @@ class Adam(Optimizer):
     decoupled_weight_decay = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        _check_hyperparameters(type(self).__name__, lr, weight_decay, eps=eps, betas=betas)
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
                                       weight_decay=weight_decay))
 

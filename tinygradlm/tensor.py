@@ -228,7 +228,11 @@ class Tensor:
         if isinstance(target, str) and target.split(":")[0] in backend.DEVICES:
             device = backend.normalize_device(target)
             return self if device == self.device else ops.ToDevice.apply(self, device=device)
-        dtype = np.dtype(target)
+        try:
+            dtype = np.dtype(target)
+        except TypeError:
+            raise ValueError(f"to: {target!r} is neither a device ({', '.join(backend.DEVICES)})"
+                             f" nor a dtype") from None
         return self if dtype == self.dtype else ops.Cast.apply(self, dtype=dtype)
 
     def cpu(self):

@@ -301,3 +301,14 @@ def test_against_pytorch():
     out_t.backward(torch.tensor(g))
     for ours, theirs in ((Q, Qt), (K, Kt), (V, Vt)):
         np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("fn", [F.softmax, F.log_softmax])
+@pytest.mark.parametrize("shape, dim", [((3, 0), -1), ((0, 3), -1), ((0, 3), 0), ((2, 0, 4), 1)])
+def test_softmax_of_an_empty_tensor_is_empty(fn, shape, dim):
+    """As in PyTorch: nothing to normalise gives an empty result, and backward works."""
+    x = tg.zeros(*shape, requires_grad=True)
+    y = fn(x, dim=dim)
+    assert y.shape == shape and y.dtype == x.dtype
+    y.sum().backward()
+    assert x.grad.shape == shape

@@ -564,3 +564,21 @@ def test_lambda_lr_scales_every_group_by_one_shape():
         assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.1 * 0.5 ** it,
                                                                      0.001 * 0.5 ** it])
         sched.step()
+
+
+@pytest.mark.parametrize("cls, kw, says", [
+    (optim.AdamW, dict(lr=-1), "Invalid learning rate: -1"),
+    (optim.Adam, dict(betas=(1.5, 0.9)), "Invalid beta parameter at index 0: 1.5"),
+    (optim.AdamW, dict(betas=(0.9, 1.0)), "Invalid beta parameter at index 1: 1.0"),
+    (optim.Adam, dict(eps=-1e-8), "Invalid epsilon value"),
+    (optim.AdamW, dict(weight_decay=-0.1), "Invalid weight_decay value: -0.1"),
+    (optim.SGD, dict(lr=0.1, momentum=-1), "Invalid momentum value: -1"),
+    (optim.SGD, dict(lr=-0.1), "Invalid learning rate: -0.1")])
+def test_hyperparameters_are_checked_as_torch_optim_does(cls, kw, says):
+    """The ranges (and wording) of torch.optim: a negative rate climbs the loss, a beta of 1
+    divides by zero in the bias correction."""
+    with pytest.raises(ValueError, match=f"{cls.__name__}: {says}"):
+        cls([nn.Parameter(tg.zeros(2))], **kw)
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ValueError, match=says.split(":")[0]):
+        getattr(torch.optim, cls.__name__)([torch.nn.Parameter(torch.zeros(2))], **kw)

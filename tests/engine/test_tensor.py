@@ -156,3 +156,22 @@ def test_reshape_and_other_shape_errors():
         tg.zeros(5).split([2, 2])
     with pytest.raises(TypeError, match="masked_fill: the mask must be boolean"):
         tg.zeros(2).masked_fill(tg.Tensor([1, 0]), 0.0)
+
+
+def test_half_precision_random_factories_and_clear_dtype_errors():
+    """NumPy's generators draw float32/float64 only: float16 is drawn wide and rounded."""
+    tg.manual_seed(0)
+    for factory in (tg.randn, tg.rand):
+        x = factory(3, 4, dtype=tg.float16)
+        assert x.dtype == np.float16 and x.shape == (3, 4)
+        assert np.isfinite(x.numpy()).all()
+    assert ((tg.rand(1000, dtype=tg.float16).numpy() >= 0) &
+            (tg.rand(1000, dtype=tg.float16).numpy() <= 1)).all()
+    with pytest.raises(TypeError, match="randn: dtype must be a floating point type, got int64"):
+        tg.randn(2, dtype=tg.int64)
+
+
+def test_to_an_unknown_device_names_it():
+    with pytest.raises(ValueError, match=r"to: 'mps' is neither a device \(cpu, cuda\) nor "
+                                         r"a dtype"):
+        tg.zeros(2).to("mps")

@@ -270,6 +270,10 @@ def test_finetune_and_compare_summary(compared, labelled):
     scratch = json.load(open(os.path.join(out, "scratch", "summary.json")))
     assert scratch["init"] == "scratch" and scratch["test_accuracy"] == summary[
         "scratch_test_accuracy"]
+    # Fine-tuning logs have no train_loss column: the plot draws what is there (matplotlib
+    # is in the test extra, so this path runs in CI).
+    assert os.path.isfile(os.path.join(out, "loss.png"))
+    assert os.path.isfile(os.path.join(out, "scratch", "loss.png"))
 
 
 def test_finetuned_model_loads_and_reproduces_the_test_accuracy(compared, labelled):
@@ -340,7 +344,7 @@ def test_finetune_a_gpt_body(pretrained, labelled_csv, tmp_path):
 
 
 @pytest.mark.parametrize("objective, body", [("mlm", "BERT"), ("causal", "GPT")])
-def test_pretrained_body_pretrains_only_when_missing_and_asked(tmp_path, monkeypatch,
+def test_pretrained_body_pretrains_only_when_missing_and_asked(tmp_path, monkeypatch, capsys,
                                                                 objective, body):
     init = tmp_path / f"new-{objective}"
     cfg = FinetuneConfig(init_from=str(init), pretrain_iters=2, n_layer=1, n_head=2,
@@ -367,6 +371,17 @@ def test_pretrained_body_pretrains_only_when_missing_and_asked(tmp_path, monkeyp
     monkeypatch.setattr(finetune_mod, "train_mlm", no_training)
     monkeypatch.setattr(finetune_mod, "train_gpt", no_training)
     assert pretrained_body(cfg, task) == str(init)
+    # A pretraining that never finished (killed: no summary.json) is finished first when
+    # asked, and otherwise used with a warning -- never taken silently for a finished one.
+    (init / "summary.json").unlink()
+    cfg.pretrain_if_missing = False
+    assert pretrained_body(cfg, task) == str(init)
+    assert "never finished" in capsys.readouterr().err
+    monkeypatch.undo()
+    cfg.pretrain_if_missing = True
+    assert pretrained_body(cfg, task) == str(init)
+    assert "continuing the unfinished" in capsys.readouterr().out
+    assert json.load(open(init / "summary.json"))["iters"] == 2
 
 
 def test_pretraining_corpus_leaves_out_the_held_out_files():

@@ -307,12 +307,13 @@ def fit(cfg: TrainConfig, model, optimizer, next_loss, evaluate, tokenizer=None,
     log_path = os.path.join(cfg.out_dir, "log.jsonl")
     scheduler = make_scheduler(cfg, optimizer)
     iter_num, best_score, last, evaluate_now, saved = 0, math.inf, None, True, None
+    train_loss = math.nan                           # the last iteration's
     os.makedirs(cfg.out_dir, exist_ok=True)
     if resume is not None:
         meta = checkpoint.load_checkpoint(resume.path, model, optimizer)
         iter_num, evaluate_now = meta["iter_num"], not meta["evaluated"]
-        last = files.restore_non_finite(meta["last"])
-        best_score = math.inf if meta["best_score"] is None else meta["best_score"]
+        last, train_loss = meta["last"], meta["train_loss"]
+        best_score = meta["best_score"]
         scheduler.load_state_dict(meta["scheduler"])
         backend.set_rng_state(meta["rng_state"])
         saved = iter_num
@@ -324,19 +325,19 @@ def fit(cfg: TrainConfig, model, optimizer, next_loss, evaluate, tokenizer=None,
     bar = tqdm(total=cfg.max_iters, initial=min(iter_num, cfg.max_iters),
                disable=not cfg.progress, dynamic_ncols=True, unit="it")
     t_start = time.perf_counter()
-    step_times, train_loss = [], float("nan")
+    step_times = []
 
     def save(evaluated: bool):
         """The training state of the iteration just completed (see ``save_state``)."""
         nonlocal saved
         with clear_save_errors("the training state", cfg, saved):
             save_state(cfg, model, optimizer, scheduler, tokenizer, iter_num, evaluated,
-                       best_score, last)
+                       best_score, last, train_loss)
         saved = iter_num
 
     with GracefulStop() as stop:
         try:
-            while True:
+            while not stop.requested:
                 # --- evaluate, log, keep the best model, save the state --------------------
                 if evaluate_now:
                     lr = scheduler.lr_at(max(iter_num - 1, 0), cfg.learning_rate)
@@ -465,13 +466,13 @@ def clear_save_errors(what: str, cfg: TrainConfig, saved: int | None):
 
 
 def save_state(cfg, model, optimizer, scheduler, tokenizer, iter_num: int, evaluated: bool,
-               best_score: float, last: dict | None) -> None:
+               best_score: float, last: dict | None, train_loss: float) -> None:
     """Everything --resume needs, as ``out_dir/resume/iter-NNNNNNNN`` (the previous state is
     kept until this one is complete).  Saved only between iterations, so the random state is
     the one the *next* iteration starts from; ``evaluated`` says whether that iteration's
     evaluation (if it has one) is done."""
     meta = {"iter_num": iter_num, "evaluated": evaluated,
-            "best_score": best_score if math.isfinite(best_score) else None, "last": last,
+            "best_score": best_score, "last": last, "train_loss": train_loss,
             "rng_state": backend.get_rng_state(), "scheduler": scheduler.state_dict(),
             "train_config": dataclasses.asdict(cfg)}
     checkpoint.save_state(os.path.join(cfg.out_dir, "resume"), iter_num, model, optimizer,

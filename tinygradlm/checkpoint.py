@@ -24,6 +24,10 @@ Why these formats
     ``load_checkpoint`` checks them.  A crash mid-save therefore never resumes silently from new
     weights with old optimizer moments: the load raises ``CheckpointError`` ("inconsistent").
 
+    *Always one complete state.*  A directory *can* be renamed at once: ``save_state`` writes
+    each training state into a hidden directory and renames it to ``iter-NNNNNNNN`` when it is
+    complete, keeping the previous one; ``latest_state`` finds the newest complete one.
+
 Tied weights (a GPT's ``lm_head.weight`` IS ``transformer.wte.weight``) are stored once, under
 their first name, as Hugging Face does; the model's construction ties them again on load.
 Arrays go through the host, so a model on ``"cuda"`` saves and loads the same way.

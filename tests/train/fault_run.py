@@ -11,6 +11,7 @@ a run writes, so the faults land inside saves as precisely as between them.
     kill-before-replace N  SIGKILL just before the N-th replace (a save cut short)
     kill-after-replace N   SIGKILL just after it
     int-step N             Ctrl-C while drawing the N-th training batch
+    int-update N           Ctrl-C inside the optimizer step, at its N-th parameter update
     int-eval N             Ctrl-C while drawing the N-th evaluation batch
     int-save N             Ctrl-C just before the N-th replace
     int-save-twice N       Ctrl-C before the N-th replace and again before the next one
@@ -28,8 +29,8 @@ import tinygradlm as tg  # noqa: E402
 import train_char_lm  # noqa: E402
 
 kind, n = sys.argv[1], int(sys.argv[2])
-counts = {"replace": 0, "train": 0, "eval": 0}
-real_replace, real_get_batch = os.replace, tg.data.get_batch
+counts = {"replace": 0, "train": 0, "eval": 0, "update": 0}
+real_replace, real_get_batch, real_update = os.replace, tg.data.get_batch, tg.optim.Adam.update
 
 
 def replace(src, dst):
@@ -57,6 +58,14 @@ def get_batch(ids, batch_size, block_size, device="cpu", generator=None):
     return real_get_batch(ids, batch_size, block_size, device, generator)
 
 
+def update(self, p, g, state, group):
+    counts["update"] += 1
+    if counts["update"] == n and kind == "int-update":
+        os.kill(os.getpid(), signal.SIGINT)
+    real_update(self, p, g, state, group)
+
+
 os.replace = replace
 tg.data.get_batch = get_batch
+tg.optim.Adam.update = update
 train_char_lm.main(sys.argv[3:])

@@ -103,6 +103,7 @@ def test_kill_9_anywhere_then_resume_is_exact(fault, corpus, reference, tmp_path
 # (fault, the iteration whose state is on disk after it, what the run says)
 CTRL_C = [(("int-step", 3), 3, "interrupted at iteration 3"),      # iteration 3 finished
           (("int-step", 2), 2, "interrupted at iteration 2"),      # ... its evaluation left
+          (("int-update", 20), 2, "interrupted at iteration 2"),   # AdamW half-way: finished
           (("int-eval", 3), 2, "interrupted at iteration 2"),      # evaluation at 2 cut short
           (("int-save", 20), 2, "interrupted at iteration 2"),     # the save finishes first
           (("int-save-twice", 20), 0, "stopped without saving; --resume continues from "

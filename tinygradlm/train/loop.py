@@ -388,16 +388,14 @@ def fit(cfg: TrainConfig, model, optimizer, next_loss, evaluate, tokenizer=None,
                 save(evaluated=not evaluate_now)
         except KeyboardInterrupt:
             bar.close()
-            if stop.forced or not stop.abandoned:   # no clean point to save from: stop now
-                print(f"\nstopped without saving; --resume continues from "
-                      f"{f'iteration {saved}' if saved is not None else 'nothing (none saved)'}",
-                      file=sys.stderr)
-                raise
-            try:                        # the first Ctrl-C cut an evaluation short
-                save(evaluated=False)
+            try:
+                if stop.forced or not stop.abandoned:   # no clean point to save from
+                    raise
+                save(evaluated=False)                   # the first Ctrl-C cut an evaluation
             except KeyboardInterrupt:
-                print(f"\nstopped without saving; --resume continues from iteration {saved}",
-                      file=sys.stderr)
+                print("\nstopped without saving; --resume continues from " + (
+                    f"iteration {saved}" if saved is not None else "nothing (none was saved)"),
+                    file=sys.stderr)
                 raise
         finally:
             bar.close()

@@ -316,7 +316,10 @@ STATE_PREFIX = "iter-"
 
 
 def _fsync_dir(directory: Path) -> None:
-    """Make a rename inside ``directory`` durable (a power cut cannot undo it)."""
+    """Make a rename inside ``directory`` durable (a power cut cannot undo it).  Windows
+    cannot open a directory for this; its renames are made durable by the file system."""
+    if os.name == "nt":
+        return
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -65,7 +65,7 @@ class enable_grad(_SetGradMode):
 
 # --- 2. Function ------------------------------------------------------------------------------
 class Function:
-    """Base class of every differentiable op (the primitives are in ``ops.py``, the fused ones
+    """Base class of every differentiable op (the primitives are in ``ops/``, the fused ones
     in ``kernels/``)."""
 
     # Set by ``apply``: the input Tensors and which of them need a gradient.

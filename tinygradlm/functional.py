@@ -1,6 +1,6 @@
 """The functional API (``tinygradlm.nn.functional``, imported as ``F``).
 
-Each function here is a *composite*: it is written with the primitive ops of ``ops.py`` and
+Each function here is a *composite*: it is written with the primitive ops of ``ops/`` and
 gets its gradient for free from theirs.  These composites are the reference a student reads
 first.  Softmax, cross-entropy, attention, GELU and LayerNorm also have a fused kernel
 (``kernels/``: one ``Function`` with a hand-written backward, held by the tests to the

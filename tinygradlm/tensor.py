@@ -2,7 +2,7 @@
 
 A tensor made by an op remembers the ``Function`` that made it (``_ctx``); ``backward()`` hands
 the graph to ``autograd.backward``, which walks those links back to the leaves.  The operators
-below are thin wrappers: every op's forward and backward live in ``ops.py``.
+below are thin wrappers: every op's forward and backward live in ``ops/``.
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def _to_array(data, dtype, device):
     return array
 
 
-# Most Tensor methods only say which op of ``ops.py`` they run; these make such methods.
+# Most Tensor methods only say which op of ``ops/`` they run; these make such methods.
 def _unary(op):
     """``x.exp()`` -> ``ops.Exp.apply(x)``."""
     return lambda self: op.apply(self)

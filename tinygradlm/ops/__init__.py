@@ -1,0 +1,22 @@
+"""Primitive differentiable ops: one class per op, forward and backward side by side.
+
+Every ``forward`` and ``backward`` works on raw backend arrays (NumPy or CuPy); ``xp`` is the
+array module of the data at hand, so the same code runs on both devices.  Broadcasting is never
+undone here: ``Function.apply`` records the inputs and the engine sums every gradient back to
+its input's shape with ``reduce_to_shape``.  Shapes in comments use ``(...)`` for any shape.
+
+    elementwise.py   Add, Sub, Mul, Div, Pow, Exp, Log, Tanh, ..., Cast, ToDevice
+    reductions.py    Sum, Max, ... over some axes
+    movement.py      Reshape, Permute, Expand, Cat, ...
+    indexing.py      GetItem (x[index]), Where, ...
+    linalg.py        MatMul
+
+Everything else (softmax, layer norm, attention, losses, ...) is a composite of these, in
+``functional.py``.
+"""
+from .elementwise import (Abs, Add, Cast, Clip, Div, Erf, Exp, Log, Mul, Neg, Pow, ReLU,
+                          Sigmoid, Sqrt, Sub, Tanh, ToDevice)
+from .reductions import Max, Sum, normalize_dims
+from .movement import Cat, Expand, Permute, Reshape
+from .indexing import GetItem, Where
+from .linalg import MatMul

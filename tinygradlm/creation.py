@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend, ops
-from .tensor import Tensor, _default, _shape_arg, float32, int64
+from .tensor import Tensor, _default, _shape_arg, bool_, float32, int64
 
 
 def cat(tensors, dim=0):
@@ -24,6 +24,7 @@ def stack(tensors, dim=0):
     shapes = {t.shape for t in tensors}
     if len(shapes) > 1:
         raise ValueError(f"stack: all tensors must have the same shape; got {sorted(shapes)}")
+    dim = ops.normalize_dims("stack", dim, tensors[0].ndim + 1)[0]    # out of range: IndexError
     return cat([t.unsqueeze(dim) for t in tensors], dim=dim)
 
 
@@ -54,7 +55,12 @@ def ones(*shape, dtype=float32, device=None, requires_grad=False):
                     requires_grad)
 
 
-def full(shape, fill_value, dtype=float32, device=None, requires_grad=False):
+def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
+    """``shape`` filled with ``fill_value``; without ``dtype`` the value says which, as in
+    PyTorch: a bool gives bool, an int int64, a float the default float32."""
+    if dtype is None:
+        dtype = (bool_ if isinstance(fill_value, bool) else
+                 int64 if isinstance(fill_value, int) else float32)
     return _factory(lambda dev, s, d: backend.xp_for(dev).full(s, fill_value, d), (shape,),
                     dtype, device, requires_grad)
 

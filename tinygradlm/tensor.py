@@ -6,6 +6,7 @@ below are thin wrappers: every op's forward and backward live in ``ops/``.
 """
 from __future__ import annotations
 
+import math
 import operator
 from collections import namedtuple
 
@@ -57,8 +58,14 @@ def _to_array(data, dtype, device):
 
 # Most Tensor methods only say which op of ``ops/`` they run; these make such methods.
 def _unary(op):
-    """``x.exp()`` -> ``ops.Exp.apply(x)``."""
+    """``x.neg()`` -> ``ops.Neg.apply(x)``."""
     return lambda self: op.apply(self)
+
+
+def _float_unary(op):
+    """``x.exp()`` -> ``ops.Exp.apply(x)``; an integer or boolean tensor is converted to the
+    default float dtype first (float32), as PyTorch does for its floating-point functions."""
+    return lambda self: op.apply(self if self.dtype.kind == "f" else self.float())
 
 
 def _binary(op, reflected=False):
@@ -247,19 +254,45 @@ class Tensor:
     def double(self):
         return self.to(float64)
 
+    def half(self):
+        return self.to(float16)
+
+    def int(self):
+        return Tensor._from_op(self.data.astype(int32))
+
     def long(self):
         return Tensor._from_op(self.data.astype(int64))
+
+    def clone(self):
+        """A copy with its own memory; gradients flow through it unchanged."""
+        if self.requires_grad:
+            return self * self._operand(1)
+        return Tensor._from_op(self.data.copy())
+
+    def contiguous(self):
+        """Here every result is already an ordinary array: nothing to do (kept so PyTorch
+        code runs unchanged)."""
+        return self
 
     def bool(self):
         return Tensor._from_op(self.data.astype(bool_))
 
     def _operand(self, other):
-        """A Python number or array as a tensor that matches ``self`` (a float scalar takes
-        the tensor's float dtype, so float64 stays float64 and float32 stays float32)."""
+        """A Python number or array as a tensor to combine with ``self``.  PyTorch's rule: a
+        Python scalar never widens the tensor's dtype -- it takes the tensor's dtype when it
+        is of the same kind or lower (``int32 + 1`` is int32, ``float64 * 2`` float64;
+        ``int32 | 0xFFFFFFFF`` wraps as in C), and the default dtype of its own kind when it
+        is higher (``int_tensor * 0.5`` is float32, ``bool_tensor + 1`` is int64)."""
         if isinstance(other, Tensor):
             return other
-        if isinstance(other, (int, float, bool)) and self.dtype.kind == "f":
-            return Tensor._from_op(self.xp.asarray(other, dtype=self.dtype))
+        if isinstance(other, (bool, int, float)):
+            rank = {"b": 0, "u": 1, "i": 1, "f": 2}
+            scalar = 0 if isinstance(other, bool) else 1 if isinstance(other, int) else 2
+            if scalar <= rank[self.dtype.kind]:
+                dtype = self.dtype
+            else:
+                dtype = (bool_, int64, float32)[scalar]
+            return Tensor._from_op(self.xp.asarray(np.asarray(other).astype(dtype)))
         return Tensor(other, device=self.device)
 
     # --- arithmetic (differentiable) ----------------------------------------------------
@@ -302,11 +335,175 @@ class Tensor:
             out = out.squeeze(-2 if b.ndim > 1 else -1)
         return out
 
-    exp, log, sqrt = _unary(ops.Exp), _unary(ops.Log), _unary(ops.Sqrt)
-    tanh, sigmoid, relu = _unary(ops.Tanh), _unary(ops.Sigmoid), _unary(ops.ReLU)
-    abs, erf = _unary(ops.Abs), _unary(ops.Erf)
+    exp, log, sqrt = _float_unary(ops.Exp), _float_unary(ops.Log), _float_unary(ops.Sqrt)
+    tanh, sigmoid = _float_unary(ops.Tanh), _float_unary(ops.Sigmoid)
+    erf = _float_unary(ops.Erf)
+    relu, abs = _unary(ops.ReLU), _unary(ops.Abs)
+
+    sin, cos, tan = _float_unary(ops.Sin), _float_unary(ops.Cos), _float_unary(ops.Tan)
+    asin, acos, atan = _float_unary(ops.Asin), _float_unary(ops.Acos), _float_unary(ops.Atan)
+    sinh, cosh = _float_unary(ops.Sinh), _float_unary(ops.Cosh)
+    asinh, acosh = _float_unary(ops.Asinh), _float_unary(ops.Acosh)
+    atanh = _float_unary(ops.Atanh)
+    arcsin, arccos, arctan = asin, acos, atan            # PyTorch's NumPy-style aliases
+
+    def reciprocal(self):
+        return 1.0 / self
+
+    def rsqrt(self):
+        return self.sqrt().reciprocal()
+
+    def exp2(self):
+        return 2.0 ** (self if self.dtype.kind == "f" else self.float())
+
+    def log2(self):
+        return self.log() / math.log(2.0)
+
+    def log10(self):
+        return self.log() / math.log(10.0)
+
+    def _step(self, fn):
+        # floor/ceil/trunc/round of an integer is itself (PyTorch keeps the dtype too).
+        if fn != "sign" and self.dtype.kind in "biu":
+            return self.clone()
+        return ops.Step.apply(self, fn=fn)
+
+    def floor(self):
+        return self._step("floor")
+
+    def ceil(self):
+        return self._step("ceil")
+
+    def trunc(self):
+        return self._step("trunc")
+
+    def round(self, decimals=0):
+        """Round half to even, as PyTorch; ``decimals`` digits after the point."""
+        if decimals:
+            scale = 10.0 ** decimals
+            return (self * scale)._step("round") / scale
+        return self._step("round")
+
+    def sign(self):
+        return self._step("sign")
+
+    def maximum(self, other):
+        return ops.Maximum.apply(self, self._operand(other))
+
+    def minimum(self, other):
+        return ops.Minimum.apply(self, self._operand(other))
+
+    def fmod(self, other):
+        """The remainder with the sign of ``self`` (C's fmod)."""
+        return ops.Fmod.apply(self, self._operand(other))
+
+    def remainder(self, other):
+        """The remainder with the sign of ``other`` (Python's ``%``)."""
+        return ops.Remainder.apply(self, self._operand(other))
+
+    __mod__ = remainder
+
+    def __rmod__(self, other):
+        return self._operand(other).remainder(self)
+
+    def div(self, other, rounding_mode=None):
+        """``self / other``; ``rounding_mode`` "trunc" rounds toward zero, "floor" down (the
+        result of an integer division stays an integer, as in PyTorch)."""
+        if rounding_mode is None:
+            return self / other
+        if rounding_mode not in ("trunc", "floor"):
+            raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', not "
+                             f"{rounding_mode!r}")
+        other = self._operand(other)
+        if self.dtype.kind in "biu" and other.dtype.kind in "biu":
+            xp = self.xp
+            if rounding_mode == "floor":
+                return Tensor._from_op(xp.floor_divide(self.data, other.data))
+            return Tensor._from_op(xp.trunc(self.data / other.data).astype(
+                xp.result_type(self.data, other.data)))
+        return ops.Div.apply(self, other)._step(rounding_mode)
+
+    def __floordiv__(self, other):
+        return self.div(other, rounding_mode="floor")
+
+    def __rfloordiv__(self, other):
+        return self._operand(other).div(self, rounding_mode="floor")
+
+    def add(self, other, alpha=1):
+        return self + (other * alpha if alpha != 1 else other)
+
+    def sub(self, other, alpha=1):
+        return self - (other * alpha if alpha != 1 else other)
+
+    def mul(self, other):
+        return self * other
+
+    def pow(self, exponent):
+        return self ** exponent
+
+    def neg(self):
+        return -self
+
+    def copysign(self, other):
+        """|self| with the sign of ``other`` (-0.0 counts as negative); no gradient flows to
+        ``other``, whose sign is a step function."""
+        other = self._operand(other)
+        negative = Tensor._from_op(self.xp.signbit(other.data))
+        magnitude = self.abs() if self.dtype.kind == "f" else self.float().abs()
+        return where(negative, -magnitude, magnitude)
+
+    def logaddexp(self, other):
+        """log(exp(self) + exp(other)) without overflow: the larger is taken out first."""
+        other = self._operand(other)
+        top = self.maximum(other).detach()
+        return top + ((self - top).exp() + (other - top).exp()).log()
+
+    def lerp(self, end, weight):
+        """self + weight * (end - self)."""
+        return self + (self._operand(end) - self) * weight
+
+    # --- tests of values (no gradient) --------------------------------------------------
+    def isnan(self):
+        return Tensor._from_op(self.xp.isnan(self.data))
+
+    def isinf(self):
+        return Tensor._from_op(self.xp.isinf(self.data))
+
+    def isfinite(self):
+        return Tensor._from_op(self.xp.isfinite(self.data))
+
+    def isclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+        other = self._operand(other)
+        return Tensor._from_op(self.xp.isclose(self.data, other.data, rtol=rtol, atol=atol,
+                                               equal_nan=equal_nan))
+
+    def logical_not(self):
+        return Tensor._from_op(self.xp.logical_not(self.data))
+
+    def logical_and(self, other):
+        return Tensor._from_op(self.xp.logical_and(self.data, self._operand(other).data))
+
+    def logical_or(self, other):
+        return Tensor._from_op(self.xp.logical_or(self.data, self._operand(other).data))
+
+    def logical_xor(self, other):
+        return Tensor._from_op(self.xp.logical_xor(self.data, self._operand(other).data))
+
+    def bitwise_not(self):
+        return ~self
+
+    def bitwise_and(self, other):
+        return self & other
+
+    def bitwise_or(self, other):
+        return self | other
+
+    def bitwise_xor(self, other):
+        return self ^ other
 
     def clip(self, min=None, max=None):
+        if min is None and max is None:
+            raise ValueError("clip: at least one of min or max must be given")
         return ops.Clip.apply(self, low=min, high=max)
 
     clamp = clip
@@ -328,19 +525,38 @@ class Tensor:
     __ge__ = _comparison(operator.ge)
     __and__ = _comparison(operator.and_)
     __or__ = _comparison(operator.or_)
+    __xor__ = _comparison(operator.xor)
+    __lshift__ = _comparison(operator.lshift)
+    __rshift__ = _comparison(operator.rshift)
+
+    def __rand__(self, other):
+        return self & other
+
+    def __ror__(self, other):
+        return self | other
+
+    def __rxor__(self, other):
+        return self ^ other
 
     def __invert__(self):
-        if self.dtype != bool_:
-            raise TypeError(f"~ is only defined for boolean tensors, not {self.dtype}")
+        """Logical not of a boolean tensor, bitwise not of an integer one."""
+        if self.dtype.kind not in "biu":
+            raise TypeError(f"~ is only defined for boolean and integer tensors, not "
+                            f"{self.dtype}")
         return Tensor._from_op(~self.data)
 
     __hash__ = object.__hash__      # == is elementwise, so hash by identity
 
     # --- reductions -----------------------------------------------------------------------
-    def sum(self, dim=None, keepdim=False):
-        return ops.Sum.apply(self, dim=dim, keepdim=keepdim)
+    def sum(self, dim=None, keepdim=False, *, dtype=None, axis=None):
+        """Sum over ``dim`` (``axis`` is accepted as PyTorch accepts it).  Integer and
+        boolean tensors sum as int64, as in PyTorch; ``dtype`` converts first."""
+        x = self.to(dtype) if dtype is not None else (
+            self.long() if self.dtype.kind in "biu" else self)
+        return ops.Sum.apply(x, dim=_dim_alias(dim, axis), keepdim=keepdim)
 
-    def mean(self, dim=None, keepdim=False):
+    def mean(self, dim=None, keepdim=False, *, axis=None):
+        dim = _dim_alias(dim, axis)
         dims = ops.normalize_dims("mean", dim, self.ndim)
         count = int(np.prod([self.shape[d] for d in dims]))
         return self.sum(dim=dims, keepdim=keepdim) / count
@@ -361,7 +577,7 @@ class Tensor:
         return ops.Max.apply(self, dim=dim, keepdim=keepdim)
 
     def amin(self, dim=None, keepdim=False):
-        return -(-self).amax(dim=dim, keepdim=keepdim)
+        return ops.Min.apply(self, dim=dim, keepdim=keepdim)
 
     def max(self, dim=None, keepdim=False):
         """``x.max()`` is the largest element; ``x.max(dim)`` with an int returns
@@ -398,11 +614,11 @@ class Tensor:
     def flatten(self, start_dim=0, end_dim=-1):
         if self.ndim == 0:
             return self.reshape(1)
-        s, e = start_dim % self.ndim, end_dim % self.ndim
+        s, e = _dim("flatten", start_dim, self.ndim), _dim("flatten", end_dim, self.ndim)
         return self.reshape(self.shape[:s] + (-1,) + self.shape[e + 1:])
 
     def unsqueeze(self, dim):
-        dim = dim % (self.ndim + 1)
+        dim = _dim("unsqueeze", dim, self.ndim + 1)
         return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
 
     def squeeze(self, dim=None):
@@ -416,9 +632,17 @@ class Tensor:
         return ops.Permute.apply(self, dims=_shape_arg(dims))
 
     def transpose(self, dim0, dim1):
+        dim0, dim1 = _dim("transpose", dim0, self.ndim), _dim("transpose", dim1, self.ndim)
         dims = list(range(self.ndim))
         dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
         return self.permute(dims)
+
+    def movedim(self, source, destination):
+        """Axis ``source`` moved to position ``destination``; the others keep their order."""
+        src, dst = _dim("movedim", source, self.ndim), _dim("movedim", destination, self.ndim)
+        order = [d for d in range(self.ndim) if d != src]
+        order.insert(dst, src)
+        return self.permute(order)
 
     @property
     def T(self):
@@ -442,12 +666,32 @@ class Tensor:
         return self.expand(other.shape)
 
     def __getitem__(self, index):
-        return ops.GetItem.apply(self, index=_index_arg(index))
+        index = _index_arg(index)
+        if isinstance(index, tuple) and _mixes_ints_and_arrays(index):
+            # PyTorch selects with the integers first, then indexes with the rest; NumPy counts
+            # the integers as index arrays, which moves the result's axes when a slice
+            # separates them from an array (x[1, :, :, idx] on (2, 3, 4, 5): NumPy (2, 3, 4),
+            # PyTorch (3, 4, 2)).
+            ints = tuple(p if _is_int(p) else (Ellipsis if p is Ellipsis else slice(None))
+                         for p in index for _ in range(_axes_used(p)))
+            rest = tuple(p for p in index if not _is_int(p))
+            return self[ints][rest]
+        return ops.GetItem.apply(self, index=index)
+
+    def repeat_interleave(self, repeats, dim=None):
+        """Each element ``repeats`` times in a row along ``dim`` (the flattened tensor when
+        None): [a, b] -> [a, a, b, b].  ``repeats`` may give one count per element."""
+        if dim is None:
+            return self.flatten().repeat_interleave(repeats, 0)
+        dim = _dim("repeat_interleave", dim, self.ndim)
+        counts = repeats.numpy() if isinstance(repeats, Tensor) else repeats
+        picks = np.repeat(np.arange(self.shape[dim]), counts)
+        return self[(slice(None),) * dim + (Tensor(picks, device=self.device),)]
 
     def split(self, split_size_or_sections, dim=0):
         """Pieces of ``split_size`` along ``dim`` (the last may be smaller), or pieces of the
         listed sizes."""
-        n = self.shape[dim]
+        n = self.shape[_dim("split", dim, self.ndim)]
         if isinstance(split_size_or_sections, int):
             size = split_size_or_sections
             sizes = [size] * (n // size) + ([n % size] if n % size else [])
@@ -457,7 +701,7 @@ class Tensor:
                 raise ValueError(f"split: sizes {sizes} add up to {sum(sizes)}, but dim {dim} "
                                  f"has size {n}")
         pieces, start = [], 0
-        lead = (slice(None),) * (dim % self.ndim)
+        lead = (slice(None),) * _dim("split", dim, self.ndim)
         for size in sizes:
             pieces.append(self[lead + (slice(start, start + size),)])
             start += size
@@ -478,12 +722,16 @@ class Tensor:
         """Keep the lower triangle (``col - row <= diagonal``) of the last two axes, zero the
         rest."""
         return where(Tensor._from_op(_triangle_mask(self.shape, diagonal, True, self.xp)),
-                     self, 0.0)
+                     self, self._zero())
 
     def triu(self, diagonal=0):
         """Keep the upper triangle (``col - row >= diagonal``) of the last two axes."""
         return where(Tensor._from_op(_triangle_mask(self.shape, diagonal, False, self.xp)),
-                     self, 0.0)
+                     self, self._zero())
+
+    def _zero(self):
+        """A 0-d zero of this tensor's dtype and device (bool stays bool)."""
+        return Tensor._from_op(self.xp.zeros((), dtype=self.dtype))
 
     def softmax(self, dim=-1):
         from . import functional
@@ -499,6 +747,39 @@ def _shape_arg(shape):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = shape[0]
     return tuple(int(n) for n in shape)
+
+
+def _dim(op, dim, ndim):
+    """One ``dim`` as a non-negative axis; out of range is an IndexError, as in PyTorch."""
+    return ops.normalize_dims(op, dim, ndim)[0]
+
+
+def _dim_alias(dim, axis):
+    """PyTorch's reductions accept NumPy's ``axis=`` for ``dim=``."""
+    if axis is not None and dim is not None:
+        raise TypeError("pass dim or axis, not both")
+    return axis if axis is not None else dim
+
+
+def _is_int(p):
+    return isinstance(p, (int, np.integer)) and not isinstance(p, (bool, np.bool_))
+
+
+def _is_array(p):
+    return isinstance(p, list) or (hasattr(p, "shape") and p.ndim > 0)
+
+
+def _axes_used(p):
+    """How many of the tensor's axes an index part consumes (``...`` counted once)."""
+    if p is None:
+        return 0
+    if hasattr(p, "dtype") and p.dtype == bool:
+        return p.ndim
+    return 1
+
+
+def _mixes_ints_and_arrays(index):
+    return any(_is_int(p) for p in index) and any(_is_array(p) for p in index)
 
 
 def _index_arg(index):

@@ -75,9 +75,13 @@ def test_cross_entropy(device, reduction, data):
     if reduction == "mean" and not (t != -100).any():
         t = np.zeros_like(t)            # the mean over zero targets is nan; tested separately
     x, targets = T(a, device=device), tg.Tensor(t, device=device)
-    np.testing.assert_allclose(F.cross_entropy(x, targets, reduction=reduction).numpy(),
-                               np_cross_entropy(a, t, reduction), rtol=1e-10, atol=1e-12)
-    assert gradcheck(lambda z: F.cross_entropy(z, targets, reduction=reduction), x)
+
+    def loss(z):                        # PyTorch's layout: classes on dim 1 beyond 2-D
+        return F.cross_entropy(z.movedim(-1, 1) if z.ndim > 2 else z, targets,
+                               reduction=reduction)
+    np.testing.assert_allclose(loss(x).numpy(), np_cross_entropy(a, t, reduction), rtol=1e-10,
+                               atol=1e-12)
+    assert gradcheck(loss, x)
 
 
 def test_cross_entropy_all_ignored_is_nan_like_pytorch():
@@ -90,10 +94,12 @@ def test_cross_entropy_errors():
     x = T(np.zeros((2, 3)))
     with pytest.raises(IndexError, match=r"target id 3 is out of range for 3 classes"):
         F.cross_entropy(x, tg.Tensor([0, 3]))
-    with pytest.raises(ValueError, match=r"need targets of shape \(2,\)"):
+    with pytest.raises(ValueError, match=r"needs targets of shape \(2,\)"):
         F.cross_entropy(x, tg.Tensor([0, 1, 2]))
-    with pytest.raises(TypeError, match="targets must be integer class ids"):
+    with pytest.raises(ValueError, match=r"needs class probabilities of shape \(2, 3\)"):
         F.cross_entropy(x, tg.Tensor([0.0, 1.0]))
+    with pytest.raises(TypeError, match="targets must be integer class ids"):
+        F.nll_loss(x, tg.Tensor([0.0, 1.0]))
     with pytest.raises(ValueError, match="reduction must be"):
         F.cross_entropy(x, tg.Tensor([0, 1]), reduction="avg")
 
@@ -274,8 +280,8 @@ def test_against_pytorch():
     t = rng.integers(0, 7, (3, 4))
     t[0, 1] = -100
     x, xt = T(a), torch.tensor(a, requires_grad=True)
-    loss = F.cross_entropy(x, tg.Tensor(t))
-    loss_t = torch.nn.functional.cross_entropy(xt.reshape(-1, 7), torch.tensor(t).reshape(-1))
+    loss = F.cross_entropy(x.movedim(-1, 1), tg.Tensor(t))         # classes on dim 1
+    loss_t = torch.nn.functional.cross_entropy(xt.movedim(-1, 1), torch.tensor(t))
     loss.backward()
     loss_t.backward()
     np.testing.assert_allclose(loss.item(), loss_t.item(), rtol=1e-12)

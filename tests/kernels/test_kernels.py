@@ -68,10 +68,11 @@ def test_cross_entropy_fused_equals_reference(reduction, data, ignore_frac):
     t = rng.integers(0, a.shape[-1], a.shape[:-1])
     t[rng.random(t.shape) < ignore_frac] = -100
     t.reshape(-1)[0] = 0                      # at least one target counts
-    g = rng.standard_normal(t.shape) if reduction == "none" else None
-    targets = tg.Tensor(t)
-    (lf, gf, name_f), (lr, gr, name_r) = both_paths(
-        lambda z: F.cross_entropy(z, targets, reduction=reduction), a, grad=g)
+    g = rng.standard_normal(t.size) if reduction == "none" else None
+    targets = tg.Tensor(t.reshape(-1))
+    (lf, gf, name_f), (lr, gr, name_r) = both_paths(      # rows (N, C): the kernel's layout
+        lambda z: F.cross_entropy(z.reshape(-1, z.shape[-1]), targets, reduction=reduction),
+        a, grad=g)
     np.testing.assert_allclose(lf, lr, **TOL[a.dtype.type])
     np.testing.assert_allclose(gf[0], gr[0], **TOL[a.dtype.type])
     assert gf[0].dtype == a.dtype
@@ -84,8 +85,9 @@ def test_cross_entropy_fused_gradcheck(reduction, data):
     t = np.random.default_rng(seed).integers(0, a.shape[-1], a.shape[:-1])
     t.reshape(-1)[-1] = -100
     x = tg.Tensor(a.astype(np.float64), requires_grad=True)
-    targets = tg.Tensor(t)
-    fn = lambda z: F.cross_entropy(z, targets, reduction=reduction)  # noqa: E731
+    targets = tg.Tensor(t.reshape(-1))
+    fn = lambda z: F.cross_entropy(z.reshape(-1, z.shape[-1]), targets,  # noqa: E731
+                                   reduction=reduction)
     if reduction == "mean" and (t == -100).all():
         return
     assert gradcheck(fn, x)

@@ -395,7 +395,7 @@ def batches(n, seed=123, V=7, B=2, T=5):
 def train(model, opt, data, sched=None):
     model.train()
     for x, y in data:
-        loss = F.cross_entropy(model(tg.Tensor(x)), tg.Tensor(y))
+        loss = F.cross_entropy(model(tg.Tensor(x)).movedim(-1, 1), tg.Tensor(y))
         opt.zero_grad()
         loss.backward()
         opt.step()

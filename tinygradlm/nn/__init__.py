@@ -5,11 +5,15 @@ from .attention import MLP, KVCache, MultiHeadAttention, TransformerBlock
 from .bert import BERT, BERTConfig
 from .classifier import ClassifierConfig, SequenceClassifier
 from .gpt import GPT, GPTConfig
-from .layers import (GELU, Dropout, Embedding, LayerNorm, Linear, ModuleDict, ModuleList, ReLU,
-                     Sequential, Sigmoid, Tanh)
+from .layers import (CELU, ELU, GELU, SELU, CrossEntropyLoss, Dropout, Embedding, Hardsigmoid,
+                     Hardswish, Hardtanh, LayerNorm, LeakyReLU, Linear, LogSigmoid, Mish,
+                     ModuleDict, ModuleList, MSELoss, ReLU, ReLU6, Sequential, Sigmoid, SiLU,
+                     Softmax, Softplus, Softsign, Tanh)
 from .module import Module, Parameter
 
 __all__ = ["functional", "Module", "Parameter", "Linear", "Embedding", "LayerNorm", "Dropout",
-           "GELU", "ReLU", "Tanh", "Sigmoid", "Sequential", "ModuleList", "ModuleDict",
+           "GELU", "ReLU", "Tanh", "Sigmoid", "SiLU", "ELU", "CELU", "SELU", "LeakyReLU",
+           "Softplus", "Hardtanh", "Softmax", "Mish", "Softsign", "Hardsigmoid", "Hardswish",
+           "ReLU6", "LogSigmoid", "MSELoss", "CrossEntropyLoss", "Sequential", "ModuleList", "ModuleDict",
            "MultiHeadAttention", "TransformerBlock", "MLP", "KVCache", "GPT", "GPTConfig", "BERT",
            "BERTConfig", "SequenceClassifier", "ClassifierConfig"]

@@ -79,7 +79,9 @@ class GPT(TransformerModel):
             if targets.shape != logits.shape[:2]:
                 raise ValueError(f"GPT: targets {targets.shape} must match idx "
                                  f"{logits.shape[:2]}")
-            loss = F.cross_entropy(logits, targets, ignore_index=-100)
+            V = logits.shape[-1]
+            loss = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1),
+                                   ignore_index=-100)
         return logits, loss
 
     def hidden_states(self, idx, attention_mask=None, kv_cache: KVCache | None = None):

@@ -5,8 +5,9 @@ array module of the data at hand, so the same code runs on both devices.  Broadc
 undone here: ``Function.apply`` records the inputs and the engine sums every gradient back to
 its input's shape with ``reduce_to_shape``.  Shapes in comments use ``(...)`` for any shape.
 
-    elementwise.py   Add, Sub, Mul, Div, Pow, Exp, Log, Tanh, ..., Cast, ToDevice
-    reductions.py    Sum, Max, ... over some axes
+    elementwise.py   Add, Sub, Mul, Div, Pow, Exp, Log, Sin, Tanh, ..., Maximum, Fmod, Step,
+                     Cast, ToDevice
+    reductions.py    Sum, Max, Min, ... over some axes
     movement.py      Reshape, Permute, Expand, Cat, ...
     indexing.py      GetItem (x[index]), Where, ...
     linalg.py        MatMul
@@ -14,9 +15,11 @@ its input's shape with ``reduce_to_shape``.  Shapes in comments use ``(...)`` fo
 Everything else (softmax, layer norm, attention, losses, ...) is a composite of these, in
 ``functional.py``.
 """
-from .elementwise import (Abs, Add, Cast, Clip, Div, Erf, Exp, Log, Mul, Neg, Pow, ReLU,
-                          Sigmoid, Sqrt, Sub, Tanh, ToDevice)
-from .reductions import Max, Sum, normalize_dims
+from .elementwise import (Abs, Acos, Acosh, Add, Asin, Asinh, Atan, Atanh, Cast, Clip, Cos,
+                          Cosh, Div, Erf, Exp, Fmod, Log, Maximum, Minimum, Mul, Neg, Pow,
+                          ReLU, Remainder, Sigmoid, Sin, Sinh, Sqrt, Step, Sub, Tan, Tanh,
+                          ToDevice)
+from .reductions import Max, Min, Sum, normalize_dims
 from .movement import Cat, Expand, Permute, Reshape
 from .indexing import GetItem, Where
 from .linalg import MatMul

@@ -63,7 +63,11 @@ class Div(Function):
 
 
 class Pow(Function):
-    """z = x ** y;  dz/dx = y * x**(y-1),  dz/dy = z * log(x)  (only needed for x > 0)"""
+    """z = x ** y;  dz/dx = y * x**(y-1),  dz/dy = z * log(x).
+
+    As PyTorch: dz/dx is 0 where y == 0 (x**0 is the constant 1, even at x = 0), and dz/dy is 0
+    where x == 0 and y >= 0 (0**y is constant there), instead of the NaN and -inf the formulas
+    give at those points."""
     broadcasts = True
 
     def forward(self, x, y):
@@ -74,11 +78,13 @@ class Pow(Function):
     def backward(self, g):
         x, y, z = self.saved
         xp = get_array_module(g)
-        gx = g * y * x ** (y - 1) if self.needs_input_grad[0] else None
-        gy = None
-        if self.needs_input_grad[1]:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                gy = g * z * xp.log(x)
+        zero = xp.zeros((), dtype=g.dtype)
+        gx = gy = None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.needs_input_grad[0]:
+                gx = xp.where(y == 0, zero, g * y * x ** (y - 1))
+            if self.needs_input_grad[1]:
+                gy = xp.where((x == 0) & (y >= 0), zero, g * z * xp.log(x))
         return gx, gy
 
 
@@ -243,3 +249,211 @@ class ToDevice(Function):
 
     def backward(self, g):
         return (backend.to_device(g, self.in_device),)
+
+
+# --- trigonometric and hyperbolic ----------------------------------------------------------
+class Sin(Function):
+    """z = sin(x);  dz/dx = cos(x)"""
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        return get_array_module(x).sin(x)
+
+    def backward(self, g):
+        (x,) = self.saved
+        return (g * get_array_module(x).cos(x),)
+
+
+class Cos(Function):
+    """z = cos(x);  dz/dx = -sin(x)"""
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        return get_array_module(x).cos(x)
+
+    def backward(self, g):
+        (x,) = self.saved
+        return (-g * get_array_module(x).sin(x),)
+
+
+class Tan(Function):
+    """z = tan(x);  dz/dx = 1 + z**2"""
+
+    def forward(self, x):
+        z = get_array_module(x).tan(x)
+        self.save_for_backward(z)
+        return z
+
+    def backward(self, g):
+        (z,) = self.saved
+        return (g * (1 + z * z),)
+
+
+class Asin(Function):
+    """z = asin(x);  dz/dx = 1 / sqrt(1 - x**2)"""
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        return get_array_module(x).arcsin(x)
+
+    def backward(self, g):
+        (x,) = self.saved
+        return (g / get_array_module(x).sqrt(1 - x * x),)
+
+
+class Acos(Function):
+    """z = acos(x);  dz/dx = -1 / sqrt(1 - x**2)"""
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        return get_array_module(x).arccos(x)
+
+    def backward(self, g):
+        (x,) = self.saved
+        return (-g / get_array_module(x).sqrt(1 - x * x),)
+
+
+class Atan(Function):
+    """z = atan(x);  dz/dx = 1 / (1 + x**2)"""
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        return get_array_module(x).arctan(x)
+
+    def backward(self, g):
+        (x,) = self.saved
+        return (g / (1 + x * x),)
+
+
+class Sinh(Function):
+    """z = sinh(x);  dz/dx = cosh(x)"""
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        return get_array_module(x).sinh(x)
+
+    def backward(self, g):
+        (x,) = self.saved
+        return (g * get_array_module(x).cosh(x),)
+
+
+class Cosh(Function):
+    """z = cosh(x);  dz/dx = sinh(x)"""
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        return get_array_module(x).cosh(x)
+
+    def backward(self, g):
+        (x,) = self.saved
+        return (g * get_array_module(x).sinh(x),)
+
+
+class Asinh(Function):
+    """z = asinh(x);  dz/dx = 1 / sqrt(x**2 + 1)"""
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        return get_array_module(x).arcsinh(x)
+
+    def backward(self, g):
+        (x,) = self.saved
+        return (g / get_array_module(x).sqrt(x * x + 1),)
+
+
+class Acosh(Function):
+    """z = acosh(x) for x >= 1;  dz/dx = 1 / sqrt(x**2 - 1)"""
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        return get_array_module(x).arccosh(x)
+
+    def backward(self, g):
+        (x,) = self.saved
+        return (g / get_array_module(x).sqrt(x * x - 1),)
+
+
+class Atanh(Function):
+    """z = atanh(x) for |x| < 1;  dz/dx = 1 / (1 - x**2)"""
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        return get_array_module(x).arctanh(x)
+
+    def backward(self, g):
+        (x,) = self.saved
+        return (g / (1 - x * x),)
+
+
+# --- step functions -------------------------------------------------------------------------
+class Step(Function):
+    """z = floor, ceil, trunc, round or sign of x.  These are constant between their jumps,
+    so the gradient is 0 (PyTorch's convention at the jumps too)."""
+
+    def __init__(self, fn: str):
+        self.fn = fn
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        # NumPy's name for trunc is trunc, for round "round half to even" -- PyTorch's too.
+        return getattr(xp, {"round": "rint"}.get(self.fn, self.fn))(x)
+
+    def backward(self, g):
+        return (get_array_module(g).zeros_like(g),)
+
+
+# --- two inputs: the larger, the smaller, remainders -------------------------------------------
+class Maximum(Function):
+    """z = the larger of x and y; the gradient goes to the larger one, half to each on a tie
+    (as PyTorch)."""
+    broadcasts = True
+
+    def forward(self, x, y):
+        self.save_for_backward(x, y)
+        return get_array_module(x).maximum(x, y)
+
+    def pick(self, x, y):
+        return x > y
+
+    def backward(self, g):
+        x, y = self.saved
+        xp = get_array_module(g)
+        share = xp.where(x == y, 0.5, xp.where(self.pick(x, y), 1.0, 0.0)).astype(g.dtype)
+        return g * share, g * (1 - share)
+
+
+class Minimum(Maximum):
+    """z = the smaller of x and y; the gradient goes to the smaller one, half to each on a tie"""
+
+    def forward(self, x, y):
+        self.save_for_backward(x, y)
+        return get_array_module(x).minimum(x, y)
+
+    def pick(self, x, y):
+        return x < y
+
+
+class Fmod(Function):
+    """z = x - trunc(x / y) * y (C's fmod: the sign of x);  dz/dx = 1, dz/dy = -trunc(x / y)"""
+    broadcasts = True
+
+    def forward(self, x, y):
+        self.save_for_backward(x, y)
+        return get_array_module(x).fmod(x, y)
+
+    def backward(self, g):
+        x, y = self.saved
+        return g, -g * get_array_module(g).trunc(x / y)
+
+
+class Remainder(Function):
+    """z = x - floor(x / y) * y (Python's %: the sign of y);  dz/dy = -floor(x / y)"""
+    broadcasts = True
+
+    def forward(self, x, y):
+        self.save_for_backward(x, y)
+        return get_array_module(x).remainder(x, y)
+
+    def backward(self, g):
+        x, y = self.saved
+        return g, -g * get_array_module(g).floor(x / y)

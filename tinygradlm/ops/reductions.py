@@ -16,7 +16,8 @@ def normalize_dims(op, dim, ndim):
         if not -max(ndim, 1) <= d < max(ndim, 1):
             raise IndexError(f"{op}: dim {d} is out of range for a tensor with {ndim} dims "
                              f"(valid: {-max(ndim, 1)} to {max(ndim, 1) - 1})")
-        out.append(d % ndim if ndim else 0)
+        if ndim:                    # a 0-d tensor accepts dim 0 / -1 and has no axis to reduce
+            out.append(d % ndim)
     return tuple(sorted(set(out)))
 
 
@@ -49,18 +50,33 @@ class Max(Function):
     def __init__(self, dim=None, keepdim=False):
         self.dim, self.keepdim = dim, keepdim
 
+    @staticmethod
+    def extreme(x, dims):
+        return x.max(axis=dims, keepdims=True)
+
     def forward(self, x):
+        name = type(self).__name__.lower()
         if x.size == 0:
-            raise ValueError(f"max: cannot take the max of an empty tensor of shape {x.shape}")
-        self.dims = normalize_dims("max", self.dim, x.ndim)
-        z = x.max(axis=self.dims, keepdims=True)
-        is_max = x == z
-        self.save_for_backward(is_max, is_max.sum(axis=self.dims, keepdims=True))
+            raise ValueError(f"{name}: cannot take the {name} of an empty tensor of shape "
+                             f"{x.shape}")
+        self.dims = normalize_dims(name, self.dim, x.ndim)
+        z = self.extreme(x, self.dims)
+        is_extreme = x == z
+        self.save_for_backward(is_extreme, is_extreme.sum(axis=self.dims, keepdims=True))
         self.in_shape = x.shape
         return z if self.keepdim else z.reshape([n for i, n in enumerate(x.shape)
                                                   if i not in self.dims])
 
     def backward(self, g):
-        is_max, count = self.saved
+        is_extreme, count = self.saved
         g = _unsqueeze_reduced(g, self.in_shape, self.dims)
-        return (g * is_max / count.astype(g.dtype),)
+        return (g * is_extreme / count.astype(g.dtype),)
+
+
+class Min(Max):
+    """z = min of x over ``dim``; the gradient goes to the minimal elements (split on ties).
+    Its own reduction, not -max(-x): negation overflows at an integer type's lowest value."""
+
+    @staticmethod
+    def extreme(x, dims):
+        return x.min(axis=dims, keepdims=True)

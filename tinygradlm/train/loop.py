@@ -214,10 +214,6 @@ class Resume:
     meta: dict              # iter_num, evaluated, best_score, last, rng_state, scheduler, ...
     tokenizer: object       # the run's tokenizer (token ids keep their meaning), or None
 
-    @property
-    def finished(self) -> bool:
-        return self.meta["evaluated"] and self.meta["iter_num"] >= self.meta["max_iters"]
-
 
 def start_run(cfg: TrainConfig) -> Resume | None:
     """Prepare ``out_dir`` before any work: remove what a crash left behind; with --overwrite,
@@ -246,7 +242,6 @@ def start_run(cfg: TrainConfig) -> Resume | None:
         print(f"warning: skipped the incomplete training state {line}", file=sys.stderr)
     meta = trainer["meta"]
     check_resume_flags(cfg, meta["train_config"])
-    meta["max_iters"] = cfg.max_iters       # a finished run continues when max_iters grew
     tokenizer_file = checkpoint.tokenizer_path(path)
     return Resume(str(path), meta, data.load_tokenizer(tokenizer_file) if tokenizer_file else None)
 
@@ -274,7 +269,9 @@ def finished_summary(cfg: TrainConfig, resume: Resume | None) -> dict | None:
     """--resume of a run that already reached --max_iters: its ``summary.json``, reported
     (nothing is trained or overwritten).  None when the run is not finished, or when it
     stopped before writing its summary (the objective then writes it from the saved state)."""
-    if resume is None or not resume.finished:
+    # A larger --max_iters than the saved run's makes it unfinished again: it continues.
+    if (resume is None or not resume.meta["evaluated"]
+            or resume.meta["iter_num"] < cfg.max_iters):
         return None
     try:
         summary = files.read_json(os.path.join(cfg.out_dir, "summary.json"), "summary")

@@ -3,6 +3,7 @@ stay away from an op's kinks and overflow."""
 import sys
 
 import numpy as np
+import pytest
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -114,3 +115,22 @@ def latest(out_dir):
     """The directory of the newest training state of the run in ``out_dir``."""
     from pathlib import Path
     return tg.checkpoint.latest_state(Path(out_dir) / "resume")[0]
+
+
+def compare_with_torch(fn, torch_fn, *arrays_, rtol=1e-9, atol=1e-12):
+    """Value and every input's gradient against PyTorch, in float64.  The gradient is of a
+    weighted sum of the output (fixed random weights), so that an op which routes gradients
+    to the wrong elements cannot pass by summing them to the same total."""
+    torch = pytest.importorskip("torch")
+    ours = [tg.Tensor(a, requires_grad=True) for a in arrays_]
+    theirs = [torch.tensor(a, requires_grad=True) for a in arrays_]
+    out, ref = fn(*ours), torch_fn(*theirs)
+    np.testing.assert_allclose(out.numpy(), ref.detach().numpy(), rtol=rtol, atol=atol)
+    if out.dtype.kind != "f":
+        return
+    weights = np.random.default_rng(0).uniform(0.5, 1.5, out.shape)
+    (out * tg.Tensor(weights)).sum().backward()
+    (ref * torch.tensor(weights)).sum().backward()
+    for mine, their in zip(ours, theirs):
+        np.testing.assert_allclose(mine.grad.numpy(), their.grad.numpy(), rtol=rtol * 100,
+                                   atol=atol * 100)

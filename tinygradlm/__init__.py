@@ -10,8 +10,11 @@ from .backend import get_rng_state, manual_seed, set_rng_state
 from .autograd import Function, enable_grad, is_grad_enabled, no_grad
 from .tensor import (Tensor, bool_, float16, float32, float64, get_default_device, int32, int64,
                      set_default_device, where)
-from .creation import (arange, cat, full, ones, ones_like, rand, randint, randn, randn_like,
-                       stack, tril, triu, zeros, zeros_like)
+from .creation import (arange, cat, empty, empty_like, eye, full, full_like, linspace, meshgrid,
+                       ones, ones_like, rand, rand_like, randint, randn, randn_like, stack, tril,
+                       triu, zeros, zeros_like)
+from . import function_forms
+from .function_forms import *  # noqa: F401,F403 -- tg.sin, tg.gather, tg.einsum, ... (its __all__)
 from .gradcheck import gradcheck
 from . import checkpoint, data, files, functional, generate, metrics, nn, optim, viz
 
@@ -48,6 +51,7 @@ __all__ = [
     "get_rng_state", "set_rng_state", "gradcheck", "functional", "nn", "optim", "viz", "cuda",
     "data", "checkpoint", "files", "generate", "metrics",
     "arange", "cat", "stack", "where", "tril", "triu", "zeros", "ones", "full", "randn", "rand",
-    "randint", "zeros_like", "ones_like", "randn_like", "set_default_device",
-    "get_default_device", "float16", "float32", "float64", "int32", "int64", "bool_",
-]
+    "randint", "zeros_like", "ones_like", "randn_like", "rand_like", "full_like", "empty",
+    "empty_like", "eye", "linspace", "meshgrid", "set_default_device", "get_default_device",
+    "float16", "float32", "float64", "int32", "int64", "bool_",
+] + function_forms.__all__

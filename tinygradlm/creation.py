@@ -104,13 +104,78 @@ def arange(start, end=None, step=1, dtype=None, device=None):
     return Tensor._from_op(backend.xp_for(device).arange(start, end, step, dtype=dtype))
 
 
-def zeros_like(t, dtype=None):
-    return zeros(t.shape, dtype=dtype or t.dtype, device=t.device)
+def empty(*shape, dtype=float32, device=None, requires_grad=False):
+    """PyTorch leaves an empty tensor's values unset; here they are zeros (never garbage a
+    student might mistake for a result)."""
+    return zeros(*shape, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
-def ones_like(t, dtype=None):
-    return ones(t.shape, dtype=dtype or t.dtype, device=t.device)
+def eye(n, m=None, dtype=float32, device=None, requires_grad=False):
+    """The (n, m) identity matrix: ones on the diagonal, zeros elsewhere."""
+    m = n if m is None else m
+    return _factory(lambda dev, s, d: backend.xp_for(dev).eye(s[0], s[1], dtype=d), (n, m),
+                    dtype, device, requires_grad)
 
 
-def randn_like(t):
-    return randn(t.shape, dtype=t.dtype, device=t.device)
+def linspace(start, end, steps, dtype=float32, device=None, requires_grad=False):
+    """``steps`` evenly spaced values from ``start`` to ``end``, both included."""
+    if steps < 0:
+        raise ValueError(f"linspace: steps must be non-negative, got {steps}")
+    return _factory(lambda dev, s, d: backend.xp_for(dev).linspace(start, end, s[0], dtype=d),
+                    (steps,), dtype, device, requires_grad)
+
+
+# --- factories shaped like a tensor: its shape, and its dtype and device unless given ----------
+def _like(factory, t, dtype, device, requires_grad, *args):
+    return factory(t.shape, *args, dtype=dtype or t.dtype, device=device or t.device,
+                   requires_grad=requires_grad)
+
+
+def zeros_like(t, dtype=None, device=None, requires_grad=False):
+    return _like(zeros, t, dtype, device, requires_grad)
+
+
+def ones_like(t, dtype=None, device=None, requires_grad=False):
+    return _like(ones, t, dtype, device, requires_grad)
+
+
+def empty_like(t, dtype=None, device=None, requires_grad=False):
+    return _like(empty, t, dtype, device, requires_grad)
+
+
+def full_like(t, fill_value, dtype=None, device=None, requires_grad=False):
+    return full(t.shape, fill_value, dtype=dtype or t.dtype, device=device or t.device,
+                requires_grad=requires_grad)
+
+
+def rand_like(t, dtype=None, device=None, requires_grad=False):
+    return _like(rand, t, dtype, device, requires_grad)
+
+
+def randn_like(t, dtype=None, device=None, requires_grad=False):
+    return _like(randn, t, dtype, device, requires_grad)
+
+
+def meshgrid(*tensors, indexing="ij"):
+    """Coordinate grids: for 1-D tensors of sizes (n1, n2, ...), each expanded to the shape
+    (n1, n2, ...) along its own dim.  ``indexing="xy"`` swaps the first two dims (matrix
+    rows are y), as NumPy's default."""
+    tensors = list(tensors[0]) if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)) \
+        else list(tensors)
+    if indexing not in ("ij", "xy"):
+        raise ValueError(f"meshgrid: indexing must be 'ij' or 'xy', not {indexing!r}")
+    if any(t.ndim > 1 for t in tensors):
+        raise ValueError("meshgrid: expects 0-d or 1-D tensors, got shapes "
+                         f"{[tuple(t.shape) for t in tensors]}")
+    axes = list(range(len(tensors)))
+    if indexing == "xy" and len(tensors) >= 2:
+        axes[0], axes[1] = 1, 0
+    shape = [0] * len(tensors)
+    for t, axis in zip(tensors, axes):
+        shape[axis] = t.numel()
+    grids = []
+    for t, axis in zip(tensors, axes):
+        view = [1] * len(tensors)
+        view[axis] = t.numel()
+        grids.append(t.reshape(view).expand(shape))
+    return tuple(grids)

@@ -422,6 +422,51 @@ def embedding(ids: Tensor, weight: Tensor) -> Tensor:
     return ops.GetItem.apply(weight, index=ids.data, check_bounds=False)   # checked above
 
 
+def pad(x: Tensor, pad, mode: str = "constant", value: float | None = None) -> Tensor:
+    """Pad the last dims: ``pad = (left, right)`` pads the last dim, ``(left, right, top,
+    bottom)`` the last two, and so on (PyTorch's order: the last dim first).  Modes:
+    "constant" (``value``, default 0; a negative width crops), and "reflect" (mirror without
+    the edge: [a b c] -> b [a b c] b), "replicate" (repeat the edge) and "circular" (wrap
+    around), which are all indexing with a computed index per dim."""
+    pad = tuple(int(p) for p in pad)
+    if len(pad) % 2 or len(pad) > 2 * x.ndim:
+        raise ValueError(f"pad: expects (left, right) pairs for at most {x.ndim} dims, got "
+                         f"{pad} for a tensor of shape {x.shape}")
+    widths = [(0, 0)] * x.ndim
+    for i in range(len(pad) // 2):                      # pairs from the last dim backwards
+        widths[x.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    if mode == "constant":
+        sizes = [n + lo + hi for n, (lo, hi) in zip(x.shape, widths)]
+        if min(sizes, default=0) < 0:
+            raise ValueError(f"pad: widths {pad} leave a negative size {sizes} for a tensor "
+                             f"of shape {x.shape}")
+        return ops.Pad.apply(x, widths=widths, value=0.0 if value is None else value)
+    if mode not in ("reflect", "replicate", "circular"):
+        raise ValueError(f"pad: mode must be 'constant', 'reflect', 'replicate' or "
+                         f"'circular', not {mode!r}")
+    if value not in (None, 0, 0.0):
+        raise ValueError(f"pad: value is only for mode 'constant', not {mode!r}")
+    xp = x.xp
+    for dim, (lo, hi) in enumerate(widths):
+        n = x.shape[dim]
+        if lo == hi == 0:
+            continue
+        limit = n - 1 if mode == "reflect" else n
+        if min(lo, hi) < 0 or max(lo, hi) > limit and mode != "replicate":
+            raise ValueError(f"pad: {mode} padding of ({lo}, {hi}) must be non-negative and "
+                             f"at most {limit} for dim {dim} of size {n}")
+        at = xp.arange(-lo, n + hi)                          # positions in the padded dim
+        if mode == "reflect":
+            at = xp.abs(at)
+            at = xp.where(at > n - 1, 2 * (n - 1) - at, at)
+        elif mode == "replicate":
+            at = xp.clip(at, 0, n - 1)
+        else:
+            at = at % n
+        x = x.index_select(dim, at)
+    return x
+
+
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """y = x @ W + b with W stored (in_features, out_features), so it reads as written.
     (PyTorch's ``F.linear`` takes W as (out, in) and computes x @ W.T.)"""

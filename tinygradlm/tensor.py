@@ -12,6 +12,7 @@ import numpy as np
 
 from . import autograd, backend, ops
 from .tensor_math import MathMethods, float_unary
+from .tensor_shape import ShapeMethods
 
 float32, float64, float16 = np.dtype("float32"), np.dtype("float64"), np.dtype("float16")
 int32, int64, bool_ = np.dtype("int32"), np.dtype("int64"), np.dtype("bool")
@@ -72,7 +73,7 @@ def _comparison(op):
     return lambda self, other: self._compare(other, op)
 
 
-class Tensor(MathMethods):
+class Tensor(MathMethods, ShapeMethods):
     """A multi-dimensional array that can record the ops applied to it and differentiate them.
 
     >>> x = Tensor([1.0, 2.0, 3.0], requires_grad=True)

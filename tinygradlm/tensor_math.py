@@ -1,11 +1,12 @@
-"""Tensor methods that compute with values: the reductions (sum, mean, var, max, ...) and
-the rest of PyTorch's elementwise methods (trigonometric and hyperbolic functions, rounding,
-remainders, ``maximum``/``minimum``, tests of values, logical and bitwise ops).
+"""Tensor methods that compute with values: the rest of PyTorch's elementwise methods
+(trigonometric and hyperbolic functions, rounding, remainders, ``maximum``/``minimum``, tests
+of values, logical and bitwise ops), the reductions (sum, mean, var, max, prod, ...), the scans
+(cumsum, cummax, ...) and sorting (sort, topk).
 
 ``Tensor`` inherits them from ``MathMethods``; they live here so that ``tensor.py`` stays a
 file one reads in a sitting.  The differentiable ones run the ops of ``ops/elementwise.py``
-and ``ops/reductions.py`` or are composites of them; the tests of values and the logical ops act on the arrays
-directly and have no gradient.
+and ``ops/reductions.py`` or are composites of them; the tests of values, the logical ops and
+the indices act on the arrays directly and have no gradient.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from . import ops
 
-MaxResult = namedtuple("MaxResult", ["values", "indices"])
+MaxResult = namedtuple("MaxResult", ["values", "indices"])   # what max(dim), sort, topk return
 
 
 def float_unary(op):
@@ -230,17 +231,126 @@ class MathMethods:
     def min(self, dim=None, keepdim=False):
         values = self.amin(dim=dim, keepdim=keepdim)
         if isinstance(dim, int):
-            indices = self._from_op(self.xp.expand_dims(self.data.argmin(axis=dim), dim)
-                                      if keepdim else self.data.argmin(axis=dim))
-            return MaxResult(values, indices)
+            return MaxResult(values, self.argmin(dim=dim, keepdim=keepdim))
         return values
 
     def argmax(self, dim=None, keepdim=False):
+        return self._arg_extreme("argmax", dim, keepdim)
+
+    def argmin(self, dim=None, keepdim=False):
+        return self._arg_extreme("argmin", dim, keepdim)
+
+    def _arg_extreme(self, name, dim, keepdim):
+        """The index of the first largest (smallest) element: of the flattened tensor when
+        ``dim`` is None, else along ``dim``.  An integer tensor, no gradient."""
+        if self.numel() == 0:
+            raise ValueError(f"{name}: the tensor of shape {self.shape} is empty")
         if dim is None:
-            return self._from_op(self.xp.asarray(self.data.argmax()))
-        dim = ops.normalize_dims("argmax", dim, self.ndim)[0]
-        idx = self.data.argmax(axis=dim)
-        return self._from_op(self.xp.expand_dims(idx, dim) if keepdim else idx)
+            idx = getattr(self.data, name)()
+            shape = (1,) * self.ndim if keepdim else ()
+            return self._from_op(self.xp.asarray(idx, dtype=np.int64).reshape(shape))
+        dim = ops.normalize_dims(name, dim, self.ndim)[0] if self.ndim else None
+        idx = getattr(self.data, name)(axis=dim).astype(np.int64)
+        return self._from_op(self.xp.expand_dims(idx, dim) if keepdim and self.ndim else idx)
+
+    def prod(self, dim=None, keepdim=False, *, dtype=None):
+        """The product over ``dim``; integers and booleans multiply as int64 (PyTorch)."""
+        x = self.to(dtype) if dtype is not None else (
+            self.long() if self.dtype.kind in "biu" else self)
+        return ops.Prod.apply(x, dim=dim, keepdim=keepdim)
+
+    def all(self, dim=None, keepdim=False):
+        """Is every element true (non-zero)?  A boolean tensor, no gradient."""
+        dims = ops.normalize_dims("all", dim, self.ndim)
+        return self._from_op(self.xp.asarray(self.data.astype(bool).all(axis=dims,
+                                                                         keepdims=keepdim)))
+
+    def any(self, dim=None, keepdim=False):
+        dims = ops.normalize_dims("any", dim, self.ndim)
+        return self._from_op(self.xp.asarray(self.data.astype(bool).any(axis=dims,
+                                                                         keepdims=keepdim)))
+
+    def logsumexp(self, dim, keepdim=False):
+        """log(sum(exp(x))) over ``dim``, computed as m + log(sum(exp(x - m))) with m the
+        maximum, so that nothing overflows (m is a constant: its gradients cancel)."""
+        x = self if self.dtype.kind == "f" else self.float()
+        top = x.amax(dim=dim, keepdim=True).detach()
+        top = top.masked_fill(~top.isfinite(), 0.0)           # rows of -inf stay -inf
+        out = (x - top).exp().sum(dim=dim, keepdim=True).log() + top
+        return out if keepdim else out.squeeze(ops.normalize_dims("logsumexp", dim, x.ndim))
+
+    # --- scans: a running result along one dim ------------------------------------------
+    def cumsum(self, dim, *, dtype=None):
+        x = self.to(dtype) if dtype is not None else (
+            self.long() if self.dtype.kind in "biu" else self)
+        return ops.CumSum.apply(x, dim=dim)
+
+    def cumprod(self, dim, *, dtype=None):
+        x = self.to(dtype) if dtype is not None else (
+            self.long() if self.dtype.kind in "biu" else self)
+        return ops.CumProd.apply(x, dim=dim)
+
+    def logcumsumexp(self, dim):
+        return ops.LogCumSumExp.apply(self if self.dtype.kind == "f" else self.float(),
+                                      dim=dim)
+
+    def cummax(self, dim):
+        """(values, indices): the running maximum along ``dim`` and where it was found (the
+        latest position on ties, as PyTorch).  The values are gathered, so the gradient goes
+        to the element each running maximum came from."""
+        return self._running_extreme(dim, "maximum")
+
+    def cummin(self, dim):
+        return self._running_extreme(dim, "minimum")
+
+    def _running_extreme(self, dim, ufunc):
+        if self.ndim == 0:
+            return MaxResult(self.clone(), self._from_op(self.xp.zeros((), np.int64)))
+        dim = ops.normalize_dims("cum" + ufunc[:3], dim, self.ndim)[0]
+        xp, a = self.xp, self.data
+        running = getattr(xp, ufunc).accumulate(a, axis=dim)
+        where = [1] * self.ndim
+        where[dim] = self.shape[dim]
+        positions = xp.arange(self.shape[dim]).reshape(where)
+        # The running extreme changes only where an element reaches it, so the index of the
+        # last element equal to its running value is the index of the current extreme.
+        found = xp.where(a == running, positions, 0)
+        indices = self._from_op(xp.maximum.accumulate(found, axis=dim).astype(np.int64))
+        return MaxResult(self.gather(dim, indices), indices)
+
+    # --- sorting --------------------------------------------------------------------------
+    def sort(self, dim=-1, descending=False, stable=False):
+        """(values, indices) sorted along ``dim``.  The sort is always stable here: equal
+        elements keep their order, descending too.  The values are gathered, so each gets
+        the gradient of where it moved to."""
+        if self.ndim == 0:
+            return MaxResult(self.clone(), self._from_op(self.xp.zeros((), np.int64)))
+        dim = ops.normalize_dims("sort", dim, self.ndim)[0]
+        xp, a = self.xp, self.data
+        if descending:      # sort the reversed tensor ascending, then read it backwards
+            n = self.shape[dim]
+            flipped = xp.argsort(xp.flip(a, dim), axis=dim, kind="stable")
+            order = n - 1 - xp.flip(flipped, dim)
+        else:
+            order = xp.argsort(a, axis=dim, kind="stable")
+        indices = self._from_op(order.astype(np.int64))
+        return MaxResult(self.gather(dim, indices), indices)
+
+    def argsort(self, dim=-1, descending=False, stable=False):
+        return self.sort(dim, descending, stable).indices
+
+    def topk(self, k, dim=-1, largest=True, sorted=True):
+        """(values, indices) of the ``k`` largest (smallest) elements along ``dim``, largest
+        first (smallest first)."""
+        axis = ops.normalize_dims("topk", dim, self.ndim)[0] if self.ndim else 0
+        n = self.shape[axis] if self.ndim else 1
+        if not 0 <= k <= n:
+            raise ValueError(f"topk: k={k} is out of range for dim {dim} of size {n}")
+        values, indices = self.sort(dim, descending=largest)
+        if self.ndim == 0:
+            return MaxResult(values, indices)
+        keep = (slice(None),) * axis + (slice(0, k),)
+        return MaxResult(values[keep], indices[keep])
 
 
 def _dim_alias(dim, axis):

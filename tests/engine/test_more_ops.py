@@ -12,7 +12,7 @@ import tinygradlm as tg
 import tinygradlm.nn.functional as F
 from tinygradlm.gradcheck import gradcheck
 
-from strategies import T, arrays, shapes
+from strategies import T, arrays, compare_with_torch, shapes
 
 pytestmark = pytest.mark.usefixtures("device")
 
@@ -72,20 +72,6 @@ def torch_unary(name):
         fname, args = TORCH_F[name]
         return lambda t: getattr(torch.nn.functional, fname)(t, *args)
     return UNARY[name][1]
-
-
-def compare_with_torch(fn, torch_fn, *arrays_, rtol=1e-9, atol=1e-12):
-    """Value and every input's gradient (of the sum) against PyTorch, in float64."""
-    torch = pytest.importorskip("torch")
-    ours = [tg.Tensor(a, requires_grad=True) for a in arrays_]
-    theirs = [torch.tensor(a, requires_grad=True) for a in arrays_]
-    out, ref = fn(*ours), torch_fn(*theirs)
-    np.testing.assert_allclose(out.numpy(), ref.detach().numpy(), rtol=rtol, atol=atol)
-    out.sum().backward()
-    ref.sum().backward()
-    for mine, their in zip(ours, theirs):
-        np.testing.assert_allclose(mine.grad.numpy(), their.grad.numpy(), rtol=rtol * 100,
-                                   atol=atol * 100)
 
 
 @pytest.mark.parametrize("name", sorted(UNARY))

@@ -7,10 +7,11 @@ its input's shape with ``reduce_to_shape``.  Shapes in comments use ``(...)`` fo
 
     elementwise.py   Add, Sub, Mul, Div, Pow, Exp, Log, Sin, Tanh, ..., Maximum, Fmod, Step,
                      Cast, ToDevice
-    reductions.py    Sum, Max, Min, ... over some axes
-    movement.py      Reshape, Permute, Expand, Cat, ...
-    indexing.py      GetItem (x[index]), Where, ...
-    linalg.py        MatMul
+    reductions.py    Sum, Max, Min, Prod over some axes; the scans CumSum, CumProd, LogCumSumExp
+    movement.py      Reshape, Permute, Expand, Cat, Pad
+    indexing.py      GetItem (x[index]), Where, Gather, Scatter, ScatterReduce
+    linalg.py        MatMul, Einsum
+    windows.py       Unfold, Fold: sliding windows, for convolution and pooling
 
 Everything else (softmax, layer norm, attention, losses, ...) is a composite of these, in
 ``functional.py``.
@@ -19,7 +20,8 @@ from .elementwise import (Abs, Acos, Acosh, Add, Asin, Asinh, Atan, Atanh, Cast,
                           Cosh, Div, Erf, Exp, Fmod, Log, Maximum, Minimum, Mul, Neg, Pow,
                           ReLU, Remainder, Sigmoid, Sin, Sinh, Sqrt, Step, Sub, Tan, Tanh,
                           ToDevice)
-from .reductions import Max, Min, Sum, normalize_dims
-from .movement import Cat, Expand, Permute, Reshape
-from .indexing import GetItem, Where
-from .linalg import MatMul
+from .reductions import (CumProd, CumSum, LogCumSumExp, Max, Min, Prod, Sum,
+                         normalize_dims)
+from .movement import Cat, Expand, Pad, Permute, Reshape
+from .indexing import Gather, GetItem, Scatter, ScatterReduce, Where
+from .linalg import Einsum, MatMul

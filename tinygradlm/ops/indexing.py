@@ -2,6 +2,8 @@
 its relatives."""
 from __future__ import annotations
 
+import numpy as np
+
 from .. import backend
 from ..backend import get_array_module
 from ..autograd import Function
@@ -89,3 +91,163 @@ class Where(Function):
         gx = xp.where(self.cond, g, zero) if self.needs_input_grad[0] else None
         gy = xp.where(self.cond, zero, g) if self.needs_input_grad[1] else None
         return gx, gy
+
+
+# --- gather and scatter: indices along one dim ----------------------------------------------
+def along(index, dim):
+    """The full index that reads "``index`` along ``dim``, the element's own position along
+    every other axis": ``x[along(index, 1)][i, j, k] == x[i, index[i, j, k], k]``."""
+    xp = get_array_module(index)
+    parts = []
+    for axis, n in enumerate(index.shape):
+        if axis == dim:
+            parts.append(index)
+        else:
+            shape = [1] * index.ndim
+            shape[axis] = n
+            parts.append(xp.arange(n).reshape(shape))
+    return tuple(parts)
+
+
+def check_index(op, index, x, dim):
+    """PyTorch's rules for gather/scatter indices: integers, one per axis of x, no larger
+    than x along the other axes, and in [0, size) along ``dim`` (no negative indices)."""
+    if index.dtype.kind not in "iu":
+        raise TypeError(f"{op}: index must be an integer tensor, got {index.dtype}")
+    if index.ndim != x.ndim:
+        raise ValueError(f"{op}: index has {index.ndim} dims but the tensor has {x.ndim} "
+                         f"(shapes {tuple(index.shape)} and {tuple(x.shape)})")
+    if any(i > n for axis, (i, n) in enumerate(zip(index.shape, x.shape)) if axis != dim):
+        raise ValueError(f"{op}: index of shape {tuple(index.shape)} is larger than the "
+                         f"tensor of shape {tuple(x.shape)} outside dim {dim}")
+    if index.size and (int(index.min()) < 0 or int(index.max()) >= x.shape[dim]):
+        bad = int(index.min()) if int(index.min()) < 0 else int(index.max())
+        raise IndexError(f"{op}: index {bad} is out of bounds for dim {dim} with size "
+                         f"{x.shape[dim]}")
+
+
+class Gather(Function):
+    """z[i, j, k] = x[i, index[i, j, k], k] (for dim 1).  Backward adds each gradient back
+    where its element came from; an index used twice collects both (``add.at``)."""
+
+    def __init__(self, dim, index):
+        self.dim, self.index = dim, index
+
+    def forward(self, x):
+        check_index("gather", self.index, x, self.dim)
+        self.in_shape = x.shape
+        self.where = along(self.index, self.dim)
+        return x[self.where]
+
+    def backward(self, g):
+        xp = get_array_module(g)
+        gx = xp.zeros(self.in_shape, dtype=g.dtype)
+        xp.add.at(gx, self.where, g)
+        return (gx,)
+
+
+class Scatter(Function):
+    """z = x, then z[i, index[i, j, k], k] = src[i, j, k] (for dim 1).  An overwritten
+    element of x gets no gradient; each element of src gets the gradient of where it landed.
+    (With a repeated index, which src element wins is unspecified -- in PyTorch too.)"""
+
+    def __init__(self, dim, index):
+        self.dim, self.index = dim, index
+
+    def forward(self, x, src):
+        check_index("scatter", self.index, x, self.dim)
+        self.where = along(self.index, self.dim)
+        z = x.copy()
+        z[self.where] = src[tuple(slice(0, n) for n in self.index.shape)]
+        self.src_shape = src.shape
+        return z
+
+    def backward(self, g):
+        xp = get_array_module(g)
+        gx = None
+        if self.needs_input_grad[0]:
+            gx = g.copy()
+            gx[self.where] = 0
+        gsrc = None
+        if self.needs_input_grad[1]:
+            gsrc = xp.zeros(self.src_shape, dtype=g.dtype)
+            gsrc[tuple(slice(0, n) for n in self.index.shape)] = g[self.where]
+        return gx, gsrc
+
+
+class ScatterReduce(Function):
+    """z = x with src reduced into it: z[i, index[i, j, k], k] (op)= src[i, j, k] for dim 1,
+    op one of "sum", "prod", "mean", "amax", "amin".  ``include_self=False`` leaves x's own
+    value out of the positions that receive something.  Gradients as PyTorch's: "amax" and
+    "amin" share it evenly among the elements equal to the result; "prod" gives each member
+    the product of the others (exact with zeros)."""
+
+    ufuncs = {"sum": "add", "prod": "multiply", "mean": "add", "amax": "maximum",
+              "amin": "minimum"}
+
+    def __init__(self, dim, index, reduce, include_self=True):
+        if reduce not in self.ufuncs:
+            raise ValueError(f"scatter_reduce: reduce must be one of {sorted(self.ufuncs)}, "
+                             f"not {reduce!r}")
+        self.dim, self.index, self.reduce, self.include_self = dim, index, reduce, include_self
+
+    def forward(self, x, src):
+        check_index("scatter_reduce", self.index, x, self.dim)
+        xp = get_array_module(x)
+        self.where = along(self.index, self.dim)
+        self.src_shape = src.shape
+        src = src[tuple(slice(0, n) for n in self.index.shape)]      # PyTorch: the corner used
+        touched = xp.zeros(x.shape, dtype=bool)
+        touched[self.where] = True
+        count = xp.zeros(x.shape, dtype=x.dtype)            # members of each position
+        xp.add.at(count, self.where, 1)
+        z = x.copy()
+        if not self.include_self:                   # start from the reduction's identity
+            z[touched] = self.identity(x.dtype)
+        getattr(xp, self.ufuncs[self.reduce]).at(z, self.where, src)
+        self_in = ~touched | self.include_self        # where x itself is a member
+        count = count + self_in
+        if self.reduce == "mean":
+            z = z / count if x.dtype.kind == "f" else z // count
+        self.save_for_backward(x, src, z, count, self_in)
+        return z
+
+    def backward(self, g):
+        x, src, z, count, self_in = self.saved
+        xp = get_array_module(g)
+        if self.reduce == "sum":
+            gx, share = g * self_in, g
+        elif self.reduce == "mean":
+            gx, share = g * self_in / count, g / count
+        elif self.reduce in ("amax", "amin"):
+            ties = (x == z) & self_in                          # members equal to the result
+            n_ties = ties.astype(g.dtype)
+            xp.add.at(n_ties, self.where, (src == z[self.where]).astype(g.dtype))
+            gsrc = (g / n_ties)[self.where] * (src == z[self.where])
+            return g * ties / n_ties, self._src_grad(gsrc, xp)
+        else:                                                   # prod
+            zeros = (x == 0) & self_in
+            n_zeros = zeros.astype(g.dtype)
+            xp.add.at(n_zeros, self.where, (src == 0).astype(g.dtype))
+            rest = xp.where(self_in & ~zeros, x, 1).astype(g.dtype)   # product of non-zeros
+            xp.multiply.at(rest, self.where, xp.where(src == 0, 1, src))
+
+            def others(value, n, r):       # product of the members other than ``value``
+                return xp.where(n == 0, r / xp.where(value == 0, 1, value),
+                                xp.where((n == 1) & (value == 0), r, 0))
+            gx = g * self_in * others(x, n_zeros, rest)
+            gsrc = g[self.where] * others(src, n_zeros[self.where], rest[self.where])
+            return gx, self._src_grad(gsrc, xp)
+        return gx, self._src_grad(share[self.where], xp)
+
+    def identity(self, dtype):
+        if self.reduce in ("sum", "mean", "prod"):
+            return int(self.reduce == "prod")
+        low, high = ((-np.inf, np.inf) if dtype.kind == "f" else
+                     (np.iinfo(dtype).min, np.iinfo(dtype).max) if dtype.kind in "iu" else (0, 1))
+        return low if self.reduce == "amax" else high
+
+    def _src_grad(self, g_members, xp):
+        gsrc = xp.zeros(self.src_shape, dtype=g_members.dtype)
+        gsrc[tuple(slice(0, n) for n in self.index.shape)] = g_members
+        return gsrc

@@ -1,8 +1,9 @@
-"""Linear algebra: the matrix product."""
+"""Linear algebra: the matrix product and einsum."""
 from __future__ import annotations
 
 import numpy as np
 
+from ..backend import get_array_module
 from ..autograd import Function
 
 
@@ -49,3 +50,36 @@ class MatMul(Function):
             else:
                 gb = a.swapaxes(-1, -2) @ g
         return ga, gb
+
+
+class Einsum(Function):
+    """z = einsum(equation, *operands), e.g. "bij,bjk->bik" (a batched matmul).
+
+    The gradient of an operand is an einsum too: the output's gradient contracted with the
+    other operands, written in this operand's letters ("bik,bjk->bij" for the left one).
+    That holds when no operand repeats a letter and every letter of an operand also appears
+    in the output or in another operand; ``tinygradlm.einsum`` rewrites any equation into
+    that form first (taking diagonals and sums, which have gradients of their own).  A size-1
+    axis that broadcasts gets a full-size gradient, which the engine sums back."""
+
+    def __init__(self, equation):
+        self.equation = equation
+        inputs, self.output = equation.split("->")
+        self.specs = inputs.split(",")
+
+    def forward(self, *xs):
+        self.save_for_backward(*xs)
+        return get_array_module(xs[0]).einsum(self.equation, *xs)
+
+    def backward(self, g):
+        xs = self.saved
+        xp = get_array_module(g)
+        grads = []
+        for i, spec in enumerate(self.specs):
+            if not self.needs_input_grad[i]:
+                grads.append(None)
+                continue
+            others = [j for j in range(len(xs)) if j != i]
+            equation = ",".join([self.output] + [self.specs[j] for j in others]) + "->" + spec
+            grads.append(xp.einsum(equation, g, *(xs[j] for j in others)))
+        return tuple(grads)

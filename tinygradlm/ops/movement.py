@@ -83,3 +83,30 @@ class Cat(Function):
         xp = get_array_module(g)
         cuts = np.cumsum(self.sizes)[:-1].tolist()
         return tuple(xp.split(g, cuts, axis=self.dim_))
+
+
+class Pad(Function):
+    """z = x with ``widths[axis] = (before, after)`` elements of ``value`` added around each
+    axis; a negative width cuts elements off instead, as PyTorch allows.  The gradient is
+    the middle of g (the added elements came from no input; the cut ones get zero)."""
+
+    def __init__(self, widths, value=0.0):
+        self.widths, self.value = widths, value
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        self.in_shape = x.shape
+        grow = [(max(lo, 0), max(hi, 0)) for lo, hi in self.widths]
+        z = xp.pad(x, grow, mode="constant", constant_values=self.value)
+        return z[_cut(self.widths, z.shape, sign=-1)]
+
+    def backward(self, g):
+        xp = get_array_module(g)
+        g = xp.pad(g, [(max(-lo, 0), max(-hi, 0)) for lo, hi in self.widths])
+        return (g[_cut(self.widths, g.shape, sign=1)],)
+
+
+def _cut(widths, shape, sign):
+    """Slices removing ``sign * width`` elements at each end where that is positive."""
+    return tuple(slice(max(sign * lo, 0), n - max(sign * hi, 0))
+                 for (lo, hi), n in zip(widths, shape))

@@ -5,6 +5,6 @@ The functions live in ``tinygradlm/functional.py``; this module is the PyTorch-s
 from ..functional import (  # noqa: F401
     binary_cross_entropy, binary_cross_entropy_with_logits, celu, cross_entropy, dropout, elu,
     embedding, gelu, hardsigmoid, hardswish, hardtanh, l1_loss, layer_norm, leaky_relu, linear,
-    log_softmax, logsigmoid, mish, mse_loss, nll_loss, normalize, one_hot, relu, relu6,
+    log_softmax, logsigmoid, mish, mse_loss, nll_loss, normalize, one_hot, pad, relu, relu6,
     scaled_dot_product_attention, selu, sigmoid, silu, smooth_l1_loss, softmax, softmin,
     softplus, softsign, tanh)

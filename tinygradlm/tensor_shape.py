@@ -22,8 +22,8 @@ def _axis(op, dim, ndim):
 class ShapeMethods:
     def _index_array(self, op, index):
         """``index`` (a tensor, list or array of integers) as an array on this device."""
-        if not hasattr(index, "_ctx"):                # a list or an array, not a tensor
-            index = type(self)(index, device=self.device)
+        if not isinstance(index, ShapeMethods):        # a list or an array, not a tensor
+            index = self._from_op(self.xp.asarray(index))
         if index.device != self.device:
             raise RuntimeError(f"{op}: the index is on {index.device} but the tensor on "
                                f"{self.device}")

@@ -248,3 +248,13 @@ def test_cross_entropy_and_nll_loss_as_pytorch(device, reduction, problem, smoot
 def test_nll_loss_of_one_sample():
     logp = F.log_softmax(tg.tensor([1.0, 2.0, 0.5]), dim=0)
     assert F.nll_loss(logp, tg.tensor(1)).item() == pytest.approx(-logp.numpy()[1])
+
+
+def test_ops_on_a_parameter_give_plain_tensors():
+    layer = tg.nn.Linear(2, 3)
+    for out in (layer.weight * 2, layer.weight.sum(), layer.weight[0], layer.weight.T):
+        assert type(out) is tg.Tensor          # PyTorch: torch.Tensor, not nn.Parameter
+    model = tg.nn.Module()
+    model.w = tg.nn.Parameter(tg.ones(2))
+    model.doubled = model.w * 2                # a tensor attribute, not a new parameter
+    assert [name for name, _ in model.named_parameters()] == ["w"]

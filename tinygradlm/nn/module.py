@@ -21,6 +21,12 @@ class Parameter(Tensor):
         super().__init__(data.data if isinstance(data, Tensor) else data,
                          requires_grad=requires_grad)
 
+    @classmethod
+    def _from_op(cls, array, requires_grad=False):
+        # What an op computes from a parameter is a plain tensor, as in PyTorch: assigning
+        # ``self.h = self.weight * 2`` must not register a new parameter.
+        return Tensor._from_op(array, requires_grad)
+
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()
 

@@ -1,9 +1,11 @@
-"""Neural-network building blocks: ``Module``, ``Parameter``, layers, attention, GPT, BERT,
-classifiers and the functional API."""
+"""Neural-network building blocks: ``Module``, ``Parameter``, layers, convolution and
+pooling, attention, GPT, BERT, classifiers and the functional API."""
 from . import functional
 from .attention import MLP, KVCache, MultiHeadAttention, TransformerBlock
 from .bert import BERT, BERTConfig
 from .classifier import ClassifierConfig, SequenceClassifier
+from .conv import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, Conv1d, Conv2d,
+                   ConvTranspose1d, ConvTranspose2d, Flatten, MaxPool1d, MaxPool2d, Upsample)
 from .gpt import GPT, GPTConfig
 from .layers import (CELU, ELU, GELU, SELU, CrossEntropyLoss, Dropout, Embedding, Hardsigmoid,
                      Hardswish, Hardtanh, LayerNorm, LeakyReLU, Linear, LogSigmoid, Mish,
@@ -16,4 +18,6 @@ __all__ = ["functional", "Module", "Parameter", "Linear", "Embedding", "LayerNor
            "Softplus", "Hardtanh", "Softmax", "Mish", "Softsign", "Hardsigmoid", "Hardswish",
            "ReLU6", "LogSigmoid", "MSELoss", "CrossEntropyLoss", "Sequential", "ModuleList", "ModuleDict",
            "MultiHeadAttention", "TransformerBlock", "MLP", "KVCache", "GPT", "GPTConfig", "BERT",
-           "BERTConfig", "SequenceClassifier", "ClassifierConfig"]
+           "BERTConfig", "SequenceClassifier", "ClassifierConfig", "Conv1d", "Conv2d",
+           "ConvTranspose1d", "ConvTranspose2d", "MaxPool1d", "MaxPool2d", "AvgPool1d",
+           "AvgPool2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "Upsample", "Flatten"]

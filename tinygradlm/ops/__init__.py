@@ -25,3 +25,4 @@ from .reductions import (CumProd, CumSum, LogCumSumExp, Max, Min, Prod, Sum,
 from .movement import Cat, Expand, Pad, Permute, Reshape
 from .indexing import Gather, GetItem, Scatter, ScatterReduce, Where
 from .linalg import Einsum, MatMul
+from .windows import Fold, Unfold

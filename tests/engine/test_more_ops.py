@@ -241,3 +241,51 @@ def test_method_forms_and_conversions():
     w.data[0] = 9
     assert z.tolist() == [1, 2]                      # the clone has its own memory
     assert math.isclose(tg.tensor(2.0).logaddexp(tg.tensor(1000.0)).item(), 1000.0)
+
+
+# module name -> (constructor arguments, what it takes: "x" one input, "xy" input and
+# target, "p" probabilities and a target, "ids" logits and class ids, "logp" log-probs and ids)
+MODULES = {
+    "ReLU": ((), "x"), "Tanh": ((), "x"), "Sigmoid": ((), "x"), "GELU": ((), "x"),
+    "SiLU": ((), "x"), "ELU": ((0.7,), "x"), "CELU": ((0.7,), "x"), "SELU": ((), "x"),
+    "LeakyReLU": ((0.2,), "x"), "Softplus": ((2.0, 3.0), "x"), "Hardtanh": ((-0.5, 1.5), "x"),
+    "Mish": ((), "x"), "Softsign": ((), "x"), "Hardsigmoid": ((), "x"), "Hardswish": ((), "x"),
+    "ReLU6": ((), "x"), "LogSigmoid": ((), "x"), "Softmax": ((1,), "x"),
+    "LogSoftmax": ((1,), "x"), "Softmin": ((0,), "x"), "Identity": ((), "x"),
+    "MSELoss": ((), "xy"), "L1Loss": (dict(reduction="sum"), "xy"),
+    "SmoothL1Loss": (dict(beta=0.5), "xy"), "BCELoss": ((), "p"),
+    "BCEWithLogitsLoss": (dict(reduction="none"), "xy01"), "NLLLoss": ((), "logp"),
+    "CrossEntropyLoss": (dict(label_smoothing=0.1, ignore_index=2), "ids"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_nn_modules_as_pytorch(name):
+    """Each nn module, built with the same arguments, computes what PyTorch's does."""
+    torch = pytest.importorskip("torch")
+    args, takes = MODULES[name]
+    args, kwargs = (args, {}) if isinstance(args, tuple) else ((), args)
+    ours = getattr(tg.nn, name)(*args, **kwargs)
+    theirs = getattr(torch.nn, name)(*args, **kwargs)
+    if name == "GELU":                       # tinygradlm's default is GPT-2's tanh form
+        theirs = torch.nn.GELU(approximate="tanh")
+    rng = np.random.default_rng(8)
+    x = rng.uniform(-3, 3, (4, 5))
+    x = np.where(np.abs(x) < 0.05, 0.1, x)                      # away from the kinks at 0
+    if takes == "x":
+        compare_with_torch(ours, theirs, x)
+        return
+    if takes in ("xy", "xy01"):
+        y = rng.uniform(0, 1, (4, 5)) if takes == "xy01" else rng.standard_normal((4, 5))
+        compare_with_torch(lambda a: ours(a, tg.tensor(y)), lambda a: theirs(a, torch.tensor(y)),
+                           x)
+    elif takes == "p":
+        p, y = rng.uniform(0.05, 0.95, (4, 5)), rng.uniform(0, 1, (4, 5))
+        compare_with_torch(lambda a: ours(a, tg.tensor(y)), lambda a: theirs(a, torch.tensor(y)),
+                           p)
+    else:
+        ids = rng.integers(0, 5, 4)
+        if takes == "logp":
+            x = x - np.log(np.exp(x).sum(1, keepdims=True))
+        compare_with_torch(lambda a: ours(a, tg.tensor(ids)),
+                           lambda a: theirs(a, torch.tensor(ids)), x)

@@ -149,6 +149,8 @@ class Hardtanh(Module):
 
 
 class Softmax(Module):
+    """Softmax over ``dim`` -- the last by default (PyTorch's default, None, picks a dim by a
+    legacy rule and warns)."""
     def __init__(self, dim: int = -1):
         super().__init__()
         self.dim = dim
@@ -157,25 +159,23 @@ class Softmax(Module):
         return F.softmax(x, self.dim)
 
 
-class MSELoss(Module):
-    def __init__(self, reduction: str = "mean"):
+class LogSoftmax(Softmax):
+    def forward(self, x: Tensor) -> Tensor:
+        return F.log_softmax(x, self.dim)
+
+
+class Softmin(Softmax):
+    def forward(self, x: Tensor) -> Tensor:
+        return F.softmin(x, self.dim)
+
+
+class Identity(Module):
+    """Returns its input: a placeholder where a layer is switched off."""
+    def __init__(self, *args, **kwargs):
         super().__init__()
-        self.reduction = reduction
 
-    def forward(self, x: Tensor, target: Tensor) -> Tensor:
-        return F.mse_loss(x, target, self.reduction)
-
-
-class CrossEntropyLoss(Module):
-    def __init__(self, weight: Tensor | None = None, ignore_index: int = -100,
-                 reduction: str = "mean", label_smoothing: float = 0.0):
-        super().__init__()
-        self.weight, self.ignore_index = weight, ignore_index
-        self.reduction, self.label_smoothing = reduction, label_smoothing
-
-    def forward(self, x: Tensor, target: Tensor) -> Tensor:
-        return F.cross_entropy(x, target, self.weight, self.ignore_index, self.reduction,
-                               self.label_smoothing)
+    def forward(self, x: Tensor) -> Tensor:
+        return x
 
 
 class Mish(Module):
@@ -189,8 +189,12 @@ class SELU(Module):
 
 
 class CELU(Module):
+    def __init__(self, alpha: float = 1.0):
+        super().__init__()
+        self.alpha = alpha
+
     def forward(self, x: Tensor) -> Tensor:
-        return F.celu(x)
+        return F.celu(x, self.alpha)
 
 
 class Softsign(Module):

@@ -308,14 +308,14 @@ class MathMethods:
             return MaxResult(self.clone(), self._from_op(self.xp.zeros((), np.int64)))
         dim = ops.normalize_dims("cum" + ufunc[:3], dim, self.ndim)[0]
         xp, a = self.xp, self.data
-        running = getattr(xp, ufunc).accumulate(a, axis=dim)
+        extreme = ops.running(ufunc, a, dim)
         where = [1] * self.ndim
         where[dim] = self.shape[dim]
         positions = xp.arange(self.shape[dim]).reshape(where)
         # The running extreme changes only where an element reaches it, so the index of the
         # last element equal to its running value is the index of the current extreme.
-        found = xp.where(a == running, positions, 0)
-        indices = self._from_op(xp.maximum.accumulate(found, axis=dim).astype(np.int64))
+        found = xp.where(a == extreme, positions, 0)
+        indices = self._from_op(ops.running("maximum", found, dim).astype(np.int64))
         return MaxResult(self.gather(dim, indices), indices)
 
     # --- sorting --------------------------------------------------------------------------

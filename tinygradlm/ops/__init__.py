@@ -21,7 +21,7 @@ from .elementwise import (Abs, Acos, Acosh, Add, Asin, Asinh, Atan, Atanh, Cast,
                           ReLU, Remainder, Sigmoid, Sin, Sinh, Sqrt, Step, Sub, Tan, Tanh,
                           ToDevice)
 from .reductions import (CumProd, CumSum, LogCumSumExp, Max, Min, Prod, Sum,
-                         normalize_dims)
+                         normalize_dims, running)
 from .movement import Cat, Expand, Pad, Permute, Reshape
 from .indexing import Gather, GetItem, Scatter, ScatterReduce, Where
 from .linalg import Einsum, MatMul

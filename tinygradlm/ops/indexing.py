@@ -109,6 +109,22 @@ def along(index, dim):
     return tuple(parts)
 
 
+def reduce_into(name, z, index, dim, src):
+    """z[along(index, dim)] (op)= src in place, repeated positions combined, for the ufunc
+    ``name`` ("add", "multiply", "maximum", "minimum").  NumPy's ``ufunc.at`` does it in one
+    call (CuPy's for add); otherwise one slice of the index along ``dim`` at a time -- within
+    a slice no two elements land on the same position, so plain indexing is safe."""
+    xp = get_array_module(z)
+    op = getattr(xp, name)
+    if xp is np or name == "add":
+        op.at(z, along(index, dim), src)
+        return
+    for j in range(index.shape[dim]):
+        cut = (slice(None),) * dim + (slice(j, j + 1),)
+        where = along(index[cut], dim)
+        z[where] = op(z[where], src[cut])
+
+
 def check_index(op, index, x, dim):
     """PyTorch's rules for gather/scatter indices: integers, one per axis of x, no larger
     than x along the other axes, and in [0, size) along ``dim`` (no negative indices)."""
@@ -204,7 +220,7 @@ class ScatterReduce(Function):
         z = x.copy()
         if not self.include_self:                   # start from the reduction's identity
             z[touched] = self.identity(x.dtype)
-        getattr(xp, self.ufuncs[self.reduce]).at(z, self.where, src)
+        reduce_into(self.ufuncs[self.reduce], z, self.index, self.dim, src)
         self_in = ~touched | self.include_self        # where x itself is a member
         count = count + self_in
         if self.reduce == "mean":
@@ -230,7 +246,7 @@ class ScatterReduce(Function):
             n_zeros = zeros.astype(g.dtype)
             xp.add.at(n_zeros, self.where, (src == 0).astype(g.dtype))
             rest = xp.where(self_in & ~zeros, x, 1).astype(g.dtype)   # product of non-zeros
-            xp.multiply.at(rest, self.where, xp.where(src == 0, 1, src))
+            reduce_into("multiply", rest, self.index, self.dim, xp.where(src == 0, 1, src))
 
             def others(value, n, r):       # product of the members other than ``value``
                 return xp.where(n == 0, r / xp.where(value == 0, 1, value),

@@ -112,6 +112,23 @@ class Prod(Function):
 
 
 # --- scans: one running result per position along ``dim`` --------------------------------
+def running(name, x, axis):
+    """z_k = op(x_0, ..., x_k) along ``axis`` for an associative ufunc ``name`` ("maximum",
+    "logaddexp", ...).  NumPy has it built in (``ufunc.accumulate``); for other backends, a
+    doubling scan: after the step with shift s, z_k combines the 2s elements ending at k, so
+    log2(n) vectorised steps suffice."""
+    xp = get_array_module(x)
+    op = getattr(xp, name)
+    if xp is np:
+        return op.accumulate(x, axis=axis)
+    z = xp.moveaxis(x, axis, -1).copy()                         # (..., n)
+    shift = 1
+    while shift < z.shape[-1]:
+        z[..., shift:] = op(z[..., shift:], z[..., :-shift])    # the right side is read first
+        shift *= 2
+    return xp.moveaxis(z, -1, axis)
+
+
 class CumSum(Function):
     """z_k = x_0 + ... + x_k along ``dim``; x_i feeds every z_k with k >= i, so its gradient
     is the sum of g_k for k >= i: a cumulative sum run backwards."""
@@ -168,8 +185,7 @@ class LogCumSumExp(Function):
 
     def forward(self, x):
         self.axis = normalize_dims("logcumsumexp", self.dim, x.ndim)[0] if x.ndim else None
-        xp = get_array_module(x)
-        z = x.copy() if self.axis is None else xp.logaddexp.accumulate(x, axis=self.axis)
+        z = x.copy() if self.axis is None else running("logaddexp", x, self.axis)
         self.save_for_backward(x, z)
         return z
 
@@ -184,6 +200,6 @@ class LogCumSumExp(Function):
             log_part = xp.where(part > 0, xp.log(xp.where(part > 0, part, 1)), -xp.inf)
             # log of (sum over k >= i of part_k * exp(-z_k)): a reversed log-space cumsum
             rev = xp.flip(log_part - z, self.axis)
-            tail = xp.flip(xp.logaddexp.accumulate(rev, axis=self.axis), self.axis)
+            tail = xp.flip(running("logaddexp", rev, self.axis), self.axis)
             grad = grad + sign * xp.exp(x + tail)
         return (grad,)

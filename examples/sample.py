@@ -61,7 +61,7 @@ def main(cfg: SampleConfig):
     out = model.generate([prompt], max_new_tokens=cfg.max_new_tokens,
                          num_return_sequences=1 if cfg.greedy else cfg.num_samples,
                          do_sample=not cfg.greedy, temperature=cfg.temperature,
-                         top_k=cfg.top_k or None, top_p=cfg.top_p if cfg.top_p < 1 else None,
+                         top_k=cfg.top_k, top_p=cfg.top_p,
                          repetition_penalty=cfg.repetition_penalty)
     for i, row in enumerate(out.numpy().tolist()):
         print(f"--- sample {i + 1} ---\n{cfg.prompt}{tokenizer.decode(row[len(prompt):])}\n")

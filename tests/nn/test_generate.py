@@ -117,7 +117,10 @@ def test_max_length_counts_the_prompt_and_max_new_tokens_wins():
     assert generate(model, p, max_length=6).shape == (2, 6)
     assert generate(model, p, max_length=6, max_new_tokens=2).shape == (2, 5)
     assert generate(model, p, max_length=2, max_new_tokens=2).shape == (2, 5)
-    assert generate(model, p).shape == (2, 20)                     # default max_length=20
+    assert generate(model, p).shape == (2, BLOCK)      # 20 new tokens, at most to block_size
+    long_context = nn.GPT(nn.GPTConfig(vocab_size=V, block_size=64, n_layer=1, n_head=1,
+                                       n_embd=4))
+    assert generate(long_context, p).shape == (2, 23)              # transformers' default
     assert generate(model, p, max_new_tokens=0).shape == (2, 3)
     assert generate(model, p[0], max_new_tokens=2).shape == (1, 5)  # a 1-D prompt
     assert generate(model, p[0].tolist(), max_new_tokens=2).shape == (1, 5)
@@ -128,7 +131,8 @@ def test_num_return_sequences_repeats_each_prompt_in_place():
     model = tiny_gpt()
     p = prompt(B=2, T=3)
     tg.manual_seed(0)
-    out = generate(model, p, max_new_tokens=6, num_return_sequences=3, temperature=2.0).numpy()
+    out = generate(model, p, max_new_tokens=6, num_return_sequences=3, temperature=2.0,
+                   do_sample=True).numpy()
     assert out.shape == (6, 9)
     np.testing.assert_array_equal(out[:, :3], np.repeat(p, 3, axis=0))   # p0 p0 p0 p1 p1 p1
     assert len({tuple(r) for r in out[:3, 3:]}) > 1                      # sampled apart
@@ -143,9 +147,9 @@ def test_model_generate_is_generate():
     model = tiny_gpt()
     p = prompt()
     tg.manual_seed(3)
-    a = model.generate(p, max_new_tokens=5, top_k=4).numpy()
+    a = model.generate(p, max_new_tokens=5, top_k=4, do_sample=True).numpy()
     tg.manual_seed(3)
-    b = generate(model, p, max_new_tokens=5, top_k=4).numpy()
+    b = generate(model, p, max_new_tokens=5, top_k=4, do_sample=True).numpy()
     np.testing.assert_array_equal(a, b)
 
 
@@ -185,7 +189,7 @@ def test_sampling_with_cache_equals_without():
     for use_cache in (True, False):
         tg.manual_seed(5)
         outs.append(generate(model, prompt(1, T=5), max_new_tokens=10, top_p=0.9,
-                             use_cache=use_cache).numpy())
+                             do_sample=True, use_cache=use_cache).numpy())
     np.testing.assert_array_equal(*outs)
 
 
@@ -208,15 +212,15 @@ def test_same_seed_same_samples_other_seed_other_samples():
 
     def sample(seed):
         tg.manual_seed(seed)
-        return generate(model, p, max_new_tokens=12, temperature=1.5).numpy()
+        return generate(model, p, max_new_tokens=12, temperature=1.5, do_sample=True).numpy()
 
     a, b, c = sample(7), sample(7), sample(8)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
     # Without reseeding the generator moves on.
     tg.manual_seed(7)
-    first = generate(model, p, max_new_tokens=12, temperature=1.5).numpy()
-    second = generate(model, p, max_new_tokens=12, temperature=1.5).numpy()
+    first = generate(model, p, max_new_tokens=12, temperature=1.5, do_sample=True).numpy()
+    second = generate(model, p, max_new_tokens=12, temperature=1.5, do_sample=True).numpy()
     assert not np.array_equal(first, second)
 
 
@@ -383,7 +387,7 @@ def test_repetition_penalty_changes_greedy_output_when_it_should():
 
 # --- eos ------------------------------------------------------------------------------
 @pytest.mark.parametrize("use_cache", [True, False])
-@pytest.mark.parametrize("pad", [None, 0])
+@pytest.mark.parametrize("pad", [None, 9])
 def test_eos_pads_finished_sequences_and_stops_when_all_are_done(use_cache, pad):
     # eos = 10; after eos the table would say 4, padding must win.
     model = MarkovLM(chain_table([[0, 1, 2, 10], [5, 6, 7, 8, 10]]))
@@ -420,7 +424,7 @@ def test_sampled_eos_padding_and_early_stop(pad):
     T, n = 2, 15
     tg.manual_seed(4)
     out = generate(model, prompt(B=2, T=T), max_new_tokens=n, num_return_sequences=10,
-                   eos_token_id=7, pad_token_id=pad).numpy()
+                   eos_token_id=7, pad_token_id=pad, do_sample=True).numpy()
     fill = 7 if pad is None else pad
     gen = out[:, T:]
     firsts = []
@@ -441,7 +445,7 @@ def test_sampled_eos_padding_and_early_stop(pad):
     (dict(temperature=-1.0), ValueError, r"temperature.*-1"),
     (dict(top_p=0.0), ValueError, r"top_p.*0"),
     (dict(top_p=1.5), ValueError, r"top_p.*1\.5"),
-    (dict(top_k=0), ValueError, r"top_k.*0"),
+    (dict(top_k=-1), ValueError, r"top_k.*-1"),
     (dict(max_length=3), ValueError, r"max_length=3.*3 tokens"),
     (dict(max_length=2), ValueError, r"max_length=2"),
     (dict(max_new_tokens=-1), ValueError, r"max_new_tokens.*-1"),
@@ -456,7 +460,8 @@ def test_sampled_eos_padding_and_early_stop(pad):
 ])
 def test_invalid_options_raise_helpful_errors(kwargs, error, pattern):
     model = tiny_gpt()
-    args = dict(input_ids=[[1, 2, 3]], max_new_tokens=None if "max_length" in kwargs else 2)
+    args = dict(input_ids=[[1, 2, 3]], max_new_tokens=None if "max_length" in kwargs else 2,
+                do_sample=True)
     args.update(kwargs)
     with pytest.raises(error, match=pattern):
         generate(model, **args)

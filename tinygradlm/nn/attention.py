@@ -120,11 +120,11 @@ class TransformerBlock(Module):
     learning-rate tricks."""
 
     def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True,
-                 causal: bool = True, layer_idx: int = 0):
+                 causal: bool = True, layer_idx: int = 0, eps: float = 1e-5):
         super().__init__()
-        self.ln_1 = LayerNorm(n_embd, bias=bias)
+        self.ln_1 = LayerNorm(n_embd, eps=eps, bias=bias)
         self.attn = MultiHeadAttention(n_embd, n_head, dropout, bias, causal, layer_idx)
-        self.ln_2 = LayerNorm(n_embd, bias=bias)
+        self.ln_2 = LayerNorm(n_embd, eps=eps, bias=bias)
         self.mlp = MLP(n_embd, dropout, bias)
 
     def forward(self, x: Tensor, attention_mask=None, kv_cache: KVCache | None = None) -> Tensor:

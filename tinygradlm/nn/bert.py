@@ -34,6 +34,7 @@ class BERTConfig:
     dropout: float = 0.1
     bias: bool = True
     pad_token_id: int = 0           # [PAD]: never attended to
+    layer_norm_eps: float = 1e-5
 
 
 class MLMHead(Module):

@@ -29,6 +29,12 @@ class GPTConfig:
     n_embd: int = 128
     dropout: float = 0.0
     bias: bool = True               # biases in Linear and LayerNorm (GPT-2 has them)
+    layer_norm_eps: float = 1e-5
+    # Token ids generate() needs (Hugging Face keeps them in the config): it stops a sequence
+    # at the end-of-text id (or any of a list of them) and pads finished ones.
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
+    pad_token_id: int | None = None
 
 
 class LMHead(Module):
@@ -62,15 +68,18 @@ class GPT(TransformerModel):
     def _init_weights(self):
         init_gpt2_weights(self, self.config.n_layer)
 
-    def forward(self, idx, targets=None, attention_mask=None, kv_cache: KVCache | None = None):
+    def forward(self, idx, targets=None, attention_mask=None, kv_cache: KVCache | None = None,
+                position_ids=None):
         """idx (B, T) token ids -> (logits (B, T, vocab_size), loss or None).
 
         targets (B, T): next-token ids; positions equal to -100 carry no loss.
-        attention_mask (B, T): 1 for real tokens, 0 for (right) padding.
+        attention_mask (B, T_keys): 1 for real tokens, 0 for padding (never attended to).
         kv_cache: cached keys/values of earlier positions (generation); idx then holds only
         the new tokens, whose positions continue after the cached ones.
+        position_ids (B, T): each token's position (default 0, 1, ... after the cache); a
+        left-padded prompt starts its positions at its first real token, as in Hugging Face.
         """
-        x = self.hidden_states(idx, attention_mask, kv_cache)      # (B, T, C)
+        x = self.hidden_states(idx, attention_mask, kv_cache, position_ids)  # (B, T, C)
         logits = self.lm_head(x)                                    # (B, T, vocab_size)
         loss = None
         if targets is not None:
@@ -84,11 +93,13 @@ class GPT(TransformerModel):
                                    ignore_index=-100)
         return logits, loss
 
-    def hidden_states(self, idx, attention_mask=None, kv_cache: KVCache | None = None):
+    def hidden_states(self, idx, attention_mask=None, kv_cache: KVCache | None = None,
+                      position_ids=None):
         """The final-LayerNorm output (B, T, C): what the LM head reads, and what a
         classification head pools (``SequenceClassifier`` with last-token pooling)."""
         past = len(kv_cache) if kv_cache is not None else 0
-        x = self.transformer.embed(idx, past, owner="GPT", arg="idx")   # (B, T, C)
+        x = self.transformer.embed(idx, past, owner="GPT", arg="idx",
+                                   position_ids=position_ids)       # (B, T, C)
         for block in self.transformer.h:
             x = block(x, attention_mask, kv_cache)                  # (B, T, C)
         return self.transformer.ln_f(x)
@@ -131,14 +142,16 @@ class Transformer(Module):
         self.wpe = Embedding(c.block_size, c.n_embd)
         self.drop = Dropout(c.dropout)
         self.h = ModuleList(TransformerBlock(c.n_embd, c.n_head, c.dropout, c.bias,
-                                             causal=causal, layer_idx=i)
+                                             causal=causal, layer_idx=i, eps=c.layer_norm_eps)
                             for i in range(c.n_layer))
-        self.ln_f = LayerNorm(c.n_embd, bias=c.bias)
+        self.ln_f = LayerNorm(c.n_embd, eps=c.layer_norm_eps, bias=c.bias)
         self.block_size = c.block_size
 
-    def embed(self, ids, past: int = 0, owner: str = "model", arg: str = "ids") -> Tensor:
+    def embed(self, ids, past: int = 0, owner: str = "model", arg: str = "ids",
+              position_ids=None) -> Tensor:
         """Token plus position embeddings, then dropout: ids (B, T) -> (B, T, C), the tokens
-        sitting at positions past .. past + T - 1 (past > 0 after a KV cache)."""
+        sitting at positions past .. past + T - 1 (past > 0 after a KV cache), or at
+        ``position_ids`` (B, T) when given."""
         device = self.wte.weight.device
         if not isinstance(ids, Tensor):
             ids = Tensor(ids, device="cpu")     # host data stays there until wte checks it
@@ -155,6 +168,13 @@ class Transformer(Module):
             raise ValueError(f"{owner}: a sequence of {past + T} tokens is longer than "
                              f"block_size={self.block_size}; crop (or truncate) the input to "
                              f"the last {self.block_size} tokens")
-        pos = arange(past, past + T, device=device)                 # (T,)
+        if position_ids is None:
+            pos = arange(past, past + T, device=device)             # (T,)
+        else:
+            pos = position_ids if isinstance(position_ids, Tensor) else Tensor(position_ids)
+            if pos.shape not in ((T,), (ids.shape[0], T)):
+                raise ValueError(f"{owner}: position_ids {pos.shape} must be ({T},) or "
+                                 f"{(ids.shape[0], T)} for {arg} {ids.shape}")
+            pos = pos.data if pos.device == "cpu" else pos.to("cpu").data  # wpe checks range
         tokens = self.wte(ids if ids.device == device else ids.data)  # host ids: checked, copied
         return self.drop(tokens + self.wpe(pos))                    # (B, T, C)

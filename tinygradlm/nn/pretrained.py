@@ -13,17 +13,39 @@ class PretrainedModel(Module):
 
     config_class = None
 
-    def save_pretrained(self, directory, tokenizer=None):
-        """Write ``config.json``, ``model.safetensors`` (and ``tokenizer.json``) into
-        ``directory``."""
+    def save_pretrained(self, directory, tokenizer=None, format: str = "tinygradlm"):
+        """Write ``config.json``, ``model.safetensors`` (and the tokenizer) into ``directory``.
+        ``format="hf"`` writes a GPT as transformers' GPT2LMHeadModel and a BERT as its
+        BertForMaskedLM, so that transformers' ``from_pretrained`` opens it."""
+        if format == "hf":
+            from ..huggingface import save
+            return save(self, directory, tokenizer)
+        if format != "tinygradlm":
+            raise ValueError(f"save_pretrained: format must be 'tinygradlm' or 'hf', not "
+                             f"{format!r}")
         from ..checkpoint import save_pretrained
-        save_pretrained(self, directory, tokenizer)
+        return save_pretrained(self, directory, tokenizer)
 
     @classmethod
-    def from_pretrained(cls, directory, device: str | None = None):
-        """A model rebuilt from ``save_pretrained``'s files (in eval mode)."""
+    def from_pretrained(cls, name_or_path, device: str | None = None, dtype=None, *,
+                        revision: str = "main", cache_dir=None, local_files_only=None):
+        """A model rebuilt from a directory (in eval mode): this project's own
+        (``save_pretrained``), or a Hugging Face GPT-2 / BERT checkpoint; or a Hub name
+        ("gpt2"), found in the local Hugging Face cache or downloaded (``tinygradlm.hub``)."""
+        from .. import hub
         from ..checkpoint import load_pretrained
-        return load_pretrained(cls, cls.config_class, directory, device=device)
+        from ..huggingface import MODEL_TYPES, hf_model_type, load
+        directory = hub.resolve(name_or_path, revision=revision, cache_dir=cache_dir,
+                                local_files_only=local_files_only)
+        kind = hf_model_type(directory)
+        if kind in MODEL_TYPES:
+            return load(cls, directory, device=device, dtype=dtype)
+        if kind is not None:
+            from ..checkpoint import CheckpointError
+            raise CheckpointError(f"{directory / 'config.json'} is a Hugging Face {kind!r} "
+                                  f"checkpoint; this library reads 'gpt2' (into GPT) and "
+                                  f"'bert' (into BERT) ones")
+        return load_pretrained(cls, cls.config_class, directory, device=device, dtype=dtype)
 
 
 class TransformerModel(PretrainedModel):

@@ -109,5 +109,5 @@ def sample_texts(model, tokenizer, cfg: TrainConfig) -> list:
     except ValueError:
         prompt = [0]
     out = model.generate([prompt], max_new_tokens=cfg.sample_tokens,
-                         num_return_sequences=cfg.num_samples, do_sample=True, top_k=None)
+                         num_return_sequences=cfg.num_samples, do_sample=True, top_k=0)
     return [tokenizer.decode(row[1:]) for row in out.numpy().tolist()]

@@ -1,0 +1,225 @@
+"""Hugging Face checkpoints: the directories transformers' ``save_pretrained`` writes (and the
+Hub serves), read into this project's models and written back.
+
+A Hugging Face model directory::
+
+    config.json                    "model_type": "gpt2" or "bert", and the sizes
+    generation_config.json         generate()'s defaults (eos id, max_length, ...), optional
+    model.safetensors              the weights, by name -- or, for big models, shards:
+    model.safetensors.index.json   {"weight_map": {name: "model-00001-of-00002.safetensors"}}
+    tokenizer.json, vocab.json, merges.txt, vocab.txt, ...   the tokenizer's files
+
+GPT-2's parameter names are this project's (``transformer.h.0.attn.c_attn.weight``, Linear
+weights stored (in, out) as GPT-2's ``Conv1D`` stores them), so loading is mostly checking:
+the config's options against what the model implements, every shape against the config, the
+``transformer.`` prefix (the Hub's ``gpt2`` files have none), the causal-mask buffers
+(``h.N.attn.bias``) that are not weights, and a tied ``lm_head.weight``.
+
+``pytorch_model.bin`` files are never read: they are pickles, and unpickling runs whatever
+code the file's author put in it.  Convert them once, in a trusted environment, with
+transformers (``AutoModel.from_pretrained(d).save_pretrained(d, safe_serialization=True)``).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import backend
+from .checkpoint import CheckpointError, _read_arrays, _read_json
+from .files import atomic_write, json_bytes
+
+CONFIG, WEIGHTS, INDEX = "config.json", "model.safetensors", "model.safetensors.index.json"
+GENERATION_CONFIG = "generation_config.json"
+PICKLE_WEIGHTS = "pytorch_model.bin"
+MODEL_TYPES = ("gpt2", "bert")
+
+
+def hf_model_type(directory) -> str | None:
+    """"gpt2" or "bert" when ``directory`` holds a Hugging Face checkpoint of one, else None
+    (this project's own directories say ``"model_type": "GPT"``)."""
+    path = Path(directory) / CONFIG
+    if not path.is_file():
+        return None
+    try:
+        kind = json.loads(path.read_text(encoding="utf-8")).get("model_type")
+    except (ValueError, OSError, AttributeError):
+        return None
+    return kind if isinstance(kind, str) and kind.islower() else None
+
+
+def read_weights(directory) -> dict:
+    """Every array of the checkpoint, by the names in the file: ``model.safetensors``, or the
+    shards listed by ``model.safetensors.index.json``."""
+    directory = Path(directory)
+    if (directory / WEIGHTS).is_file():
+        return _read_arrays(directory / WEIGHTS)
+    if (directory / INDEX).is_file():
+        index = _read_json(directory / INDEX, "the index of the weight shards")
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(weight_map, dict):
+            raise CheckpointError(f"{directory / INDEX} has no 'weight_map' (name -> shard file)")
+        arrays = {}
+        for shard in sorted(set(weight_map.values())):
+            arrays.update(_read_arrays(directory / shard))
+        missing = sorted(set(weight_map) - set(arrays))
+        if missing:
+            raise CheckpointError(f"{directory / INDEX} lists weights no shard holds: "
+                                  f"{', '.join(missing[:5])}")
+        return arrays
+    if (directory / PICKLE_WEIGHTS).is_file():
+        raise CheckpointError(
+            f"{directory} has only {PICKLE_WEIGHTS}, a pickle: loading a pickle runs code chosen "
+            f"by whoever wrote the file, so it is never read here.  Convert it once to "
+            f"safetensors where you trust it, with transformers:\n"
+            f"    from transformers import AutoModel\n"
+            f"    AutoModel.from_pretrained({str(directory)!r}).save_pretrained("
+            f"{str(directory)!r}, safe_serialization=True)")
+    raise FileNotFoundError(f"no {WEIGHTS} (or {INDEX}) in {directory}")
+
+
+def generation_defaults(directory) -> dict:
+    """``generation_config.json``'s values (generate()'s defaults), or {} without one."""
+    path = Path(directory) / GENERATION_CONFIG
+    if not path.is_file():
+        return {}
+    values = _read_json(path, "the generation defaults")
+    return {k: v for k, v in values.items() if not k.startswith(("_", "transformers_"))}
+
+
+def _refuse(path, name, value, why):
+    raise CheckpointError(f"{path}: {name}={value!r} is not supported here ({why})")
+
+
+# --- GPT-2 ------------------------------------------------------------------------------------
+def gpt2_config(hf: dict, path: Path):
+    """A ``GPTConfig`` from GPT-2's config.json; options the model does not implement are
+    refused by name rather than silently ignored."""
+    from .nn.gpt import GPTConfig
+    n_embd = hf.get("n_embd", 768)
+    checks = [
+        ("activation_function", hf.get("activation_function", "gelu_new"),
+         lambda v: v in ("gelu_new", "gelu_pytorch_tanh"), "the MLP uses GELU's tanh form"),
+        ("n_inner", hf.get("n_inner"), lambda v: v in (None, 4 * n_embd),
+         f"the MLP is 4 * n_embd = {4 * n_embd} wide"),
+        ("scale_attn_by_inverse_layer_idx", hf.get("scale_attn_by_inverse_layer_idx", False),
+         lambda v: not v, "attention is scaled by 1/sqrt(head size) only"),
+        ("reorder_and_upcast_attn", hf.get("reorder_and_upcast_attn", False), lambda v: not v,
+         "attention runs in the model's dtype"),
+        ("scale_attn_weights", hf.get("scale_attn_weights", True), lambda v: v,
+         "attention scores are always scaled"),
+        ("add_cross_attention", hf.get("add_cross_attention", False), lambda v: not v,
+         "GPT is decoder-only"),
+        ("tie_word_embeddings", hf.get("tie_word_embeddings", True), lambda v: v,
+         "the LM head is the token embedding"),
+    ]
+    for name, value, ok, why in checks:
+        if not ok(value):
+            _refuse(path, name, value, why)
+    drops = {hf.get(k, 0.1) for k in ("resid_pdrop", "embd_pdrop", "attn_pdrop")}
+    if len(drops) > 1:
+        _refuse(path, "resid/embd/attn_pdrop", sorted(drops),
+                "one dropout rate is used everywhere; make them equal")
+    return GPTConfig(vocab_size=hf.get("vocab_size", 50257),
+                     block_size=hf.get("n_positions", 1024), n_layer=hf.get("n_layer", 12),
+                     n_head=hf.get("n_head", 12), n_embd=n_embd, dropout=drops.pop(),
+                     bias=True, layer_norm_eps=hf.get("layer_norm_epsilon", 1e-5),
+                     bos_token_id=hf.get("bos_token_id"), eos_token_id=hf.get("eos_token_id"),
+                     pad_token_id=hf.get("pad_token_id"))
+
+
+def gpt2_weights(arrays: dict, path: Path) -> dict:
+    """GPT-2's arrays under this project's names: ``transformer.`` added where the file has
+    no prefix, the causal-mask buffers dropped, a tied ``lm_head.weight`` dropped."""
+    named = {}
+    for name, a in arrays.items():
+        if name.endswith((".attn.bias", ".attn.masked_bias")) and a.ndim != 1:
+            continue                        # the causal-mask buffers of older transformers
+        if name == "lm_head.weight":
+            continue                        # checked against wte below
+        named[name if name.startswith("transformer.") else "transformer." + name] = a
+    head, wte = arrays.get("lm_head.weight"), named.get("transformer.wte.weight")
+    if head is not None and wte is not None and not np.array_equal(head, wte):
+        raise CheckpointError(f"{path}: lm_head.weight differs from wte.weight, but this GPT "
+                              f"ties its output layer to the token embedding")
+    return named
+
+
+def gpt2_files(model) -> tuple[dict, dict]:
+    """(config.json, arrays) for transformers' ``GPT2LMHeadModel``."""
+    c = model.config
+    eos = c.eos_token_id
+    config = {
+        "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
+        "vocab_size": c.vocab_size, "n_positions": c.block_size, "n_embd": c.n_embd,
+        "n_layer": c.n_layer, "n_head": c.n_head, "n_inner": None,
+        "activation_function": "gelu_new", "layer_norm_epsilon": c.layer_norm_eps,
+        "resid_pdrop": c.dropout, "embd_pdrop": c.dropout, "attn_pdrop": c.dropout,
+        "initializer_range": 0.02, "scale_attn_weights": True, "use_cache": True,
+        "scale_attn_by_inverse_layer_idx": False, "reorder_and_upcast_attn": False,
+        "tie_word_embeddings": True, "bos_token_id": c.bos_token_id, "eos_token_id": eos,
+        "pad_token_id": c.pad_token_id,
+    }
+    if not c.bias:
+        raise ValueError("save_pretrained(format='hf'): GPT-2 has biases; this model was built "
+                         "with bias=False, which transformers' GPT2 cannot load")
+    state = model.state_dict()
+    arrays = {name: t.data for name, t in state.items() if name != "lm_head.weight"}
+    return config, arrays
+
+
+# --- both -------------------------------------------------------------------------------------
+def load(model_cls, directory, device=None, dtype=None):
+    """A model of ``model_cls`` (GPT or BERT) from a Hugging Face directory, in eval mode, in
+    ``dtype`` (default float32) on ``device``.  Everything is checked before the model is
+    built, so a refused checkpoint returns nothing half-loaded."""
+    from .checkpoint import _load_weights
+    directory = Path(directory)
+    kind = hf_model_type(directory)
+    config_path = directory / CONFIG
+    expected = {"GPT": "gpt2", "BERT": "bert"}.get(model_cls.__name__)
+    if kind != expected:
+        raise CheckpointError(f"{config_path} is a Hugging Face {kind!r} checkpoint; "
+                              f"{model_cls.__name__}.from_pretrained reads {expected!r} ones")
+    hf = _read_json(config_path, "the model's configuration")
+    if kind == "gpt2":
+        config = gpt2_config(hf, config_path)
+        convert = gpt2_weights
+    else:
+        from .nn.bert_hf import bert_config, bert_weights
+        config, convert = bert_config(hf, config_path), bert_weights
+    weights_path = directory / (WEIGHTS if (directory / WEIGHTS).is_file() else INDEX)
+    arrays = convert(read_weights(directory), weights_path)
+    target = np.dtype(dtype if dtype is not None else np.float32)
+    arrays = {k: (a.astype(target) if a.dtype.kind == "f" else a) for k, a in arrays.items()}
+    model = model_cls(config).to(target)
+    _load_weights(model, arrays, weights_path)
+    model.generation_config = generation_defaults(directory)
+    return (model if device is None else model.to(device)).eval()
+
+
+def save(model, directory, tokenizer=None) -> Path:
+    """Write ``model`` (GPT or BERT) as transformers would: config.json, model.safetensors
+    (and the tokenizer's files).  Both prepared before the first file is written."""
+    directory = Path(directory)
+    if type(model).__name__ == "GPT":
+        config, arrays = gpt2_files(model)
+    elif type(model).__name__ == "BERT":
+        from .nn.bert_hf import bert_files
+        config, arrays = bert_files(model)
+    else:
+        raise TypeError(f"save_pretrained(format='hf'): only GPT and BERT have a Hugging Face "
+                        f"layout, not {type(model).__name__}")
+    floats = {a.dtype for a in arrays.values() if a.dtype.kind == "f"}
+    config["torch_dtype"] = str(floats.pop()) if len(floats) == 1 else "float32"
+    from safetensors.numpy import save as safetensors_bytes
+    # transformers refuses a safetensors file whose metadata does not name its format.
+    weights = safetensors_bytes({k: np.ascontiguousarray(backend.to_numpy(a))
+                                 for k, a in arrays.items()}, metadata={"format": "pt"})
+    atomic_write(directory / WEIGHTS, weights)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(directory) if hasattr(tokenizer, "save_pretrained") \
+            else tokenizer.save(directory / "tokenizer.json")
+    atomic_write(directory / CONFIG, json_bytes(config))
+    return directory

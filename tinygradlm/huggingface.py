@@ -1,5 +1,6 @@
 """Hugging Face checkpoints: the directories transformers' ``save_pretrained`` writes (and the
-Hub serves), read into this project's models and written back.
+Hub serves), read into this project's models (GPT-2 into ``GPT``, BERT into ``BERT``) and
+written back.
 
 A Hugging Face model directory::
 
@@ -22,6 +23,7 @@ transformers (``AutoModel.from_pretrained(d).save_pretrained(d, safe_serializati
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -169,6 +171,151 @@ def gpt2_files(model) -> tuple[dict, dict]:
     return config, arrays
 
 
+# --- BERT -------------------------------------------------------------------------------------
+def bert_config(hf: dict, path: Path):
+    """A ``BERTConfig`` in BERT's own layout (post-LayerNorm, token types, pooler) from BERT's
+    config.json; options the model does not implement are refused by name."""
+    from .nn.bert import BERTConfig
+    n_embd = hf.get("hidden_size", 768)
+    act = hf.get("hidden_act", "gelu")
+    checks = [
+        ("hidden_act", act, lambda v: v in ("gelu", "gelu_new", "gelu_pytorch_tanh"),
+         "the MLP uses GELU"),
+        ("intermediate_size", hf.get("intermediate_size", 4 * n_embd),
+         lambda v: v == 4 * n_embd, f"the MLP is 4 * hidden_size = {4 * n_embd} wide"),
+        ("position_embedding_type", hf.get("position_embedding_type", "absolute"),
+         lambda v: v == "absolute", "positions are learned absolute embeddings"),
+        ("is_decoder", hf.get("is_decoder", False), lambda v: not v, "BERT is an encoder"),
+        ("add_cross_attention", hf.get("add_cross_attention", False), lambda v: not v,
+         "BERT is an encoder"),
+    ]
+    for name, value, ok, why in checks:
+        if not ok(value):
+            _refuse(path, name, value, why)
+    drops = {hf.get(k, 0.1) for k in ("hidden_dropout_prob", "attention_probs_dropout_prob")}
+    if len(drops) > 1:
+        _refuse(path, "hidden/attention_probs_dropout_prob", sorted(drops),
+                "one dropout rate is used everywhere; make them equal")
+    return BERTConfig(vocab_size=hf.get("vocab_size", 30522),
+                      block_size=hf.get("max_position_embeddings", 512),
+                      n_layer=hf.get("num_hidden_layers", 12),
+                      n_head=hf.get("num_attention_heads", 12), n_embd=n_embd,
+                      dropout=drops.pop(), bias=True, pad_token_id=hf.get("pad_token_id") or 0,
+                      layer_norm_eps=hf.get("layer_norm_eps", 1e-12), norm_first=False,
+                      type_vocab_size=hf.get("type_vocab_size", 2),
+                      gelu_approximate="none" if act == "gelu" else "tanh", pooler=True)
+
+
+# BERT's module names -> this project's (GPT-2's).  "W" marks a Linear weight, stored (out, in)
+# by PyTorch and (in, out) here; query/key/value are one (C, 3C) matrix here (``c_attn``).
+_BERT_NAMES = [
+    ("embeddings.word_embeddings.weight", "transformer.wte.weight"),
+    ("embeddings.position_embeddings.weight", "transformer.wpe.weight"),
+    ("embeddings.token_type_embeddings.weight", "transformer.wtt.weight"),
+    ("embeddings.LayerNorm.weight", "transformer.ln_e.weight"),
+    ("embeddings.LayerNorm.bias", "transformer.ln_e.bias"),
+    ("pooler.dense.weight", "W pooler.weight"), ("pooler.dense.bias", "pooler.bias"),
+    ("cls.predictions.transform.dense.weight", "W mlm_head.dense.weight"),
+    ("cls.predictions.transform.dense.bias", "mlm_head.dense.bias"),
+    ("cls.predictions.transform.LayerNorm.weight", "mlm_head.ln.weight"),
+    ("cls.predictions.transform.LayerNorm.bias", "mlm_head.ln.bias"),
+    ("cls.predictions.bias", "mlm_head.bias"),
+]
+_BERT_LAYER_NAMES = [
+    ("attention.output.dense.weight", "W attn.c_proj.weight"),
+    ("attention.output.dense.bias", "attn.c_proj.bias"),
+    ("attention.output.LayerNorm.weight", "ln_1.weight"),
+    ("attention.output.LayerNorm.bias", "ln_1.bias"),
+    ("intermediate.dense.weight", "W mlp.c_fc.weight"),
+    ("intermediate.dense.bias", "mlp.c_fc.bias"),
+    ("output.dense.weight", "W mlp.c_proj.weight"), ("output.dense.bias", "mlp.c_proj.bias"),
+    ("output.LayerNorm.weight", "ln_2.weight"), ("output.LayerNorm.bias", "ln_2.bias"),
+]
+
+
+def _bert_name_pairs(n_layer: int):
+    """(BERT's name, "W "-marked name here) for every weight but query/key/value."""
+    pairs = list(_BERT_NAMES)
+    for i in range(n_layer):
+        for theirs, ours in _BERT_LAYER_NAMES:
+            mark, _, name = ours.rpartition(" ")
+            pairs.append((f"encoder.layer.{i}.{theirs}",
+                          f"{mark} transformer.h.{i}.{name}".strip()))
+    return pairs
+
+
+def bert_weights(arrays: dict, path: Path) -> dict:
+    """BERT's arrays (BertModel, BertForMaskedLM or BertForSequenceClassification layout)
+    under this project's names.  LayerNorm's old ``gamma``/``beta`` names are accepted; the
+    classifier's own head is not part of the body and is left out."""
+    plain = {}
+    for name, a in arrays.items():
+        name = name.removeprefix("bert.").replace(".gamma", ".weight").replace(".beta", ".bias")
+        plain[name] = a
+    n_layer = 1 + max((int(k.split(".")[2]) for k in plain if k.startswith("encoder.layer.")),
+                      default=-1)
+    named = {}
+    for theirs, ours in _bert_name_pairs(n_layer):
+        if theirs in plain:
+            transpose, name = ours.startswith("W "), ours.removeprefix("W ")
+            named[name] = plain[theirs].T if transpose else plain[theirs]
+    if "cls.predictions.decoder.bias" in plain and "mlm_head.bias" not in named:
+        named["mlm_head.bias"] = plain["cls.predictions.decoder.bias"]
+    for i in range(n_layer):
+        qkv = [plain.get(f"encoder.layer.{i}.attention.self.{part}.{kind}")
+               for kind in ("weight", "bias") for part in ("query", "key", "value")]
+        if any(a is None for a in qkv):
+            raise CheckpointError(f"{path}: layer {i} lacks its query/key/value weights")
+        named[f"transformer.h.{i}.attn.c_attn.weight"] = np.concatenate(
+            [w.T for w in qkv[:3]], axis=1)                         # (C, 3C)
+        named[f"transformer.h.{i}.attn.c_attn.bias"] = np.concatenate(qkv[3:])
+    decoder, wte = plain.get("cls.predictions.decoder.weight"), named.get("transformer.wte.weight")
+    if decoder is not None and wte is not None and not np.array_equal(decoder, wte):
+        raise CheckpointError(f"{path}: cls.predictions.decoder.weight differs from the word "
+                              f"embeddings, but this BERT ties its MLM head to them")
+    return named
+
+
+def bert_files(model) -> tuple[dict, dict]:
+    """(config.json, arrays) for transformers' ``BertForMaskedLM``.  Only BERT's own layout
+    (post-LayerNorm, ``norm_first=False``) exists in transformers."""
+    c = model.config
+    if c.norm_first or not c.bias:
+        raise ValueError("save_pretrained(format='hf'): transformers' BERT is post-LayerNorm "
+                         "with biases; this BERT was built with norm_first=True (the pre-LN "
+                         "default) or bias=False, which it cannot load.  Save it with "
+                         "format='tinygradlm'")
+    config = {
+        "architectures": ["BertForMaskedLM"], "model_type": "bert",
+        "vocab_size": c.vocab_size, "hidden_size": c.n_embd, "num_hidden_layers": c.n_layer,
+        "num_attention_heads": c.n_head, "intermediate_size": 4 * c.n_embd,
+        "hidden_act": "gelu" if c.gelu_approximate == "none" else "gelu_new",
+        "hidden_dropout_prob": c.dropout, "attention_probs_dropout_prob": c.dropout,
+        "max_position_embeddings": c.block_size, "type_vocab_size": max(c.type_vocab_size, 1),
+        "layer_norm_eps": c.layer_norm_eps, "pad_token_id": c.pad_token_id,
+        "position_embedding_type": "absolute", "initializer_range": 0.02,
+        "tie_word_embeddings": True,
+    }
+    state = {k: backend.to_numpy(t.data) for k, t in model.state_dict().items()}
+    arrays = {}
+    for theirs, ours in _bert_name_pairs(c.n_layer):
+        transpose, name = ours.startswith("W "), ours.removeprefix("W ")
+        if name in state:
+            arrays["bert." * (not theirs.startswith("cls.")) + theirs] = (
+                state[name].T if transpose else state[name])
+    if "transformer.wtt.weight" not in state:       # no segments: one all-zero type
+        arrays["bert.embeddings.token_type_embeddings.weight"] = np.zeros(
+            (1, c.n_embd), dtype=state["transformer.wte.weight"].dtype)
+    for i in range(c.n_layer):
+        w = state[f"transformer.h.{i}.attn.c_attn.weight"]          # (C, 3C)
+        b = state[f"transformer.h.{i}.attn.c_attn.bias"]
+        for j, part in enumerate(("query", "key", "value")):
+            cut = slice(j * c.n_embd, (j + 1) * c.n_embd)
+            arrays[f"bert.encoder.layer.{i}.attention.self.{part}.weight"] = w[:, cut].T
+            arrays[f"bert.encoder.layer.{i}.attention.self.{part}.bias"] = b[cut]
+    return config, arrays
+
+
 # --- both -------------------------------------------------------------------------------------
 def load(model_cls, directory, device=None, dtype=None):
     """A model of ``model_cls`` (GPT or BERT) from a Hugging Face directory, in eval mode, in
@@ -187,13 +334,21 @@ def load(model_cls, directory, device=None, dtype=None):
         config = gpt2_config(hf, config_path)
         convert = gpt2_weights
     else:
-        from .nn.bert_hf import bert_config, bert_weights
         config, convert = bert_config(hf, config_path), bert_weights
     weights_path = directory / (WEIGHTS if (directory / WEIGHTS).is_file() else INDEX)
     arrays = convert(read_weights(directory), weights_path)
     target = np.dtype(dtype if dtype is not None else np.float32)
     arrays = {k: (a.astype(target) if a.dtype.kind == "f" else a) for k, a in arrays.items()}
+    if kind == "bert" and "pooler.weight" not in arrays:
+        config.pooler = False                       # a checkpoint saved without its pooler
     model = model_cls(config).to(target)
+    fresh = [n for n in model.state_dict() if n not in arrays and n.startswith("mlm_head.")
+             and n != "mlm_head.weight"]
+    if fresh:                   # a BertModel without the MLM head: keep the new one, and say so
+        warnings.warn(f"{weights_path} has no MLM head ({', '.join(fresh)}): those weights "
+                      f"are newly initialised; fine-tune before using the MLM logits",
+                      stacklevel=3)
+        arrays.update({n: backend.to_numpy(model.state_dict()[n].data) for n in fresh})
     _load_weights(model, arrays, weights_path)
     model.generation_config = generation_defaults(directory)
     return (model if device is None else model.to(device)).eval()
@@ -206,7 +361,6 @@ def save(model, directory, tokenizer=None) -> Path:
     if type(model).__name__ == "GPT":
         config, arrays = gpt2_files(model)
     elif type(model).__name__ == "BERT":
-        from .nn.bert_hf import bert_files
         config, arrays = bert_files(model)
     else:
         raise TypeError(f"save_pretrained(format='hf'): only GPT and BERT have a Hugging Face "

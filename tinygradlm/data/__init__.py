@@ -9,14 +9,17 @@ The pipeline a training script runs, top to bottom::
     x, y = get_batch(train_ids, batch_size=32, block_size=128)   # Tensors, (32, 128) int64
 
 ``corpus.py`` holds the text, ``tokenizers.py`` the char and subword (BPE, WordPiece)
-tokenizers, ``batches.py`` LM and masked-LM batches, ``tasks.py`` labelled data for
-classification.  Only ``SubwordTokenizer`` needs Hugging Face ``tokenizers``, imported lazily.
+tokenizers, ``pretrained_tokenizers.py`` Hugging Face GPT-2 / BERT tokenizer
+directories, ``batches.py`` LM and masked-LM batches, ``tasks.py`` labelled data for
+classification.  Only ``SubwordTokenizer`` and ``PretrainedTokenizer`` need Hugging Face
+``tokenizers``, imported lazily.
 """
 from .batches import (IGNORE_INDEX, MASK_FRACTION, RANDOM_FRACTION, encode_batch, get_batch,
                       get_mlm_batch, mask_tokens, train_val_split, unigram_baseline_loss)
 from .corpus import (DOWNLOAD_TIMEOUT_S, SHAKESPEARE_SHA256, SHAKESPEARE_URL,
                      STDLIB_EXCLUDED_DIRS, STDLIB_MAX_CHARS, default_cache_dir, encode_corpus,
                      load_corpus)
+from .pretrained_tokenizers import PretrainedTokenizer
 from .tasks import (DEFAULT_PACKAGES, FUNCTION_MAX_CHARS, FUNCTION_MIN_LINES, SPLIT_FRACTIONS,
                     LabelledData, classification_batches, labelled_from_file,
                     load_labelled_file, stdlib_function_dataset)

@@ -10,7 +10,8 @@
                                         special_tokens=BERT_SPECIAL_TOKENS)
 
 Both have ``vocab_size``, ``encode``, ``encode_array``, ``decode``, ``save`` and ``load``
-(a subword one as the standard ``tokenizer.json``); ``load_tokenizer`` reads either back.
+(a subword one as the standard ``tokenizer.json``); ``load_tokenizer`` reads either back,
+and also Hugging Face GPT-2 / BERT tokenizer directories (``pretrained_tokenizers.py``).
 """
 from __future__ import annotations
 
@@ -297,9 +298,15 @@ class SubwordTokenizer:
         return cls(Tokenizer.from_str(json.dumps(config)))
 
 
-def load_tokenizer(path) -> CharTokenizer | SubwordTokenizer:
+def load_tokenizer(path):
     """Read a tokenizer saved by ``CharTokenizer.save`` or ``SubwordTokenizer.save`` (or any
-    byte-level BPE or WordPiece ``tokenizer.json``), deciding which from the file's contents."""
+    byte-level BPE or WordPiece ``tokenizer.json``), deciding which from the file's contents.
+    A Hugging Face tokenizer directory (or a tokenizer.json in one) -- tokenizer_config.json,
+    vocab.json + merges.txt, vocab.txt, ... -- gives a ``PretrainedTokenizer`` that encodes
+    exactly as transformers' GPT-2 or BERT tokenizer does."""
+    from .pretrained_tokenizers import PretrainedTokenizer, is_pretrained_dir
+    if is_pretrained_dir(path):
+        return PretrainedTokenizer.from_pretrained(path)
     is_char = _read_config(path).get("type") == "char"
     return (CharTokenizer if is_char else SubwordTokenizer).load(path)
 

@@ -103,10 +103,11 @@ class MultiHeadAttention(Module):
 class MLP(Module):
     """Position-wise feed-forward network: Linear(C, 4C) -> GELU -> Linear(4C, C)."""
 
-    def __init__(self, n_embd: int, dropout: float = 0.0, bias: bool = True):
+    def __init__(self, n_embd: int, dropout: float = 0.0, bias: bool = True,
+                 approximate: str = "tanh"):
         super().__init__()
         self.c_fc = Linear(n_embd, 4 * n_embd, bias=bias)
-        self.gelu = GELU()
+        self.gelu = GELU(approximate)
         self.c_proj = Linear(4 * n_embd, n_embd, bias=bias)
         self.dropout = Dropout(dropout)
 
@@ -115,18 +116,26 @@ class MLP(Module):
 
 
 class TransformerBlock(Module):
-    """Pre-LayerNorm block: x + attn(ln_1(x)), then + mlp(ln_2(x)).  Normalising *before*
-    each sub-layer keeps the residual stream an untouched sum, which trains stably without
-    learning-rate tricks."""
+    """Pre-LayerNorm block (``norm_first=True``, GPT-2's): x + attn(ln_1(x)), then
+    + mlp(ln_2(x)).  Normalising *before* each sub-layer keeps the residual stream an
+    untouched sum, which trains stably without learning-rate tricks.
+
+    Post-LayerNorm (``norm_first=False``, the original Transformer's and BERT's):
+    ln_1(x + attn(x)), then ln_2(x + mlp(x)) -- what pretrained BERT checkpoints expect."""
 
     def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True,
-                 causal: bool = True, layer_idx: int = 0, eps: float = 1e-5):
+                 causal: bool = True, layer_idx: int = 0, eps: float = 1e-5,
+                 norm_first: bool = True, approximate: str = "tanh"):
         super().__init__()
+        self.norm_first = norm_first
         self.ln_1 = LayerNorm(n_embd, eps=eps, bias=bias)
         self.attn = MultiHeadAttention(n_embd, n_head, dropout, bias, causal, layer_idx)
         self.ln_2 = LayerNorm(n_embd, eps=eps, bias=bias)
-        self.mlp = MLP(n_embd, dropout, bias)
+        self.mlp = MLP(n_embd, dropout, bias, approximate)
 
     def forward(self, x: Tensor, attention_mask=None, kv_cache: KVCache | None = None) -> Tensor:
-        x = x + self.attn(self.ln_1(x), attention_mask, kv_cache)   # (B, T, C)
-        return x + self.mlp(self.ln_2(x))                           # (B, T, C)
+        if self.norm_first:
+            x = x + self.attn(self.ln_1(x), attention_mask, kv_cache)   # (B, T, C)
+            return x + self.mlp(self.ln_2(x))                           # (B, T, C)
+        x = self.ln_1(x + self.attn(x, attention_mask, kv_cache))
+        return self.ln_2(x + self.mlp(x))

@@ -5,6 +5,8 @@
 
 Pooling turns T hidden states into one vector per sequence:
   * ``"cls"``  the first position (BERT puts ``[CLS]`` there; it sees the whole sequence),
+    through BERT's pooler (dense + tanh) when the body has one, as Hugging Face's
+    ``BertForSequenceClassification`` does,
   * ``"mean"`` the average over real (non-padding) tokens,
   * ``"last"`` the last real token -- the only one a causal GPT lets see the whole sequence.
 """
@@ -23,6 +25,7 @@ from .layers import Dropout, Linear
 from .pretrained import PretrainedModel
 
 BODIES = {"BERT": (BERT, BERTConfig), "GPT": (GPT, GPTConfig)}
+HF_BODIES = {"bert": "BERT", "gpt2": "GPT"}            # Hugging Face's model_type -> ours
 
 
 @dataclass
@@ -70,9 +73,13 @@ class SequenceClassifier(PretrainedModel):
 
     @classmethod
     def from_pretrained_body(cls, directory, num_labels: int, pooling: str | None = None,
-                             dropout: float = 0.1, label_names=(), device: str | None = None):
-        """Load a pretrained BERT or GPT saved with ``save_pretrained`` and put a fresh
-        classification head on it."""
+                             dropout: float = 0.1, label_names=(), device: str | None = None,
+                             dtype=None):
+        """Load a pretrained BERT or GPT -- saved with ``save_pretrained``, a Hugging Face
+        BERT or GPT-2 directory, or a Hub name -- and put a fresh classification head on it."""
+        from .. import hub
+        if not os.path.isdir(directory):
+            directory = hub.resolve(directory)
         path = os.path.join(directory, "config.json")
         try:
             with open(path) as f:
@@ -80,10 +87,12 @@ class SequenceClassifier(PretrainedModel):
         except FileNotFoundError:
             raise FileNotFoundError(f"no pretrained model in {directory!r}: {path} is missing; "
                                     f"pretrain one first (e.g. examples/train_mlm.py)") from None
+        body_type = HF_BODIES.get(body_type, body_type)
         if body_type not in BODIES:
             raise ValueError(f"{path}: model_type {body_type!r} cannot be fine-tuned for "
                              f"classification (expected one of {sorted(BODIES)})")
-        body = BODIES[body_type][0].from_pretrained(directory, device=device).train()
+        body = BODIES[body_type][0].from_pretrained(directory, device=device,
+                                                    dtype=dtype).train()
         model = cls.from_body(body, num_labels, pooling, dropout, label_names)
         return model if device is None else model.to(device)
 
@@ -115,7 +124,7 @@ class SequenceClassifier(PretrainedModel):
     def pool(self, h: Tensor, mask) -> Tensor:
         """(B, T, C) hidden states -> (B, C), looking only at real tokens."""
         if self.config.pooling == "cls":
-            return h[:, 0, :]
+            return self.body.pooled(h) if hasattr(self.body, "pooler") else h[:, 0, :]
         xp = h.xp
         mask = Tensor(mask, device=h.device).data                   # (B, T)
         if self.config.pooling == "mean":

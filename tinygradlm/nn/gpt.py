@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from .. import functional as F
 from ..creation import arange, randn, zeros
 from ..tensor import Tensor
@@ -102,7 +104,7 @@ class GPT(TransformerModel):
                                    position_ids=position_ids)       # (B, T, C)
         for block in self.transformer.h:
             x = block(x, attention_mask, kv_cache)                  # (B, T, C)
-        return self.transformer.ln_f(x)
+        return self.transformer.finish(x)
 
     def generate(self, input_ids, **kwargs):
         """Continue ``input_ids``; see ``tinygradlm.generate.generate`` for the options."""
@@ -134,24 +136,40 @@ def init_gpt2_weights(model: Module, n_layer: int):
 class Transformer(Module):
     """The ``transformer.*`` namespace of GPT-2's parameter names: token and position
     embeddings, the stack of blocks and the final LayerNorm.  GPT uses it causal; the
-    BERT-style encoder bidirectional."""
+    BERT-style encoder bidirectional.
 
-    def __init__(self, c, causal: bool):
+    BERT's original layout (``norm_first=False``) differs in three places: token-type
+    (segment) embeddings ``wtt`` are added too, the LayerNorm comes right after the embeddings
+    (``ln_e``) instead of after the last block (each post-LN block ends normalised), and the
+    GELU may be the exact one (``approximate="none"``)."""
+
+    def __init__(self, c, causal: bool, norm_first: bool = True, type_vocab_size: int = 0,
+                 approximate: str = "tanh"):
         super().__init__()
         self.wte = Embedding(c.vocab_size, c.n_embd)
         self.wpe = Embedding(c.block_size, c.n_embd)
+        if type_vocab_size:
+            self.wtt = Embedding(type_vocab_size, c.n_embd)
+        if not norm_first:
+            self.ln_e = LayerNorm(c.n_embd, eps=c.layer_norm_eps, bias=c.bias)
         self.drop = Dropout(c.dropout)
         self.h = ModuleList(TransformerBlock(c.n_embd, c.n_head, c.dropout, c.bias,
-                                             causal=causal, layer_idx=i, eps=c.layer_norm_eps)
+                                             causal=causal, layer_idx=i, eps=c.layer_norm_eps,
+                                             norm_first=norm_first, approximate=approximate)
                             for i in range(c.n_layer))
-        self.ln_f = LayerNorm(c.n_embd, eps=c.layer_norm_eps, bias=c.bias)
+        if norm_first:
+            self.ln_f = LayerNorm(c.n_embd, eps=c.layer_norm_eps, bias=c.bias)
         self.block_size = c.block_size
 
+    def finish(self, x: Tensor) -> Tensor:
+        """The last blocks' output as the heads read it: through ln_f when pre-LN."""
+        return self.ln_f(x) if hasattr(self, "ln_f") else x
+
     def embed(self, ids, past: int = 0, owner: str = "model", arg: str = "ids",
-              position_ids=None) -> Tensor:
-        """Token plus position embeddings, then dropout: ids (B, T) -> (B, T, C), the tokens
-        sitting at positions past .. past + T - 1 (past > 0 after a KV cache), or at
-        ``position_ids`` (B, T) when given."""
+              position_ids=None, token_type_ids=None) -> Tensor:
+        """Token plus position (plus token-type) embeddings, then dropout: ids (B, T) ->
+        (B, T, C), the tokens sitting at positions past .. past + T - 1 (past > 0 after a KV
+        cache), or at ``position_ids`` (B, T) when given."""
         device = self.wte.weight.device
         if not isinstance(ids, Tensor):
             ids = Tensor(ids, device="cpu")     # host data stays there until wte checks it
@@ -177,4 +195,18 @@ class Transformer(Module):
                                  f"{(ids.shape[0], T)} for {arg} {ids.shape}")
             pos = pos.data if pos.device == "cpu" else pos.to("cpu").data  # wpe checks range
         tokens = self.wte(ids if ids.device == device else ids.data)  # host ids: checked, copied
-        return self.drop(tokens + self.wpe(pos))                    # (B, T, C)
+        x = tokens + self.wpe(pos)                                  # (B, T, C)
+        if hasattr(self, "wtt"):        # segment A/B; all type 0 when not given (as HF)
+            types = (np.zeros(ids.shape, dtype=np.int64) if token_type_ids is None else
+                     token_type_ids.to("cpu").data if isinstance(token_type_ids, Tensor)
+                     else np.asarray(token_type_ids))
+            if types.shape != tuple(ids.shape):
+                raise ValueError(f"{owner}: token_type_ids {types.shape} must match {arg} "
+                                 f"{ids.shape}")
+            x = x + self.wtt(types)
+        elif token_type_ids is not None:
+            raise ValueError(f"{owner}: token_type_ids given, but the model has no token-type "
+                             f"embeddings (type_vocab_size=0)")
+        if hasattr(self, "ln_e"):
+            x = self.ln_e(x)
+        return self.drop(x)

@@ -48,3 +48,50 @@ def test_examples_take_device_and_say_why_without_a_gpu(tmp_path):
             assert out.returncode != 0, name
             assert "device 'cuda' is not available" in out.stderr, (name, out.stderr)
             assert '.[gpu]' in out.stderr and "Traceback" not in out.stderr, name
+
+
+def test_generate_example_on_a_hugging_face_gpt2_and_on_a_model_trained_here(tmp_path):
+    """examples/generate.py: the seed's transformers lesson, on a tiny GPT-2 written by
+    transformers (with its tokenizer) and on a directory this project saved."""
+    import pytest
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import ByteLevelBPETokenizer
+    import tinygradlm as tg
+
+    text = "Once upon a time there was a tiny model. It told stories, time after time.\n" * 20
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([text], vocab_size=300, min_frequency=1,
+                            special_tokens=["<|endoftext|>"])
+    bpe.save_model(str(tmp_path))                   # vocab.json + merges.txt, as GPT-2's
+    tok = transformers.GPT2TokenizerFast.from_pretrained(tmp_path)
+    torch.manual_seed(0)
+    hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+        vocab_size=len(tok), n_positions=64, n_embd=16, n_layer=1, n_head=2,
+        eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)).eval()
+    hf.save_pretrained(tmp_path / "gpt2-tiny")
+    tok.save_pretrained(tmp_path / "gpt2-tiny")
+    out = _run_example("generate.py", "--model", str(tmp_path / "gpt2-tiny"), "--prompt",
+                       "Once upon a time", "--max_length", "12")
+    assert out.returncode == 0, out.stderr
+    ids = tok.encode("Once upon a time", return_tensors="pt")
+    expected = tok.decode(hf.generate(ids, max_length=12, do_sample=False,
+                                      attention_mask=torch.ones_like(ids))[0],
+                          skip_special_tokens=True)
+    assert out.stdout.split("--- 1 ---\n")[1].rstrip("\n") == expected
+    sampled = _run_example("generate.py", "--model", str(tmp_path / "gpt2-tiny"),
+                           "--max_new_tokens", "5", "--do_sample", "--num_return_sequences",
+                           "3", "--top_p", "0.9", "--temperature", "0.7")
+    assert sampled.returncode == 0, sampled.stderr
+    assert sampled.stdout.count("--- ") == 3
+    tg.manual_seed(0)
+    own = tg.nn.GPT(tg.nn.GPTConfig(vocab_size=6, block_size=16, n_layer=1, n_head=1,
+                                    n_embd=4))
+    own.save_pretrained(tmp_path / "own", tg.data.CharTokenizer.from_text("abcde "))
+    out = _run_example("generate.py", "--model", str(tmp_path / "own"), "--prompt", "ab",
+                       "--max_new_tokens", "4")
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.split("--- 1 ---\n")[1].rstrip("\n")) == 6
+    bad = _run_example("generate.py", "--model", str(tmp_path / "nowhere" / "x"))
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "no such directory" in bad.stderr.lower(), bad.stderr

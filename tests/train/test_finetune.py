@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -494,3 +495,46 @@ def test_finetune_script_without_a_body_says_how_to_get_one(labelled_csv, tmp_pa
                  f"--out_dir={tmp_path / 'ft'}", "--progress=false")
     assert run.returncode != 0 and "--pretrain_if_missing" in run.stderr
     assert "Traceback" not in run.stderr and not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2"])
+def test_finetune_a_hugging_face_body(labelled, tmp_path, family):
+    """--init_from a Hugging Face BERT (with its WordPiece vocab.txt) or GPT-2 (byte-level BPE,
+    no [PAD]/[CLS]/[SEP]: padded with its end-of-text id, pooled at the last token)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import ByteLevelBPETokenizer
+    texts = [json.loads(line)["text"] for line in open(labelled)]
+    body = tmp_path / family
+    torch.manual_seed(0)
+    if family == "bert":
+        words = sorted({w for t in texts for w in t.lower().replace("(", " ").split()})[:200]
+        vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words,
+                 *"abcdefghijklmnopqrstuvwxyz"]
+        body.mkdir()
+        (body / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+        tok = transformers.BertTokenizerFast.from_pretrained(body)
+        model = transformers.BertModel(transformers.BertConfig(
+            vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+            intermediate_size=64, max_position_embeddings=BLOCK))
+    else:
+        bpe = ByteLevelBPETokenizer()
+        bpe.train_from_iterator(texts, vocab_size=400, special_tokens=["<|endoftext|>"])
+        body.mkdir()
+        bpe.save_model(str(body))
+        tok = transformers.GPT2TokenizerFast.from_pretrained(body)
+        model = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+            vocab_size=len(tok), n_positions=BLOCK, n_embd=16, n_layer=1, n_head=2,
+            eos_token_id=tok.eos_token_id))
+    model.save_pretrained(body)
+    tok.save_pretrained(body)
+    cfg = ft_config(labelled, body, tmp_path / "out", max_iters=10, lr_decay_iters=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                 # BertModel: no MLM head
+        summary = finetune_and_compare(cfg)
+    assert 0.0 <= summary["test_accuracy"] <= 1.0 and summary["init"] == str(body)
+    clf = SequenceClassifier.from_pretrained(tmp_path / "out")
+    assert clf.config.body_type == ("BERT" if family == "bert" else "GPT")
+    assert clf.config.pooling == ("cls" if family == "bert" else "last")
+    saved = tg.data.load_tokenizer(tmp_path / "out")            # the body's, saved beside
+    assert saved.encode(texts[0]) == tok.encode(texts[0])

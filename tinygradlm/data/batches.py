@@ -94,11 +94,26 @@ def check_max_length(max_length, name: str = "max_length") -> int:
 
 def wrap_texts(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
     """``[CLS] tokens [SEP]`` for each text, the tokens cut to fit in ``max_length``.  The
-    head is kept: for a function that is its signature and docstring."""
-    cls_id, sep_id, room = tokenizer.cls_token_id, tokenizer.sep_token_id, max_length - 2
+    head is kept: for a function that is its signature and docstring.  A tokenizer without
+    [CLS]/[SEP] (GPT-2's) gives the tokens alone."""
+    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+    head, tail = [cls_id] if cls_id is not None else [], [sep_id] if sep_id is not None else []
+    room = max_length - len(head) - len(tail)
     token_lists = (tokenizer.encode_many(texts) if hasattr(tokenizer, "encode_many")
                    else [tokenizer.encode(t) for t in texts])
-    return [[cls_id, *ids[:room], sep_id] for ids in token_lists]
+    return [[*head, *ids[:room], *tail] for ids in token_lists]
+
+
+def padding_id(tokenizer) -> int:
+    """The id that fills a row after its text: [PAD], or for a tokenizer without one (GPT-2's)
+    its end-of-text id, as Hugging Face does (the attention mask hides it either way)."""
+    pad = tokenizer.pad_token_id
+    if pad is None:
+        pad = getattr(tokenizer, "eos_token_id", None)
+    if pad is None:
+        raise ValueError(f"{type(tokenizer).__name__} has neither a padding nor an end-of-text "
+                         f"token to pad batches with")
+    return pad
 
 
 def pad_rows(rows: list[list[int]], width: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
@@ -123,7 +138,7 @@ def encode_batch(tokenizer, texts, max_length: int) -> tuple[np.ndarray, np.ndar
     texts = list(texts)
     if not texts:
         raise ValueError("encode_batch: the list of texts is empty")
-    return pad_rows(wrap_texts(tokenizer, texts, max_length), max_length, tokenizer.pad_token_id)
+    return pad_rows(wrap_texts(tokenizer, texts, max_length), max_length, padding_id(tokenizer))
 
 
 # --- masked-LM --------------------------------------------------------------------------

@@ -25,7 +25,8 @@ import numpy as np
 
 from ..files import InputError
 from ..tensor import Tensor
-from .batches import check_max_length, pad_rows, positive_int, rng_or_default, wrap_texts
+from .batches import (check_max_length, pad_rows, padding_id, positive_int, rng_or_default,
+                      wrap_texts)
 from .corpus import stdlib_files, stdlib_root
 
 
@@ -330,7 +331,7 @@ def classification_batches(examples, tokenizer, batch_size: int, max_length: int
     labels = np.array([operator.index(label) for _, label in examples], dtype=np.int64)  # (N,)
     rows = wrap_texts(tokenizer, [text for text, _ in examples], max_length)
     order = rng_or_default(generator).permutation(len(rows)) if shuffle else np.arange(len(rows))
-    return _batches(rows, labels, order, batch_size, tokenizer.pad_token_id, device)
+    return _batches(rows, labels, order, batch_size, padding_id(tokenizer), device)
 
 
 def _batches(rows, labels, order, batch_size, pad_id, device):

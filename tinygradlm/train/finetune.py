@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import backend, checkpoint, data, files, metrics
+from .. import backend, checkpoint, data, files, hub, metrics
 from ..autograd import no_grad
 from ..nn.classifier import BODIES, SequenceClassifier
 from ..config import flag
+from ..huggingface import hf_model_type
 from .gpt import train_gpt
 from .loop import TrainConfig, finished_summary, fit, start_run, write_summary
 from .mlm import MLMConfig, train_mlm
@@ -36,8 +37,9 @@ class FinetuneConfig(TrainConfig):
     text_column: str = flag("text", "the text's column in a CSV / TSV / JSONL file")
     label_column: str = flag("label", "the label's column in a CSV / TSV / JSONL file")
     max_per_class: int = flag(600, "examples per class in the stdlib task", at_least=1)
-    init_from: str = flag("out-pretrained", "directory of a pretrained BERT or GPT (see "
-                          "--pretrain_if_missing)")
+    init_from: str = flag("out-pretrained", "directory of a pretrained BERT or GPT: trained "
+                          "here (see --pretrain_if_missing), a Hugging Face BERT or GPT-2 "
+                          "checkpoint, or a downloaded Hub name")
     pretrain_if_missing: bool = flag(False, "no model in init_from (or an unfinished run): "
                                      "pretrain one there first (~25 min)")
     pretrain_iters: int = flag(1500, "iterations of that pretraining", at_least=1)
@@ -91,6 +93,11 @@ def pretrained_body(cfg: FinetuneConfig, task=None) -> str:
     ``--pretrain_if_missing`` a pretraining run first (resumed where it stopped) -- on the
     stdlib corpus without ``task``'s val and test files, so that fine-tuning is evaluated on
     source the body has never read."""
+    if not os.path.exists(cfg.init_from) and not cfg.pretrain_if_missing:
+        try:            # a Hub name ("bert-base-uncased") in the local Hugging Face cache
+            return str(hub.resolve(cfg.init_from, local_files_only=True))
+        except (hub.ModelNotFoundError, files.InputError):
+            pass        # not one we have: the error below says how to make or get a model
     has_model = os.path.exists(os.path.join(cfg.init_from, "config.json"))
     states = checkpoint.state_dirs(os.path.join(cfg.init_from, "resume"))
     unfinished = bool(states) and not os.path.exists(os.path.join(cfg.init_from,
@@ -108,7 +115,9 @@ def pretrained_body(cfg: FinetuneConfig, task=None) -> str:
             f"Add --pretrain_if_missing to pretrain one there first ({cfg.pretrain_objective} "
             f"objective, {cfg.pretrain_iters} iterations: about 25 minutes on 2 CPU cores), "
             f"or point --init_from at an encoder saved by examples/train_mlm.py (its tokenizer "
-            f"has the [PAD]/[CLS]/[SEP] tokens fine-tuning needs)")
+            f"has the [PAD]/[CLS]/[SEP] tokens fine-tuning needs), at a Hugging Face BERT or "
+            f"GPT-2 directory, or at a Hub name you have downloaded (huggingface-cli download "
+            f"NAME)")
     held_out = getattr(task, "held_out_files", ())
     print(f"{'continuing the unfinished' if states else 'no pretrained model in'} "
           f"{cfg.init_from!r}: pretraining ({cfg.pretrain_objective} objective) for "
@@ -171,19 +180,26 @@ def finetune_classifier(cfg: FinetuneConfig, task=None, tokenizer=None,
     body_dir = pretrained_body(cfg, task) if body_dir is None else body_dir
     if resume is not None:
         tokenizer = resume.tokenizer
+    if tokenizer is None and hf_model_type(body_dir) is not None:
+        tokenizer = data.load_tokenizer(body_dir)   # a Hugging Face GPT-2 or BERT tokenizer
     if tokenizer is None:
         path = checkpoint.tokenizer_path(body_dir)
         if path is None:
             raise FileNotFoundError(f"no tokenizer.json beside the pretrained model in "
                                     f"{body_dir!r}")
         tokenizer = data.load_tokenizer(path)
-    if data.PAD_TOKEN not in getattr(tokenizer, "special_tokens", ()):
+    if not isinstance(tokenizer, data.PretrainedTokenizer) and \
+            data.PAD_TOKEN not in getattr(tokenizer, "special_tokens", ()):
         raise files.InputError(f"the tokenizer in {body_dir!r} has no [PAD]/[CLS]/[SEP] tokens; "
                                f"fine-tuning needs a model pretrained with a WordPiece or BPE "
                                f"tokenizer with special tokens (examples/train_mlm.py)")
     pooling = cfg.pooling or None
     model = SequenceClassifier.from_pretrained_body(body_dir, task.num_classes, pooling,
                                                     cfg.dropout, task.label_names, cfg.device)
+    if len(tokenizer) > model.body.config.vocab_size:
+        raise files.InputError(f"the tokenizer of {body_dir!r} has {len(tokenizer)} tokens, "
+                               f"more than the model's vocab_size="
+                               f"{model.body.config.vocab_size}")
     if scratch:     # same architecture and budget, random weights: what pretraining buys
         body_cls, body_cfg = BODIES[model.config.body_type]
         model = SequenceClassifier.from_body(body_cls(body_cfg(**model.config.body)),

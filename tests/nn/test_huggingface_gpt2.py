@@ -242,3 +242,25 @@ def test_checked_in_fixture_gives_its_expected_logits():
     np.testing.assert_allclose(logits, np.array(expected["logits"]), atol=1e-5)
     greedy = model.generate(np.array(expected["input_ids"]), max_new_tokens=5).numpy()
     assert greedy.tolist() == expected["greedy_ids"]
+
+
+def test_a_hub_name_loads_from_the_local_cache(tmp_path, monkeypatch):
+    """``GPT.from_pretrained("org/name")`` finds the files in the Hugging Face cache (laid out
+    here as huggingface_hub lays it out), with no network; not cached and offline, the error
+    names the command that downloads it."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _, path = hf_gpt2(tmp_path)
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "cache" / "models--someone--tiny-gpt2"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for f in path.iterdir():
+        (snapshot / f.name).write_bytes(f.read_bytes())
+    model = nn.GPT.from_pretrained("someone/tiny-gpt2", cache_dir=tmp_path / "cache",
+                                   dtype=tg.float64)
+    reference = nn.GPT.from_pretrained(path, dtype=tg.float64)
+    np.testing.assert_array_equal(model(ids())[0].numpy(), reference(ids())[0].numpy())
+    with pytest.raises(FileNotFoundError, match="huggingface-cli download someone/other"):
+        nn.GPT.from_pretrained("someone/other", cache_dir=tmp_path / "cache")

@@ -47,6 +47,7 @@ import numpy as np
 
 from . import backend
 from .config import check_types
+from .creation import skip_init
 from .files import (atomic_path, atomic_write, json_bytes, read_json, restore_non_finite,
                     write_json)
 
@@ -187,7 +188,8 @@ def load_pretrained(model_cls, config_cls, directory, device: str | None = None,
         raise CheckpointError(f"cannot build {config_cls.__name__} from {config_path}: "
                               f"{exc}") from None
     arrays = _read_arrays(weights_path)
-    model = model_cls(config)
+    with skip_init():                   # every weight is loaded right below: draw none
+        model = model_cls(config)
     floats = {a.dtype for a in arrays.values() if a.dtype.kind == "f"}
     target = dtype if dtype is not None else (floats.pop() if len(floats) == 1 else None)
     if target is not None:

@@ -4,6 +4,8 @@ with PyTorch's names and defaults.  Random factories draw from the library's see
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from . import backend, ops
@@ -65,6 +67,21 @@ def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
                     dtype, device, requires_grad)
 
 
+class skip_init(contextlib.ContextDecorator):
+    """Inside, ``rand``/``randn`` give zeros and the models skip their initialisation: for
+    building a model whose weights are loaded right after (``from_pretrained``), so that no
+    time goes into drawing 124M random numbers only to overwrite them (PyTorch's
+    ``torch.nn.utils.skip_init``).  The random generators are not advanced either."""
+    active = False
+
+    def __enter__(self):
+        self._previous, skip_init.active = skip_init.active, True
+
+    def __exit__(self, *exc):
+        skip_init.active = self._previous
+        return False
+
+
 def _sampler(name: str, method: str):
     """A factory's draw: ``method`` of the device's generator, which samples float32 or
     float64 only -- float16 is drawn in float32 and rounded, as other libraries do."""
@@ -72,6 +89,8 @@ def _sampler(name: str, method: str):
         dtype = np.dtype(dtype)
         if dtype.kind != "f":
             raise TypeError(f"{name}: dtype must be a floating point type, got {dtype}")
+        if skip_init.active:
+            return backend.xp_for(device).zeros(shape, dtype)
         wide = dtype if dtype.itemsize >= 4 else np.dtype(np.float32)
         return getattr(backend.generator(device), method)(shape, dtype=wide).astype(dtype,
                                                                                    copy=False)

@@ -82,7 +82,7 @@ def resolve(name_or_path, *, revision: str = "main", cache_dir=None,
         return path
     if path.is_file():
         return path.parent
-    if _looks_like_path(name):
+    if looks_like_path(name):
         raise ModelNotFoundError(f"no such directory: {name!r}")
     if not _REPO_ID.fullmatch(name) or "--" in name or ".." in name or len(name) > 96:
         raise InputError(f"{name!r} is neither a local directory nor a valid Hugging Face repo "
@@ -120,7 +120,7 @@ def resolve(name_or_path, *, revision: str = "main", cache_dir=None,
     return folder
 
 
-def _looks_like_path(name: str) -> bool:
+def looks_like_path(name: str) -> bool:
     """True for what can only be a path: "./x", "~/x", "/abs/x", "a/b/c", "x/", "a\\b"."""
     return (name.startswith((".", "~")) or os.path.isabs(name) or name.count("/") > 1
             or name.endswith("/") or "\\" in name)

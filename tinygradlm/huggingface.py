@@ -30,6 +30,7 @@ import numpy as np
 
 from . import backend
 from .checkpoint import CheckpointError, _read_arrays, _read_json
+from .creation import skip_init
 from .files import atomic_write, json_bytes
 
 CONFIG, WEIGHTS, INDEX = "config.json", "model.safetensors", "model.safetensors.index.json"
@@ -322,6 +323,7 @@ def load(model_cls, directory, device=None, dtype=None):
     ``dtype`` (default float32) on ``device``.  Everything is checked before the model is
     built, so a refused checkpoint returns nothing half-loaded."""
     from .checkpoint import _load_weights
+    from .nn.gpt import init_gpt2_weights
     directory = Path(directory)
     kind = hf_model_type(directory)
     config_path = directory / CONFIG
@@ -338,12 +340,20 @@ def load(model_cls, directory, device=None, dtype=None):
     weights_path = directory / (WEIGHTS if (directory / WEIGHTS).is_file() else INDEX)
     arrays = convert(read_weights(directory), weights_path)
     target = np.dtype(dtype if dtype is not None else np.float32)
-    arrays = {k: (a.astype(target) if a.dtype.kind == "f" else a) for k, a in arrays.items()}
+    arrays = {k: (a.astype(target, copy=False) if a.dtype.kind == "f" else a)
+              for k, a in arrays.items()}
     if kind == "bert" and "pooler.weight" not in arrays:
         config.pooler = False                       # a checkpoint saved without its pooler
-    model = model_cls(config).to(target)
+    with skip_init():                           # every weight is loaded right below
+        model = model_cls(config).to(target)
     fresh = [n for n in model.state_dict() if n not in arrays and n.startswith("mlm_head.")
              and n != "mlm_head.weight"]
+    if fresh:                   # those few are drawn as a new model would draw them
+        new_head = type(model.mlm_head)(config.n_embd, config.vocab_size, config.bias,
+                                        config.gelu_approximate, config.layer_norm_eps)
+        init_gpt2_weights(new_head, config.n_layer)
+        model.mlm_head.load_state_dict({k: v for k, v in new_head.to(target).state_dict()
+                                        .items() if k != "weight"}, strict=False)
     if fresh:                   # a BertModel without the MLM head: keep the new one, and say so
         warnings.warn(f"{weights_path} has no MLM head ({', '.join(fresh)}): those weights "
                       f"are newly initialised; fine-tune before using the MLM logits",

@@ -78,8 +78,8 @@ class SequenceClassifier(PretrainedModel):
         """Load a pretrained BERT or GPT -- saved with ``save_pretrained``, a Hugging Face
         BERT or GPT-2 directory, or a Hub name -- and put a fresh classification head on it."""
         from .. import hub
-        if not os.path.isdir(directory):
-            directory = hub.resolve(directory)
+        if not os.path.isdir(directory) and not hub.looks_like_path(os.fspath(directory)):
+            directory = hub.resolve(directory)          # a Hub name
         path = os.path.join(directory, "config.json")
         try:
             with open(path) as f:

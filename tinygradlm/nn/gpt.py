@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import functional as F
-from ..creation import arange, randn, zeros
+from ..creation import arange, randn, skip_init, zeros
 from ..tensor import Tensor
 from .attention import KVCache, TransformerBlock
 from .layers import Dropout, Embedding, LayerNorm, ModuleList
@@ -124,6 +124,8 @@ def init_gpt2_weights(model: Module, n_layer: int):
     """GPT-2's initialisation: N(0, 0.02) for matrices and embeddings, zero biases, and the
     projections that write into the residual stream (``c_proj``) scaled by 1/sqrt(2 n_layer),
     so the stream's variance does not grow with depth.  LayerNorms keep weight 1, bias 0."""
+    if skip_init.active:                # weights about to be loaded: nothing to draw
+        return
     std = 0.02
     for name, p in model.named_parameters():
         if p.ndim >= 2:

@@ -84,7 +84,12 @@ def _read_arrays(path: Path, data: bytes | None = None) -> dict:
     if data is None and not path.is_file():
         raise FileNotFoundError(f"no {path.name} in {path.parent}: expected {path}")
     try:
-        return load(data) if data is not None else load_file(path)
+        if data is not None:
+            return load(data)
+        try:        # read, not memory-mapped: the mapped pages would double the peak memory
+            return load_file(path, backend="pread")
+        except TypeError:                       # safetensors before 0.8 has one backend
+            return load_file(path)
     except SafetensorError as exc:
         raise CheckpointError(f"{path} is truncated or corrupt ({exc}); re-save or "
                               f"re-download it") from None
@@ -118,9 +123,10 @@ def _first_names(state: dict) -> dict:
     return {name: first.setdefault(id(tensor.data), name) for name, tensor in state.items()}
 
 
-def _load_weights(model, arrays: dict, path: Path) -> None:
-    """Check the arrays against ``model`` and copy them in; a refused file leaves the model
-    as it was (``load_state_dict`` checks everything before copying)."""
+def _load_weights(model, arrays: dict, path: Path, assign: bool = False) -> None:
+    """Check the arrays against ``model`` and copy them in (``assign``: hand them over, for a
+    model built just to receive them); a refused file leaves the model as it was
+    (``load_state_dict`` checks everything before changing anything)."""
     own, arrays = model.state_dict(), dict(arrays)
     kinds = {"f": "floating point", "i": "integer", "u": "integer", "b": "boolean"}
     for name, first in _first_names(own).items():
@@ -131,7 +137,7 @@ def _load_weights(model, arrays: dict, path: Path) -> None:
             raise CheckpointError(f"{path}: {name!r} is {a} in the file but {b} in the model "
                                   f"({kinds.get(a.kind, a)} vs {kinds.get(b.kind, b)})")
     try:
-        model.load_state_dict(arrays)
+        model.load_state_dict(arrays, assign=assign)
     except (KeyError, ValueError) as exc:   # args[0]: KeyError's str() adds quotes
         raise CheckpointError(f"{path} does not fit the model (was config.json edited, or "
                               f"saved from another model?): {exc.args[0]}") from None
@@ -194,7 +200,7 @@ def load_pretrained(model_cls, config_cls, directory, device: str | None = None,
     target = dtype if dtype is not None else (floats.pop() if len(floats) == 1 else None)
     if target is not None:
         model.to(np.dtype(target))      # before loading, so no saved value is rounded
-    _load_weights(model, arrays, weights_path)
+    _load_weights(model, arrays, weights_path, assign=True)
     return (model if device is None else model.to(device)).eval()
 
 

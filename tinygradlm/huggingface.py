@@ -359,7 +359,7 @@ def load(model_cls, directory, device=None, dtype=None):
                       f"are newly initialised; fine-tune before using the MLM logits",
                       stacklevel=3)
         arrays.update({n: backend.to_numpy(model.state_dict()[n].data) for n in fresh})
-    _load_weights(model, arrays, weights_path)
+    _load_weights(model, arrays, weights_path, assign=True)
     model.generation_config = generation_defaults(directory)
     return (model if device is None else model.to(device)).eval()
 

@@ -685,3 +685,35 @@ def test_named_parameters_and_state_dict_keys_match_torch_layout():
     tnet = TNet()
     assert [n for n, _ in tnet.named_parameters()] == NET_NAMES
     assert list(tnet.state_dict()) == list(Net().state_dict())
+
+
+def test_load_state_dict_assign_hands_the_arrays_over():
+    """``assign=True`` (PyTorch's): the module takes the given arrays instead of copies, so a
+    model built only to receive a checkpoint never holds every weight twice; read-only
+    arrays are copied (an optimizer must be able to update them)."""
+    layer = nn.Linear(3, 2)
+    w, b = np.arange(6, dtype=np.float32).reshape(3, 2), np.ones(2, dtype=np.float32)
+    layer.load_state_dict({"weight": w, "bias": b}, assign=True)
+    assert layer.weight.data is w and isinstance(layer.weight, nn.Parameter)
+    frozen = np.zeros(2, dtype=np.float32)
+    frozen.flags.writeable = False
+    layer.load_state_dict({"weight": w, "bias": frozen}, assign=True)
+    assert layer.bias.data is not frozen and layer.bias.data.flags.writeable
+    copied = nn.Linear(3, 2)
+    copied.load_state_dict({"weight": w, "bias": b})
+    assert copied.weight.data is not w and np.array_equal(copied.weight.data, w)
+
+
+def test_skip_init_draws_nothing():
+    """Under ``skip_init`` a model is built with zeros (LayerNorm gains stay 1) and the
+    random generator does not move: what from_pretrained uses before loading the weights."""
+    tg.manual_seed(0)
+    state = tg.get_rng_state()
+    config = nn.GPTConfig(vocab_size=7, block_size=4, n_layer=1, n_head=1, n_embd=4)
+    with tg.creation.skip_init():
+        model = nn.GPT(config)
+    for name, p in model.named_parameters():
+        expected = 1.0 if re.search(r"ln_\w+\.weight$", name) else 0.0
+        assert np.all(p.numpy() == expected), name
+    assert tg.get_rng_state() == state
+    assert nn.GPT(config).transformer.wte.weight.numpy().any()     # outside: drawn again

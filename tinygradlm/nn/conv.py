@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from .. import conv as C
-from ..creation import rand
+from ..creation import rand, skip_init, zeros
 from ..functional import pad
 from ..tensor import Tensor
 from .module import Module, Parameter
@@ -16,6 +16,8 @@ def _uniform(shape, bound, dtype, device):
     """Uniform in [-bound, bound): PyTorch's kaiming_uniform(a=sqrt(5)) for conv weights works
     out to bound = 1/sqrt(fan_in), the same as for the bias."""
     kw = {} if dtype is None else {"dtype": dtype}
+    if skip_init.active:                    # weights about to be loaded
+        return Parameter(zeros(*shape, device=device, **kw))
     return Parameter(rand(*shape, device=device, **kw) * (2 * bound) - bound)
 
 

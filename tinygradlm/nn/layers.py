@@ -5,9 +5,17 @@ import math
 from collections import OrderedDict
 
 from .. import functional as F
-from ..creation import ones, rand, randn, zeros
+from ..creation import ones, rand, randn, skip_init, zeros
 from ..tensor import Tensor
 from .module import Module, Parameter
+
+
+def uniform(shape, bound: float) -> Tensor:
+    """Uniform in [-bound, bound); zeros under ``skip_init`` (weights about to be loaded:
+    not even the scaling arithmetic is worth doing)."""
+    if skip_init.active:
+        return zeros(*shape)
+    return rand(*shape) * (2 * bound) - bound
 
 
 class Linear(Module):
@@ -19,8 +27,8 @@ class Linear(Module):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         bound = 1.0 / math.sqrt(in_features) if in_features else 0.0
-        self.weight = Parameter(rand(in_features, out_features) * (2 * bound) - bound)
-        self.bias = Parameter(rand(out_features) * (2 * bound) - bound) if bias else None
+        self.weight = Parameter(uniform((in_features, out_features), bound))
+        self.bias = Parameter(uniform((out_features,), bound)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight, self.bias)

@@ -185,9 +185,12 @@ class Module:
         build order.  Tied parameters appear under each of their names, as in PyTorch."""
         return OrderedDict((name, t.detach()) for name, t in self._named_tensors())
 
-    def load_state_dict(self, state_dict, strict: bool = True):
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Copy values into the module's own tensors (in place, so optimizers keep working).
-        Raises a KeyError/ValueError that names every missing, unexpected or mis-shaped entry."""
+        Raises a KeyError/ValueError that names every missing, unexpected or mis-shaped entry.
+        ``assign=True`` (PyTorch's) makes each tensor take the given array instead of a copy
+        of it: a freshly built model loading a big checkpoint then never holds every weight
+        twice."""
         own = OrderedDict(self._named_tensors())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
@@ -207,7 +210,16 @@ class Module:
             raise KeyError(f"load_state_dict into {type(self).__name__}: " + "; ".join(problems))
         for k, value in values.items():
             t = own[k]
-            t.data[...] = backend.to_device(value, t.device).astype(t.dtype, copy=False)
+            value = backend.to_device(value, t.device).astype(t.dtype, copy=False)
+            if not assign:
+                t.data[...] = value
+            elif value.ndim == t.data.ndim:     # the caller's array, if it can be written to
+                xp = backend.get_array_module(value)
+                value = xp.ascontiguousarray(value)
+                writable = getattr(getattr(value, "flags", None), "writeable", True)
+                t.data = value if writable else value.copy()
+            else:                               # a scalar for a 0-d tensor
+                t.data = t.xp.asarray(value, dtype=t.dtype).copy()
         return self
 
     # --- printing -------------------------------------------------------------------------

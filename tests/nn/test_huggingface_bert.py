@@ -61,22 +61,27 @@ def test_masked_lm_logits_loss_and_every_gradient_equal_transformers(tmp_path):
     assert abs(loss.item() - ref_loss.item()) < 1e-12
     loss.backward()
     ref_loss.backward()
-    theirs = {name: p.grad for name, p in hf.named_parameters()}
+    theirs = {name.removeprefix("bert."): p.grad for name, p in hf.named_parameters()}
     for name, p in model.named_parameters():
-        if name == "transformer.h.0.attn.c_attn.weight":
-            g = torch.cat([theirs[f"bert.encoder.layer.0.attention.self.{part}.weight"].T
-                           for part in ("query", "key", "value")], dim=1)
-        elif name == "transformer.wte.weight":
-            g = theirs["bert.embeddings.word_embeddings.weight"]
-        elif name == "mlm_head.bias":
-            g = theirs["cls.predictions.bias"]
-        elif name == "transformer.h.1.mlp.c_fc.weight":
-            g = theirs["bert.encoder.layer.1.intermediate.dense.weight"].T
-        else:
-            continue
-        np.testing.assert_allclose(p.grad.numpy(), g.numpy(), atol=1e-11, err_msg=name)
-    # every parameter got a gradient of the right shape
-    assert all(p.grad is not None and p.grad.shape == p.shape for p in model.parameters())
+        np.testing.assert_allclose(p.grad.numpy(), their_grad(name, theirs, c.n_layer),
+                                   atol=1e-11, err_msg=name)
+
+
+def their_grad(name, theirs, n_layer):
+    """transformers' gradient of this project's parameter ``name``: renamed, transposed back
+    for Linear weights, and query/key/value side by side for ``c_attn``."""
+    import torch
+    from tinygradlm.huggingface import _bert_name_pairs
+    if name.endswith("attn.c_attn.weight") or name.endswith("attn.c_attn.bias"):
+        layer, kind = name.split(".")[2], name.rsplit(".", 1)[1]
+        parts = [theirs[f"encoder.layer.{layer}.attention.self.{q}.{kind}"]
+                 for q in ("query", "key", "value")]
+        return torch.cat([g.T for g in parts], dim=1) if kind == "weight" else torch.cat(parts)
+    for hf_name, ours in _bert_name_pairs(n_layer):
+        if ours.removeprefix("W ") == name:
+            g = theirs[hf_name]
+            return g.T if ours.startswith("W ") else g
+    raise KeyError(name)
 
 
 def test_bert_model_layout_hidden_states_and_pooler(tmp_path):

@@ -320,8 +320,8 @@ def bert_files(model) -> tuple[dict, dict]:
 # --- both -------------------------------------------------------------------------------------
 def load(model_cls, directory, device=None, dtype=None):
     """A model of ``model_cls`` (GPT or BERT) from a Hugging Face directory, in eval mode, in
-    ``dtype`` (default float32) on ``device``.  Everything is checked before the model is
-    built, so a refused checkpoint returns nothing half-loaded."""
+    ``dtype`` (default float32) on ``device``.  The config is checked before the model is
+    built and every weight before any is loaded: a refused checkpoint returns no model."""
     from .checkpoint import _load_weights
     from .nn.gpt import init_gpt2_weights
     directory = Path(directory)
@@ -348,17 +348,15 @@ def load(model_cls, directory, device=None, dtype=None):
         model = model_cls(config).to(target)
     fresh = [n for n in model.state_dict() if n not in arrays and n.startswith("mlm_head.")
              and n != "mlm_head.weight"]
-    if fresh:                   # those few are drawn as a new model would draw them
-        new_head = type(model.mlm_head)(config.n_embd, config.vocab_size, config.bias,
-                                        config.gelu_approximate, config.layer_norm_eps)
-        init_gpt2_weights(new_head, config.n_layer)
-        model.mlm_head.load_state_dict({k: v for k, v in new_head.to(target).state_dict()
-                                        .items() if k != "weight"}, strict=False)
-    if fresh:                   # a BertModel without the MLM head: keep the new one, and say so
+    if fresh:       # a BertModel without the MLM head: draw one as a new BERT would, say so
         warnings.warn(f"{weights_path} has no MLM head ({', '.join(fresh)}): those weights "
                       f"are newly initialised; fine-tune before using the MLM logits",
                       stacklevel=3)
-        arrays.update({n: backend.to_numpy(model.state_dict()[n].data) for n in fresh})
+        head = type(model.mlm_head)(config.n_embd, config.vocab_size, config.bias,
+                                    config.gelu_approximate, config.layer_norm_eps)
+        init_gpt2_weights(head, config.n_layer)
+        drawn = head.to(target).state_dict()
+        arrays.update({n: drawn[n.removeprefix("mlm_head.")].data for n in fresh})
     _load_weights(model, arrays, weights_path, assign=True)
     model.generation_config = generation_defaults(directory)
     return (model if device is None else model.to(device)).eval()

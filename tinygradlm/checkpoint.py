@@ -78,7 +78,9 @@ def _read_json(path: Path, what: str):
 
 def _read_arrays(path: Path, data: bytes | None = None) -> dict:
     """The safetensors arrays in ``path`` (parsed from ``data``, its bytes already read, when
-    given; else memory-mapped); missing or corrupt files raise errors naming it."""
+    given); missing or corrupt files raise errors naming it."""
+    import inspect
+
     from safetensors import SafetensorError
     from safetensors.numpy import load, load_file
     if data is None and not path.is_file():
@@ -86,13 +88,47 @@ def _read_arrays(path: Path, data: bytes | None = None) -> dict:
     try:
         if data is not None:
             return load(data)
-        try:        # read, not memory-mapped: the mapped pages would double the peak memory
+        if "backend" in inspect.signature(load_file).parameters:   # safetensors >= 0.8
+            # read, not memory-mapped: the mapped pages would double the peak memory
             return load_file(path, backend="pread")
-        except TypeError:                       # safetensors before 0.8 has one backend
-            return load_file(path)
+        return load_file(path)
     except SafetensorError as exc:
         raise CheckpointError(f"{path} is truncated or corrupt ({exc}); re-save or "
                               f"re-download it") from None
+    except TypeError as exc:            # a dtype NumPy does not have
+        if "bfloat16" not in str(exc):
+            raise
+        return _read_bfloat16(path, data)
+
+
+_SAFETENSORS_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16,
+                       "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8,
+                       "U8": np.uint8, "BOOL": np.bool_}
+
+
+def _read_bfloat16(path: Path, data: bytes | None = None) -> dict:
+    """A safetensors file holding bfloat16 arrays, which NumPy cannot represent: each becomes
+    float32, exactly (bfloat16 is float32's upper 16 bits).  The format is simple: 8 bytes of
+    header length, a JSON header {name: {dtype, shape, data_offsets}}, then the raw bytes."""
+    raw = path.read_bytes() if data is None else data
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    body = memoryview(raw)[8 + n:]
+    arrays = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = info["data_offsets"]
+        if info["dtype"] == "BF16":
+            halves = np.frombuffer(body[begin:end], dtype="<u2").astype(np.uint32)
+            array = (halves << 16).view(np.float32)
+        elif info["dtype"] in _SAFETENSORS_DTYPES:
+            array = np.frombuffer(body[begin:end], dtype=_SAFETENSORS_DTYPES[info["dtype"]])
+        else:
+            raise CheckpointError(f"{path}: {name!r} has dtype {info['dtype']}, which cannot "
+                                  f"be read here")
+        arrays[name] = array.reshape(info["shape"]).copy()
+    return arrays
 
 
 def _safetensors_bytes(arrays: dict) -> bytes:

@@ -264,3 +264,19 @@ def test_a_hub_name_loads_from_the_local_cache(tmp_path, monkeypatch):
     np.testing.assert_array_equal(model(ids())[0].numpy(), reference(ids())[0].numpy())
     with pytest.raises(FileNotFoundError, match="huggingface-cli download someone/other"):
         nn.GPT.from_pretrained("someone/other", cache_dir=tmp_path / "cache")
+
+
+def test_bfloat16_weights_load_exactly_as_float32(tmp_path):
+    """NumPy has no bfloat16: such a file is read by hand, each value widened to float32
+    exactly (bfloat16 is float32's upper half)."""
+    torch = pytest.importorskip("torch")
+    hf, _ = hf_gpt2(tmp_path)
+    half = hf.to(torch.bfloat16)
+    half.save_pretrained(tmp_path / "bf16")
+    model = nn.GPT.from_pretrained(tmp_path / "bf16")
+    assert model.lm_head.weight.dtype == tg.float32
+    widened = half.float()
+    for name, p in model.named_parameters():
+        theirs = dict(widened.named_parameters())[
+            "transformer.wte.weight" if name == "lm_head.weight" else name]
+        np.testing.assert_array_equal(p.numpy(), theirs.detach().numpy(), err_msg=name)

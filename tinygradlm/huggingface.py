@@ -134,13 +134,16 @@ def gpt2_config(hf: dict, path: Path):
 
 def gpt2_weights(arrays: dict, path: Path) -> dict:
     """GPT-2's arrays under this project's names: ``transformer.`` added where the file has
-    no prefix, the causal-mask buffers dropped, a tied ``lm_head.weight`` dropped."""
+    no prefix, the causal-mask buffers dropped, a tied ``lm_head.weight`` dropped (and a
+    classifier's ``score`` head, which is not part of the body)."""
     named = {}
     for name, a in arrays.items():
         if name.endswith((".attn.bias", ".attn.masked_bias")) and a.ndim != 1:
             continue                        # the causal-mask buffers of older transformers
         if name == "lm_head.weight":
             continue                        # checked against wte below
+        if name.startswith("score."):
+            continue                        # GPT2ForSequenceClassification's head
         named[name if name.startswith("transformer.") else "transformer." + name] = a
     head, wte = arrays.get("lm_head.weight"), named.get("transformer.wte.weight")
     if head is not None and wte is not None and not np.array_equal(head, wte):
@@ -326,6 +329,8 @@ def load(model_cls, directory, device=None, dtype=None):
     from .nn.gpt import init_gpt2_weights
     directory = Path(directory)
     kind = hf_model_type(directory)
+    if model_cls.__name__ == "SequenceClassifier":
+        return _load_classifier(model_cls, directory, kind, device, dtype)
     config_path = directory / CONFIG
     expected = {"GPT": "gpt2", "BERT": "bert"}.get(model_cls.__name__)
     if kind != expected:
@@ -359,6 +364,39 @@ def load(model_cls, directory, device=None, dtype=None):
         arrays.update({n: drawn[n.removeprefix("mlm_head.")].data for n in fresh})
     _load_weights(model, arrays, weights_path, assign=True)
     model.generation_config = generation_defaults(directory)
+    return (model if device is None else model.to(device)).eval()
+
+
+def _load_classifier(model_cls, directory, kind, device, dtype):
+    """A ``SequenceClassifier`` from transformers' ``BertForSequenceClassification`` (the
+    pooler, then ``classifier``) or ``GPT2ForSequenceClassification`` (the last real token,
+    then ``score``, which has no bias); the labels from ``id2label``."""
+    from .nn.bert import BERT
+    from .nn.gpt import GPT
+    hf = _read_json(directory / CONFIG, "the model's configuration")
+    with warnings.catch_warnings():         # a classifier has no use for an MLM head
+        warnings.simplefilter("ignore")
+        body = load(BERT if kind == "bert" else GPT, directory, dtype=dtype)
+    id2label = hf.get("id2label") or {}
+    labels = [id2label[k] for k in sorted(id2label, key=int)] if id2label else []
+    num_labels = len(labels) or hf.get("num_labels", 2)
+    dropout = hf.get("classifier_dropout")
+    if dropout is None:
+        dropout = hf.get("hidden_dropout_prob", hf.get("summary_first_dropout", 0.1))
+    model = model_cls.from_body(body, num_labels, "cls" if kind == "bert" else "last",
+                                dropout, labels)
+    arrays = read_weights(directory)
+    head = "classifier" if kind == "bert" else "score"
+    weight = arrays.get(f"{head}.weight")
+    if weight is None:
+        warnings.warn(f"{directory} has no {head}.weight: the classification head is newly "
+                      f"initialised; fine-tune it", stacklevel=4)
+    else:
+        if weight.shape != (num_labels, body.config.n_embd):
+            raise CheckpointError(f"{directory}: {head}.weight {weight.shape} does not fit "
+                                  f"{num_labels} labels of a {body.config.n_embd}-wide model")
+        bias = arrays.get(f"{head}.bias", np.zeros(num_labels, dtype=weight.dtype))
+        model.classifier.load_state_dict({"weight": weight.T, "bias": bias})
     return (model if device is None else model.to(device)).eval()
 
 

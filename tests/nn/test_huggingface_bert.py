@@ -2,7 +2,8 @@
 BertForMaskedLM and BertForSequenceClassification directories written by transformers (tiny
 random models made here, no download) -- BERT's own layout (post-LayerNorm, token types, exact
 GELU, eps 1e-12, pooler) -- logits, hidden states, pooled output, loss and every gradient in
-float64, padded batches, and ``save_pretrained(format="hf")`` read back by transformers."""
+float64, padded batches, and ``save_pretrained(format="hf")`` read back by transformers; and
+``SequenceClassifier.from_pretrained`` on transformers' BERT and GPT-2 sequence classifiers."""
 import json
 
 import numpy as np
@@ -152,3 +153,33 @@ def test_a_gpt2_checkpoint_is_not_a_bert(tmp_path):
     _, path = hf_bert(tmp_path)
     with pytest.raises(CheckpointError, match=r"'bert' checkpoint; GPT.from_pretrained"):
         nn.GPT.from_pretrained(path)
+
+
+@pytest.mark.parametrize("kind", ["BertForSequenceClassification",
+                                  "GPT2ForSequenceClassification"])
+def test_sequence_classifier_from_a_hugging_face_classifier(tmp_path, kind):
+    """The whole classifier -- body, pooling, head and label names -- from transformers'
+    BertForSequenceClassification or GPT2ForSequenceClassification."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    labels = {0: "neg", 1: "neutral", 2: "pos"}
+    torch.manual_seed(4)
+    if kind.startswith("Bert"):
+        config = transformers.BertConfig(vocab_size=V, hidden_size=12, num_hidden_layers=2,
+                                         num_attention_heads=3, intermediate_size=48,
+                                         max_position_embeddings=16, id2label=labels)
+    else:
+        config = transformers.GPT2Config(vocab_size=V, n_positions=16, n_embd=12, n_layer=2,
+                                         n_head=3, id2label=labels, pad_token_id=0)
+    hf = getattr(transformers, kind)(config).double().eval()
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    hf.save_pretrained(tmp_path / kind)
+    clf = nn.SequenceClassifier.from_pretrained(tmp_path / kind, dtype=tg.float64)
+    assert clf.config.label_names == ["neg", "neutral", "pos"] and not clf.training
+    ids, types, mask = batch(4)
+    ids = np.where(mask.astype(bool), ids, 0)               # padding is id 0
+    logits, _ = clf(ids, mask)
+    ref = hf(torch.tensor(ids), attention_mask=torch.tensor(mask)).logits
+    np.testing.assert_allclose(logits.numpy(), ref.detach().numpy(), atol=1e-12)

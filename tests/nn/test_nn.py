@@ -690,8 +690,9 @@ def test_named_parameters_and_state_dict_keys_match_torch_layout():
 def test_load_state_dict_assign_hands_the_arrays_over():
     """``assign=True`` (PyTorch's): the module takes the given arrays instead of copies, so a
     model built only to receive a checkpoint never holds every weight twice; read-only
-    arrays are copied (an optimizer must be able to update them)."""
-    layer = nn.Linear(3, 2)
+    arrays are copied (an optimizer must be able to update them).  On the CPU, where host
+    arrays need no move."""
+    layer = nn.Linear(3, 2).to("cpu")
     w, b = np.arange(6, dtype=np.float32).reshape(3, 2), np.ones(2, dtype=np.float32)
     layer.load_state_dict({"weight": w, "bias": b}, assign=True)
     assert layer.weight.data is w and isinstance(layer.weight, nn.Parameter)
@@ -699,7 +700,7 @@ def test_load_state_dict_assign_hands_the_arrays_over():
     frozen.flags.writeable = False
     layer.load_state_dict({"weight": w, "bias": frozen}, assign=True)
     assert layer.bias.data is not frozen and layer.bias.data.flags.writeable
-    copied = nn.Linear(3, 2)
+    copied = nn.Linear(3, 2).to("cpu")
     copied.load_state_dict({"weight": w, "bias": b})
     assert copied.weight.data is not w and np.array_equal(copied.weight.data, w)
 

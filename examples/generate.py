@@ -3,13 +3,14 @@
     python examples/generate.py --model gpt2 --prompt "Once upon a time" --max_length 50 \\
         --num_return_sequences 3 --do_sample --top_k 50 --top_p 0.95 --temperature 0.8
 
-The same steps as transformers' version of this lesson, line for line::
+The same steps as transformers' version of this lesson, line for line (transformers, then
+this project)::
 
-    tokenizer = AutoTokenizer.from_pretrained("gpt2")       | tokenizer = load_tokenizer(path)
-    model = AutoModelForCausalLM.from_pretrained("gpt2")    | model = GPT.from_pretrained(path)
-    input_ids = tokenizer.encode(prompt, return_tensors="pt")  | input_ids = [tokenizer.encode(prompt)]
-    output = model.generate(input_ids, max_length=50, ...)  | output = model.generate(input_ids, ...)
-    tokenizer.decode(output[0], skip_special_tokens=True)   | the same
+    tokenizer = AutoTokenizer.from_pretrained("gpt2")     tokenizer = load_tokenizer(path)
+    model = AutoModelForCausalLM.from_pretrained("gpt2")  model = GPT.from_pretrained(path)
+    ids = tokenizer.encode(prompt, return_tensors="pt")   ids = [tokenizer.encode(prompt)]
+    output = model.generate(ids, max_length=50, ...)      output = model.generate(ids, ...)
+    tokenizer.decode(output[0], skip_special_tokens=True) the same
 
 ``--model`` is a directory (a Hugging Face GPT-2 checkpoint, or ``out`` written by
 ``train_char_lm.py``) or a Hub name, read from the local Hugging Face cache or downloaded with

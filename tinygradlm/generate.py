@@ -40,11 +40,11 @@ def generate(model, input_ids, attention_mask=None, max_length: int | None = Non
 
     Every option left None takes the model's default (its ``generation_config.json`` and the
     token ids in its config), then Hugging Face's: greedy decoding (``do_sample=False``), and
-    when sampling ``top_k=50`` (0 turns it off), ``top_p=1``, ``temperature=1``.  Lengths: ``max_new_tokens``
-    counts new tokens; ``max_length`` counts the prompt too; with neither, 20 new tokens, at
-    most up to the model's context (``block_size``).  A sequence that emits the end-of-text id
-    (``eos_token_id``: one id or a list, default the model's) stops there and is padded with
-    ``pad_token_id`` (default: the first eos id) until all have stopped.
+    when sampling ``top_k=50`` (0 turns it off), ``top_p=1``, ``temperature=1``.  Lengths:
+    ``max_new_tokens`` counts new tokens; ``max_length`` counts the prompt too; with neither,
+    20 new tokens, at most up to the model's context (``block_size``).  A sequence that emits
+    the end-of-text id (``eos_token_id``: one id or a list, default the model's) stops there
+    and is padded with ``pad_token_id`` (default: the first eos id) until all have stopped.
 
     ``attention_mask`` (B, T), 1 for real tokens and 0 for padding, lets prompts of different
     lengths run in one batch: pad them on the LEFT; each row then generates exactly what it

@@ -118,14 +118,11 @@ def _settings(model, given: dict) -> dict:
     """The options of one call: what was given, else the model's generation_config.json,
     else the ids in its config, else Hugging Face's defaults."""
     config = model.config
-    from_config = {k: getattr(config, k, None) for k in ("eos_token_id", "pad_token_id")}
-    settings = {**HF_DEFAULTS, **{k: v for k, v in from_config.items() if v is not None},
-                **getattr(model, "generation_config", {})}
-    settings.update({k: v for k, v in given.items() if v is not None})
-    settings.setdefault("max_length", None)
-    settings.setdefault("max_new_tokens", None)
-    settings.setdefault("eos_token_id", None)
-    settings.setdefault("pad_token_id", None)
+    settings = {"max_length": None, "max_new_tokens": None, **HF_DEFAULTS,
+                "eos_token_id": getattr(config, "eos_token_id", None),
+                "pad_token_id": getattr(config, "pad_token_id", None)}
+    for layer in (getattr(model, "generation_config", {}), given):
+        settings.update({k: v for k, v in layer.items() if v is not None})
     return settings
 
 

@@ -91,6 +91,14 @@ def generation_defaults(directory) -> dict:
     return {k: v for k, v in values.items() if not k.startswith(("_", "transformers_"))}
 
 
+def _check_tied(path, name, head, wte):
+    """An output layer stored beside the token embedding must equal it: the models here tie
+    the two (one array), so a different head cannot be loaded."""
+    if head is not None and wte is not None and not np.array_equal(head, wte):
+        raise CheckpointError(f"{path}: {name} differs from the token embedding, but this "
+                              f"model ties its output layer to it")
+
+
 def _refuse(path, name, value, why):
     raise CheckpointError(f"{path}: {name}={value!r} is not supported here ({why})")
 
@@ -145,10 +153,8 @@ def gpt2_weights(arrays: dict, path: Path) -> dict:
         if name.startswith("score."):
             continue                        # GPT2ForSequenceClassification's head
         named[name if name.startswith("transformer.") else "transformer." + name] = a
-    head, wte = arrays.get("lm_head.weight"), named.get("transformer.wte.weight")
-    if head is not None and wte is not None and not np.array_equal(head, wte):
-        raise CheckpointError(f"{path}: lm_head.weight differs from wte.weight, but this GPT "
-                              f"ties its output layer to the token embedding")
+    _check_tied(path, "lm_head.weight", arrays.get("lm_head.weight"),
+                named.get("transformer.wte.weight"))
     return named
 
 
@@ -273,10 +279,8 @@ def bert_weights(arrays: dict, path: Path) -> dict:
         named[f"transformer.h.{i}.attn.c_attn.weight"] = np.concatenate(
             [w.T for w in qkv[:3]], axis=1)                         # (C, 3C)
         named[f"transformer.h.{i}.attn.c_attn.bias"] = np.concatenate(qkv[3:])
-    decoder, wte = plain.get("cls.predictions.decoder.weight"), named.get("transformer.wte.weight")
-    if decoder is not None and wte is not None and not np.array_equal(decoder, wte):
-        raise CheckpointError(f"{path}: cls.predictions.decoder.weight differs from the word "
-                              f"embeddings, but this BERT ties its MLM head to them")
+    _check_tied(path, "cls.predictions.decoder.weight",
+                plain.get("cls.predictions.decoder.weight"), named.get("transformer.wte.weight"))
     return named
 
 
@@ -418,8 +422,9 @@ def save(model, directory, tokenizer=None) -> Path:
     weights = safetensors_bytes({k: np.ascontiguousarray(backend.to_numpy(a))
                                  for k, a in arrays.items()}, metadata={"format": "pt"})
     atomic_write(directory / WEIGHTS, weights)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(directory) if hasattr(tokenizer, "save_pretrained") \
-            else tokenizer.save(directory / "tokenizer.json")
+    if hasattr(tokenizer, "save_pretrained"):          # a Hugging Face tokenizer
+        tokenizer.save_pretrained(directory)
+    elif tokenizer is not None:
+        tokenizer.save(directory / "tokenizer.json")
     atomic_write(directory / CONFIG, json_bytes(config))
     return directory

@@ -6,19 +6,10 @@ from __future__ import annotations
 import math
 
 from .. import conv as C
-from ..creation import rand, skip_init, zeros
 from ..functional import pad
 from ..tensor import Tensor
+from .layers import uniform
 from .module import Module, Parameter
-
-
-def _uniform(shape, bound, dtype, device):
-    """Uniform in [-bound, bound): PyTorch's kaiming_uniform(a=sqrt(5)) for conv weights works
-    out to bound = 1/sqrt(fan_in), the same as for the bias."""
-    kw = {} if dtype is None else {"dtype": dtype}
-    if skip_init.active:                    # weights about to be loaded
-        return Parameter(zeros(*shape, device=device, **kw))
-    return Parameter(rand(*shape, device=device, **kw) * (2 * bound) - bound)
 
 
 class _ConvNd(Module):
@@ -60,8 +51,9 @@ class _ConvNd(Module):
                  else (out_channels, in_channels // groups)) + self.kernel_size
         fan_in = shape[1] * math.prod(self.kernel_size)
         bound = 1 / math.sqrt(fan_in) if fan_in else 0.0
-        self.weight = _uniform(shape, bound, dtype, device)
-        self.bias = _uniform((out_channels,), bound, dtype, device) if bias else None
+        # PyTorch's kaiming_uniform(a=sqrt(5)) works out to this bound, as for the bias.
+        self.weight = Parameter(uniform(shape, bound, dtype, device))
+        self.bias = Parameter(uniform((out_channels,), bound, dtype, device)) if bias else None
 
     def _padded(self, x):
         """(input, padding) for the functional call.  A padding_mode other than "zeros" pads
@@ -94,33 +86,30 @@ class _ConvNd(Module):
         return s
 
 
-class Conv1d(_ConvNd):
+class _Conv(_ConvNd):
+    """Conv1d/Conv2d: (optionally) pad by padding_mode, then the functional convolution."""
+    function = None
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                         groups, bias, padding_mode, device, dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x, padding = self._padded(x)
+        return type(self).function(x, self.weight, self.bias, self.stride, padding,
+                                   self.dilation, self.groups)
+
+
+class Conv1d(_Conv):
     """(N, C_in, L) -> (N, C_out, L_out); weight (C_out, C_in/groups, k), bias (C_out,)."""
     n = 1
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, bias, padding_mode, device, dtype)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x, padding = self._padded(x)
-        return C.conv1d(x, self.weight, self.bias, self.stride, padding, self.dilation,
-                        self.groups)
+    function = staticmethod(C.conv1d)
 
 
-class Conv2d(_ConvNd):
+class Conv2d(_Conv):
     """(N, C_in, H, W) -> (N, C_out, H_out, W_out); weight (C_out, C_in/groups, kH, kW)."""
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, bias, padding_mode, device, dtype)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x, padding = self._padded(x)
-        return C.conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation,
-                        self.groups)
+    function = staticmethod(C.conv2d)
 
 
 class _ConvTransposeNd(_ConvNd):

@@ -10,12 +10,13 @@ from ..tensor import Tensor
 from .module import Module, Parameter
 
 
-def uniform(shape, bound: float) -> Tensor:
+def uniform(shape, bound: float, dtype=None, device=None) -> Tensor:
     """Uniform in [-bound, bound); zeros under ``skip_init`` (weights about to be loaded:
     not even the scaling arithmetic is worth doing)."""
+    kw = {} if dtype is None else {"dtype": dtype}
     if skip_init.active:
-        return zeros(*shape)
-    return rand(*shape) * (2 * bound) - bound
+        return zeros(*shape, device=device, **kw)
+    return rand(*shape, device=device, **kw) * (2 * bound) - bound
 
 
 class Linear(Module):

@@ -3,8 +3,10 @@
 files, exact resume, freezing, the from-scratch comparison, the errors a user hits, and the two
 example scripts (train_mlm.py, finetune_classifier.py) run as a user would."""
 import csv
+import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -13,7 +15,7 @@ import numpy as np
 import pytest
 
 import tinygradlm as tg
-from tinygradlm.train import finetune as finetune_mod, mlm as mlm_mod
+from tinygradlm.train import finetune as finetune_mod, learning_curve, mlm as mlm_mod
 from tinygradlm.nn import BERT, GPT, GPTConfig, SequenceClassifier
 from tinygradlm.train import (FinetuneConfig, MLMConfig, finetune_and_compare,
                               finetune_classifier, pretrained_body, train_mlm)
@@ -83,7 +85,7 @@ def ft_config(data, init_from, out_dir, **kw):
     cfg = dict(data=data, init_from=str(init_from), max_length=BLOCK, batch_size=16,
                max_iters=20, lr_decay_iters=20, warmup_iters=2, eval_interval=5,
                learning_rate=3e-3, dropout=0.1, progress=False, out_dir=str(out_dir), seed=7,
-               n_layer=1, n_head=2, n_embd=16)
+               n_layer=1, n_head=2, n_embd=16, pooling="")     # each body's own pooling
     return FinetuneConfig(**{**cfg, **kw})
 
 
@@ -234,7 +236,8 @@ def test_mlm_length_check_matches_what_a_batch_needs(tmp_path, pretrained):
 def compared(pretrained, labelled, tmp_path_factory):
     out = tmp_path_factory.mktemp("ft") / "out"
     cfg = ft_config(labelled, pretrained[0], out, compare_scratch=True, max_iters=30,
-                    lr_decay_iters=30, eval_interval=10)
+                    lr_decay_iters=30, eval_interval=10, budgets="0.25,1", seeds=2,
+                    min_iters=5)
     return cfg, finetune_and_compare(cfg)
 
 
@@ -275,6 +278,83 @@ def test_finetune_and_compare_summary(compared, labelled):
     # is in the test extra, so this path runs in CI).
     assert os.path.isfile(os.path.join(out, "loss.png"))
     assert os.path.isfile(os.path.join(out, "scratch", "loss.png"))
+
+
+def test_learning_curve_summary(compared, labelled):
+    """``curve``: one point per budget with both arms' mean and std over seeds, computed from
+    the runs listed in ``curve_runs``, each of which trained on what its twin trained on."""
+    cfg, summary = compared
+    task = tg.data.labelled_from_file(labelled, seed=cfg.seed)
+    n = len(task.train)
+    curve, runs = summary["curve"], summary["curve_runs"]
+    assert [p["fraction"] for p in curve] == [0.25, 1.0]
+    assert [p["n_train"] for p in curve] == [round(0.25 * n), n]
+    assert [p["iters"] for p in curve] == [8, 30]        # ceil(0.25 * 30); the full budget
+    assert len(runs) == 2 * 2 * 2                        # budgets x seeds x arms
+    for point in curve:
+        assert point["seeds"] == [cfg.seed, cfg.seed + 1]
+        mine = [r for r in runs if r["fraction"] == point["fraction"]]
+        for arm in ("pretrained", "scratch"):
+            for metric, name in (("test_f1_macro", "f1"), ("test_accuracy", "accuracy")):
+                values = [r[metric] for r in mine if r["arm"] == arm]
+                assert all(0.0 <= v <= 1.0 for v in values)
+                assert np.isclose(point[f"{arm}_{name}_mean"], np.mean(values))
+                assert np.isclose(point[f"{arm}_{name}_std"], np.std(values, ddof=1))
+        gains = [p["test_f1_macro"] - s["test_f1_macro"] for p, s in zip(
+            *([r for r in mine if r["arm"] == arm] for arm in ("pretrained", "scratch")))]
+        assert np.isclose(point["f1_gain_mean"], np.mean(gains))
+    # Both arms of a point trained on the same examples -- read from each run's own summary.
+    for r in runs:
+        own = json.load(open(os.path.join(r["out_dir"], "summary.json")))
+        assert own["train_sha256"] == r["train_sha256"] and own["iters"] == r["iters"]
+        assert own["init"] == ("scratch" if r["arm"] == "scratch" else cfg.init_from)
+        twin = [t for t in runs if (t["fraction"], t["seed"]) == (r["fraction"], r["seed"])]
+        assert len({t["train_sha256"] for t in twin}) == 1 and len(twin) == 2
+    small = {r["train_sha256"] for r in runs if r["fraction"] == 0.25}
+    assert len(small) == 2                               # each seed draws its own subset
+    assert len({r["train_sha256"] for r in runs if r["fraction"] == 1}) == 1
+    # The full budget at the first seed is the top-level run and its scratch twin.
+    first = {r["arm"]: r for r in runs if r["fraction"] == 1 and r["seed"] == cfg.seed}
+    assert first["pretrained"]["test_accuracy"] == summary["test_accuracy"]
+    assert first["scratch"]["test_f1_macro"] == summary["scratch_test_f1_macro"]
+    assert json.load(open(os.path.join(cfg.out_dir, "summary.json")))["curve"] == curve
+    assert os.path.isfile(os.path.join(cfg.out_dir, "learning_curve.png"))
+
+
+def test_learning_curve_continues_where_it_stopped(compared, tmp_path):
+    """A curve cut short (here: one run's directory gone) is finished by --resume, which
+    reads the finished runs back and trains the missing one to the same result."""
+    cfg, summary = compared
+    copy = tmp_path / "copy"
+    shutil.copytree(cfg.out_dir, copy)
+    runs = summary["curve_runs"]
+    lost = next(r for r in runs if r["fraction"] == 0.25 and r["arm"] == "scratch")
+    shutil.rmtree(lost["out_dir"].replace(cfg.out_dir, str(copy)))
+    again = finetune_and_compare(dataclasses.replace(cfg, out_dir=str(copy), resume=True))
+    assert [{k: v for k, v in r.items() if k != "out_dir"} for r in again["curve_runs"]] == \
+        [{k: v for k, v in r.items() if k != "out_dir"} for r in runs]
+    assert again["curve"] == summary["curve"]
+
+
+def test_curve_table_and_point_from_runs():
+    runs = [{"fraction": 0.05, "n_train": 100, "iters": 40, "seed": s, "arm": arm,
+             "test_f1_macro": f1, "test_accuracy": f1 + 0.1}
+            for s, (p, q) in enumerate([(0.5, 0.3), (0.6, 0.5), (0.7, 0.4)])
+            for arm, f1 in (("pretrained", p), ("scratch", q))]
+    point = learning_curve.summarize(runs)
+    assert np.isclose(point["pretrained_f1_mean"], 0.6)
+    assert np.isclose(point["pretrained_f1_std"], 0.1)                  # sample std
+    assert np.isclose(point["f1_gain_mean"], 0.2)                       # 0.2, 0.1, 0.3
+    assert np.isclose(point["f1_gain_std"], 0.1)
+    assert np.isclose(point["scratch_accuracy_mean"], 0.5)
+    table = learning_curve.format_curve([point])
+    assert "0.600 ± 0.100" in table and "0.200 ± 0.100" in table and "5%" in table
+
+
+@pytest.mark.parametrize("budgets", ["0.5,0.1", "0,1", "1.5", "half", ""])
+def test_bad_budgets_are_refused(labelled, pretrained, tmp_path, budgets):
+    with pytest.raises(ValueError, match="--budgets"):
+        ft_config(labelled, pretrained[0], tmp_path / "x", budgets=budgets).validate()
 
 
 def test_finetuned_model_loads_and_reproduces_the_test_accuracy(compared, labelled):
@@ -466,16 +546,19 @@ def test_example_scripts_run_end_to_end(corpus, labelled_csv, tmp_path):
     ft = tmp_path / "ft"
     run = script("finetune_classifier.py", f"--data={labelled_csv}", "--text_column=snippet",
                  "--label_column=kind", f"--init_from={mlm}", "--compare_scratch",
+                 "--budgets=0.5,1", "--seeds=1", "--min_iters=2",
                  f"--max_length={BLOCK}", "--batch_size=8", "--max_iters=4",
                  "--lr_decay_iters=4", "--warmup_iters=1", "--eval_interval=2",
                  "--progress", "false", f"--out_dir={ft}")
     assert run.returncode == 0, run.stderr
     for line in ("test accuracy", "macro-F1", "true\\pred", "pretrained: accuracy",
-                 "from scratch: accuracy"):
+                 "from scratch: accuracy", "learning curve: 2 label budgets x 1 seeds",
+                 "budget  50.0%", "macro-F1: pretrained", "mean ± std over 1 seed(s)"):
         assert line in run.stdout, line
     summary = json.load(open(ft / "summary.json"))
     assert {"test_accuracy", "test_f1_macro", "num_classes", "scratch_test_accuracy",
-            "scratch_test_f1_macro"} <= set(summary)
+            "scratch_test_f1_macro", "curve", "curve_runs"} <= set(summary)
+    assert [p["fraction"] for p in summary["curve"]] == [0.5, 1.0]
 
 
 def test_example_scripts_name_a_bad_data_path(tmp_path):

@@ -15,13 +15,15 @@ classification.  Only ``SubwordTokenizer`` and ``PretrainedTokenizer`` need Hugg
 ``tokenizers``, imported lazily.
 """
 from .batches import (IGNORE_INDEX, MASK_FRACTION, RANDOM_FRACTION, encode_batch, get_batch,
-                      get_mlm_batch, mask_tokens, train_val_split, unigram_baseline_loss)
+                      get_mlm_batch, mask_tokens, padding_id, train_val_split,
+                      unigram_baseline_loss)
 from .corpus import (DOWNLOAD_TIMEOUT_S, SHAKESPEARE_SHA256, SHAKESPEARE_URL,
                      STDLIB_EXCLUDED_DIRS, STDLIB_MAX_CHARS, default_cache_dir, encode_corpus,
                      load_corpus)
 from .pretrained_tokenizers import PretrainedTokenizer
 from .tasks import (DEFAULT_PACKAGES, FUNCTION_MAX_CHARS, FUNCTION_MIN_LINES, SPLIT_FRACTIONS,
-                    LabelledData, classification_batches, labelled_from_file,
+                    LabelledData, classification_batches, encode_labelled,
+                    label_budget_subsets, labelled_batch, labelled_from_file,
                     load_labelled_file, stdlib_function_dataset)
 from .tokenizers import (BERT_SPECIAL_TOKENS, CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, SEP_TOKEN,
                          SUBWORD_MODELS, UNK_TOKEN, CharTokenizer, SubwordTokenizer,

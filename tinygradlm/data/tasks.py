@@ -199,6 +199,44 @@ def stdlib_function_dataset(packages: Iterable[str] = DEFAULT_PACKAGES,
                         tuple(sorted(held_out)))
 
 
+def label_budget_subsets(labels, fractions, seed: int = 0) -> list[np.ndarray]:
+    """Training subsets for a learning curve: for each label budget in ``fractions`` (of the
+    ``N`` examples whose class ids are ``labels``), the sorted indices of the examples kept.
+
+    * **Class-balanced**: ``round(fraction * N)`` examples (at least one per class), dealt
+      one per class in turn, so class counts differ by at most one -- except where a small
+      class has run out, and the others take its share.
+    * **Nested**: a bigger budget keeps every example of a smaller one and adds more, so a
+      curve's points differ only in how much was added.
+    * **Deterministic** for a ``seed``: both arms of a comparison get the same subsets.
+
+        >>> label_budget_subsets([0, 0, 0, 1, 1, 1], [0.34, 1.0])
+        [array([2, 5]), array([0, 1, 2, 3, 4, 5])]
+    """
+    labels = np.asarray(labels, dtype=np.int64)                            # (N,)
+    if labels.ndim != 1 or labels.size == 0:
+        raise ValueError(f"label_budget_subsets: labels must be a non-empty list of class ids, "
+                         f"got shape {labels.shape}")
+    for fraction in fractions:
+        if not 0 < fraction <= 1:
+            raise ValueError(f"label_budget_subsets: a label budget must be a fraction in "
+                             f"(0, 1], got {fraction!r}")
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    # One shuffled order per class, and an order of the classes for the deal: a budget is a
+    # prefix of the deal, and each class's share a prefix of its order -- hence nested.
+    members = {c: rng.permutation(np.flatnonzero(labels == c)) for c in classes}
+    turn = rng.permutation(classes)
+    deal = [c for r in range(max(len(m) for m in members.values()))
+            for c in turn if r < len(members[c])]                           # N class ids
+    subsets = []
+    for fraction in fractions:
+        n = min(labels.size, max(len(classes), round(fraction * labels.size)))
+        share = dict(zip(*np.unique(deal[:n], return_counts=True)))
+        subsets.append(np.sort(np.concatenate([members[c][:share[c]] for c in share])))
+    return subsets
+
+
 _LABELLED_FORMATS = {".csv": ",", ".tsv": "\t", ".jsonl": None, ".ndjson": None}
 
 
@@ -324,20 +362,29 @@ def classification_batches(examples, tokenizer, batch_size: int, max_length: int
     lazily, so errors show up at once; iterate the result once per epoch.
     """
     batch_size = positive_int("batch_size", batch_size)
+    rows, labels = encode_labelled(examples, tokenizer, max_length)
+    order = rng_or_default(generator).permutation(len(rows)) if shuffle else np.arange(len(rows))
+    pad_id = padding_id(tokenizer)
+    return (labelled_batch(rows, labels, order[start:start + batch_size], pad_id, device)
+            for start in range(0, len(order), batch_size))
+
+
+def encode_labelled(examples, tokenizer, max_length: int) -> tuple[list[list[int]], np.ndarray]:
+    """``(text, label_id)`` examples -> (token rows ``[CLS] tokens [SEP]`` cut to
+    ``max_length``, labels (N,) int64): encoded once, batched many times (``labelled_batch``)."""
     max_length = check_max_length(max_length)
     examples = list(examples)
     if not examples:
         raise ValueError("classification_batches: there are no examples")
     labels = np.array([operator.index(label) for _, label in examples], dtype=np.int64)  # (N,)
-    rows = wrap_texts(tokenizer, [text for text, _ in examples], max_length)
-    order = rng_or_default(generator).permutation(len(rows)) if shuffle else np.arange(len(rows))
-    return _batches(rows, labels, order, batch_size, padding_id(tokenizer), device)
+    return wrap_texts(tokenizer, [text for text, _ in examples], max_length), labels
 
 
-def _batches(rows, labels, order, batch_size, pad_id, device):
-    for start in range(0, len(order), batch_size):
-        picked = order[start:start + batch_size]                          # (B,)
-        batch = [rows[i] for i in picked]
-        ids, mask = pad_rows(batch, max(len(row) for row in batch), pad_id)   # (B, T)
-        yield (Tensor(ids, device=device), Tensor(mask, device=device),
-               Tensor(labels[picked], device=device))
+def labelled_batch(rows, labels, picked, pad_id: int,
+                   device=None) -> tuple[Tensor, Tensor, Tensor]:
+    """The examples ``picked`` (indices into ``rows``/``labels``) as ``(input_ids,
+    attention_mask, labels)``, padded to the longest of them."""
+    batch = [rows[i] for i in picked]
+    ids, mask = pad_rows(batch, max(len(row) for row in batch), pad_id)       # (B, T)
+    return (Tensor(ids, device=device), Tensor(mask, device=device),
+            Tensor(labels[picked], device=device))

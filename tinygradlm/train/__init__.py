@@ -4,6 +4,7 @@
     gpt.py        next-token pretraining of a GPT            (examples/train_char_lm.py)
     mlm.py        masked-LM pretraining of a BERT encoder     (examples/train_mlm.py)
     finetune.py   fine-tuning a classifier on labelled text   (examples/finetune_classifier.py)
+    learning_curve.py   pretrained vs from scratch over label budgets and seeds (--compare_scratch)
 """
 from .finetune import FinetuneConfig, finetune_and_compare, finetune_classifier, pretrained_body
 from .gpt import train_gpt

@@ -204,7 +204,7 @@ def language_model(cfg: TrainConfig, model, train_ids):
 # --- starting or resuming a run -----------------------------------------------------------------
 # What a run writes into out_dir; --overwrite deletes these (and nothing else there).
 RUN_FILES = ("config.json", "model.safetensors", "tokenizer.json", "resume", "log.jsonl",
-             "summary.json", "loss.png", "scratch")
+             "summary.json", "loss.png", "scratch", "curve", "learning_curve.png")
 
 
 @dataclass

@@ -465,6 +465,20 @@ def test_pretrained_body_pretrains_only_when_missing_and_asked(tmp_path, monkeyp
     assert json.load(open(init / "summary.json"))["iters"] == 2
 
 
+def test_the_default_body_directory_is_pretrained_when_empty(tmp_path, monkeypatch):
+    """`finetune_classifier.py --compare_scratch` on a fresh clone: the default --init_from
+    (out-pretrained) gets a body pretrained first, announced, without --pretrain_if_missing."""
+    monkeypatch.chdir(tmp_path)
+    cfg = FinetuneConfig(pretrain_iters=2, n_layer=1, n_head=2, n_embd=16, max_length=16,
+                         progress=False, vocab_size=300)
+    assert cfg.init_from == finetune_mod.DEFAULT_BODY and not cfg.pretrain_if_missing
+    task = tg.data.stdlib_function_dataset(packages=("json", "email", "logging"),
+                                           max_per_class=20)
+    assert pretrained_body(cfg, task) == finetune_mod.DEFAULT_BODY
+    assert json.load(open(tmp_path / "out-pretrained" / "summary.json"))["iters"] == 2
+    tg.nn.GPT.from_pretrained(tmp_path / "out-pretrained")
+
+
 def test_pretraining_corpus_leaves_out_the_held_out_files():
     task = tg.data.stdlib_function_dataset(packages=("json", "email", "logging"),
                                            max_per_class=20)

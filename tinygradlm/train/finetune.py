@@ -109,11 +109,10 @@ def load_labelled(cfg: FinetuneConfig):
 
 def pretrained_body(cfg: FinetuneConfig, task=None) -> str:
     """The directory of the pretrained body.  When it holds no model, or a pretraining run
-    that never finished: an error (or a warning) that says how to make one, or -- in the
-    default ``out-pretrained`` or with ``--pretrain_if_missing`` -- a pretraining run first
-    (resumed where it stopped) -- on the
-    stdlib corpus without ``task``'s val and test files, so that fine-tuning is evaluated on
-    source the body has never read."""
+    that never finished: an error (or a warning) that says how to make one -- or, in the
+    default ``out-pretrained`` or with ``--pretrain_if_missing``, a pretraining run first
+    (resumed where it stopped), on the stdlib corpus without ``task``'s val and test files,
+    so that fine-tuning is evaluated on source the body has never read."""
     pretrain = cfg.pretrain_if_missing or cfg.init_from == DEFAULT_BODY
     if not os.path.exists(cfg.init_from) and not pretrain:
         try:            # a Hub name ("bert-base-uncased") in the local Hugging Face cache

@@ -308,6 +308,8 @@ def test_learning_curve_summary(compared, labelled):
         own = json.load(open(os.path.join(r["out_dir"], "summary.json")))
         assert own["train_sha256"] == r["train_sha256"] and own["iters"] == r["iters"]
         assert own["init"] == ("scratch" if r["arm"] == "scratch" else cfg.init_from)
+        assert own["config"]["learning_rate"] == (          # each arm at its own rate
+            cfg.scratch_learning_rate if r["arm"] == "scratch" else cfg.learning_rate)
         twin = [t for t in runs if (t["fraction"], t["seed"]) == (r["fraction"], r["seed"])]
         assert len({t["train_sha256"] for t in twin}) == 1 and len(twin) == 2
     small = {r["train_sha256"] for r in runs if r["fraction"] == 0.25}

@@ -31,6 +31,7 @@ import os
 import numpy as np
 
 from .. import checkpoint, data, files
+from .loop import pyplot, save_plot
 
 ARMS = ("pretrained", "scratch")
 
@@ -54,17 +55,22 @@ def budget_config(cfg, fraction: float, seed: int, out_dir: str, arm: str = "pre
     evaluation interval in proportion.  The scratch arm peaks at ``--scratch_learning_rate``
     (its floor scaled alike).  A run that saved a state continues; any other starts afresh
     (the top-level ``--overwrite`` has already removed old curves)."""
-    iters = cfg.max_iters if fraction == 1 else min(
-        cfg.max_iters, max(cfg.min_iters, math.ceil(fraction * cfg.max_iters)))
+    iters = budget_iters(cfg, fraction)
     scale = iters / cfg.max_iters
+    decay = max(1, round(cfg.lr_decay_iters * scale))
     started = bool(checkpoint.state_dirs(os.path.join(out_dir, "resume")))
     return dataclasses.replace(
-        cfg, seed=seed, out_dir=out_dir, max_iters=iters,
-        lr_decay_iters=max(1, round(cfg.lr_decay_iters * scale)),
-        warmup_iters=min(round(cfg.warmup_iters * scale), max(1, round(cfg.lr_decay_iters * scale))),
+        cfg, seed=seed, out_dir=out_dir, max_iters=iters, lr_decay_iters=decay,
+        warmup_iters=min(round(cfg.warmup_iters * scale), decay),
         eval_interval=max(1, math.ceil(cfg.eval_interval * scale)),
         resume=started, overwrite=not started, compare_scratch=False,
         **(arm_rates(cfg) if arm == "scratch" else {}))
+
+
+def budget_iters(cfg, fraction: float) -> int:
+    """Fine-tuning iterations at a label budget: ``max(min_iters, fraction * max_iters)``,
+    never more than ``max_iters`` (which the full budget gets)."""
+    return min(cfg.max_iters, max(cfg.min_iters, math.ceil(fraction * cfg.max_iters)))
 
 
 def arm_rates(cfg) -> dict:
@@ -99,7 +105,7 @@ def learning_curve(cfg, task, body_dir: str, finetune) -> tuple[list[dict], list
     labels = [label for _, label in task.train]
     subsets = {seed: dict(zip(budgets, data.label_budget_subsets(labels, budgets, seed)))
                for seed in seeds}
-    total = sum(budget_config(cfg, b, cfg.seed, cfg.out_dir).max_iters for b in budgets)
+    total = sum(budget_iters(cfg, b) for b in budgets)
     print(f"\nlearning curve: {len(budgets)} label budgets x {len(seeds)} seeds x "
           f"{len(ARMS)} arms = {len(budgets) * len(seeds) * len(ARMS)} fine-tuning runs, "
           f"{total * len(seeds) * len(ARMS):,} iterations in all (each run's output is in "
@@ -156,8 +162,8 @@ def format_curve(curve: list[dict]) -> str:
             f"{'scratch':>13} {'gain':>13} | {'accuracy: pretrained':>20} {'scratch':>13}")
     lines = [head, "-" * len(head)]
     for p in curve:
-        def pm(key, scale=1.0):
-            return f"{scale * p[key + '_mean']:.3f} ± {scale * p[key + '_std']:.3f}"
+        def pm(key):
+            return f"{p[key + '_mean']:.3f} ± {p[key + '_std']:.3f}"
         lines.append(f"{p['fraction']:>7.0%} {p['n_train']:>8} {p['iters']:>5} | "
                      f"{pm('pretrained_f1'):>20} {pm('scratch_f1'):>13} {pm('f1_gain'):>13} | "
                      f"{pm('pretrained_accuracy'):>20} {pm('scratch_accuracy'):>13}")
@@ -170,11 +176,8 @@ def format_curve(curve: list[dict]) -> str:
 def plot_learning_curve(curve: list[dict], png_path: str) -> bool:
     """Test macro-F1 (mean ± std over seeds) against the number of labelled examples, one
     line per arm, log-scaled x; False without matplotlib."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     n = [p["n_train"] for p in curve]
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -189,11 +192,7 @@ def plot_learning_curve(curve: list[dict], png_path: str) -> bool:
     ax.set_xlabel("labelled training examples (budget)")
     ax.set_ylabel("test macro-F1")
     ax.set_title(f"fine-tuning: mean ± std over {len(curve[0]['seeds'])} seed(s)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
+    save_plot(plt, fig, ax, png_path)
     return True
 
 

@@ -495,13 +495,31 @@ def write_summary(cfg: TrainConfig, summary: dict, run: dict) -> bool:
     return plot_loss_curve(run["log_path"], os.path.join(cfg.out_dir, "loss.png"))
 
 
-def plot_loss_curve(log_path: str, png_path: str) -> bool:
-    """Every ``*_loss`` column of the JSONL log against iteration; False without matplotlib."""
+def pyplot():
+    """matplotlib's pyplot drawing to files (no window), or None when matplotlib is missing:
+    a plot is a bonus, never a reason for a run to fail."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        return None
+    return plt
+
+
+def save_plot(plt, fig, ax, png_path: str) -> None:
+    """Legend, light grid, tight layout, then write ``png_path`` and free the figure."""
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+
+
+def plot_loss_curve(log_path: str, png_path: str) -> bool:
+    """Every ``*_loss`` column of the JSONL log against iteration; False without matplotlib."""
+    plt = pyplot()
+    if plt is None:
         return False
     rows = read_log(log_path)
     keys = sorted({k for r in rows for k in r if k.endswith("_loss")})
@@ -511,9 +529,5 @@ def plot_loss_curve(log_path: str, png_path: str) -> bool:
         ax.plot(*zip(*points), marker="o", label=key.replace("_", " "))
     ax.set_xlabel("iteration")
     ax.set_ylabel("cross-entropy (nats per token)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
+    save_plot(plt, fig, ax, png_path)
     return True

@@ -1,5 +1,5 @@
 """Evaluation metrics: perplexity and bits, accuracy / precision / recall / F1 / confusion
-matrix, and corpus BLEU.
+matrix, corpus BLEU and chrF, exact match.
 
 Three kinds of evidence: small vectors worked out by hand (the arithmetic is in the comments),
 hypothesis properties that any correct implementation must have, and oracle comparisons with
@@ -13,9 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinygradlm as tg
-from tinygradlm.metrics import (BLEUScore, accuracy, bits_per_char, bits_per_token, bleu,
-                                confusion_matrix, f1_score, format_confusion_matrix, mean_nll,
-                                perplexity, precision_recall_f1, tokenize_13a)
+from tinygradlm.metrics import (BLEUScore, CHRFScore, accuracy, bits_per_char, bits_per_token,
+                                bleu, chrf, confusion_matrix, exact_match, f1_score,
+                                format_confusion_matrix, mean_nll, perplexity,
+                                precision_recall_f1, tokenize_13a)
 
 # --- perplexity and bits ----------------------------------------------------------------
 
@@ -502,3 +503,184 @@ def test_bleu_matches_sacrebleu(sacrebleu, case):
     assert got.bp == want.bp and got.precisions == want.precisions
     assert got.score == pytest.approx(want.score, rel=1e-12, abs=1e-12)
     assert str(got) == str(want)
+
+
+# --- chrF ---------------------------------------------------------------------------------
+
+def test_chrf_by_hand():
+    # "the cat" vs "the cats", whitespace removed: "thecat" (6 chars) vs "thecats" (7).
+    # Every hypothesis n-gram occurs in the reference ("t" twice in both), so for n = 1..6
+    # matches = hypothesis n-grams = 6, 5, 4, 3, 2, 1 and P_n = 1; the reference has
+    # 7, 6, 5, 4, 3, 2 n-grams, so R_n = 6/7, 5/6, 4/5, 3/4, 2/3, 1/2.
+    # P = 1, R = (6/7 + 5/6 + 4/5 + 3/4 + 2/3 + 1/2) / 6 = 4.40714 / 6 = 0.734524
+    # chrF2 = 100 * 5 P R / (4 P + R) = 100 * 3.67262 / 4.73452 = 77.57.
+    c = chrf(["the cat"], [["the cats"]])
+    r = (6 / 7 + 5 / 6 + 4 / 5 + 3 / 4 + 2 / 3 + 1 / 2) / 6
+    assert isinstance(c, CHRFScore)
+    assert c.score == pytest.approx(100 * 5 * r / (4 + r), rel=1e-12)
+    assert round(float(c), 2) == 77.57 and str(c) == "chrF2 = 77.57"
+    assert (c.char_order, c.word_order, c.beta) == (6, 0, 2)
+    # Swapping the two swaps P and R: with beta = 2 the missing "s" (low recall) above costs
+    # more than an extra one (low precision): 100 * 5 r / (4 r + 1) = 94.6.
+    assert chrf(["the cats"], ["the cat"]).score == pytest.approx(100 * 5 * r / (4 * r + 1))
+    # beta = 1 weighs them equally: the harmonic mean 2 P R / (P + R), the same both ways.
+    assert chrf(["the cat"], ["the cats"], beta=1).score == pytest.approx(
+        chrf(["the cats"], ["the cat"], beta=1).score) == pytest.approx(200 * r / (1 + r))
+
+
+def test_chrf_effective_order_and_eps_smoothing():
+    # "ab" vs "ab": 1- and 2-grams match perfectly, orders 3..6 have no n-grams on either
+    # side and are skipped: chrF 100.  With eps_smoothing every order counts, the empty ones
+    # with F = 1e-16: (1 + 1 + 4e-16) / 6 = 33.33.
+    assert chrf(["ab"], ["ab"]).score == 100.0
+    assert chrf(["ab"], ["ab"], eps_smoothing=True).score == pytest.approx(100 / 3)
+    # Whitespace is removed before counting: "a b" and "ab" are the same text...
+    assert chrf(["a b"], ["ab"]).score == 100.0
+    # ...unless kept: "a b" has 1-grams a, " ", b (P = 2/3, R = 1) and 2-grams "a ", " b"
+    # (P = 0/2, R = 0/1): P = 1/3, R = 1/2, chrF2 = 5 * 1/6 / (4/3 + 1/2) = 5/11.
+    assert chrf(["a b"], ["ab"], whitespace=True).score == pytest.approx(100 * 5 / 11)
+
+
+def test_chrf_hypothesis_ngrams_need_reference_ngrams():
+    # Sentence 1 "abcd" vs "ab": the reference has no 3- or 4-grams, so the hypothesis's are
+    # not counted.  Sentence 2 "xyz" vs "xyz" matches exactly.  Summed [hyp, ref, match]:
+    #   n=1: 4+3, 2+3, 2+3 -> P 5/7, R 1     n=2: 3+2, 1+2, 1+2 -> P 3/5, R 1
+    #   n=3: 0+1, 0+1, 0+1 -> P 1,   R 1     (counting "abc" "bcd" would make P_3 = 1/3)
+    #   n=4..6: no reference n-grams anywhere: not effective.
+    # P = (5/7 + 3/5 + 1) / 3 = 27/35, R = 1: chrF2 = 5 * 27/35 / (4 * 27/35 + 1) = 135/143.
+    assert chrf(["abcd", "xyz"], ["ab", "xyz"]).score == pytest.approx(100 * 135 / 143)
+    # One sentence alone: P = (2/4 + 1/3) / 2 = 5/12, R = 1: 5 * 5/12 / (20/12 + 1) = 25/32.
+    assert chrf(["abcd"], ["ab"]).score == pytest.approx(100 * 25 / 32)
+
+
+def test_chrf_multiple_references_keep_the_best():
+    # Against "abd" the hypothesis "abc" shares "a", "b", "ab"; against "xyz" nothing: the
+    # score is the one against the better reference, whatever the order.
+    best = chrf(["abc"], ["abd"]).score
+    assert best > 0
+    assert chrf(["abc"], [["xyz", "abd"]]).score == best
+    assert chrf(["abc"], [["abd", "xyz"]]).score == best
+    # At corpus level the chosen reference's counts are summed, so a sentence's choice
+    # changes the corpus score even when the sentence itself scores the same.
+    assert chrf(["abc", "q"], [["xyz", "abd"], "q"]).score == \
+        chrf(["abc", "q"], ["abd", "q"]).score
+
+
+def test_chrf_empty_hypotheses():
+    # Nothing to match: 0.  Nothing on either side: no effective order, also 0.
+    assert chrf([""], ["abc"]).score == 0.0
+    assert chrf(["   "], [""]).score == 0.0
+    assert str(chrf([""], ["abc"])) == "chrF2 = 0.00"
+    # An empty hypothesis scores 0 against every reference; the tie keeps the first one,
+    # whose n-grams then count as missed.  With ["a", "abcdef"] (first "a"), plus "a" vs
+    # "a": n=1 hyp 0+1, ref 1+1, match 0+1 -> P 1, R 1/2; no higher order is effective.
+    # chrF2 = 5 * 1/2 / (4 + 1/2) = 5/9.  Had "abcdef" been kept, R_1 would be 1/7.
+    assert chrf(["", "a"], [["a", "abcdef"], ["a"]]).score == pytest.approx(100 * 5 / 9)
+    assert chrf(["", "a"], [["abcdef", "a"], ["a"]]).score == pytest.approx(
+        100 * 5 * (1 / 7) / (4 + 1 / 7))
+
+
+def test_chrf_plus_plus_words_and_name():
+    # chrF++ (word_order=2): identical text scores 100; the name gains a "+" per word order.
+    c = chrf(["The cat sat."], ["The cat sat."], word_order=2)
+    assert c.score == 100.0 and str(c) == "chrF2++ = 100.00" and c.word_order == 2
+    # Word n-grams alone (char_order=0): "the sat cat" vs "the cat sat" share all 3 words
+    # (P_1 = R_1 = 1) but none of the 2 bigrams (P_2 = R_2 = 0): P = R = 1/2, chrF 50.
+    # Word unigrams alone cannot see the order: 100.
+    assert chrf(["the sat cat"], ["the cat sat"], char_order=0, word_order=2).score == 50.0
+    assert chrf(["the sat cat"], ["the cat sat"], char_order=0, word_order=1).score == 100.0
+    # One punctuation mark is split off the end of a word, so "sat." still matches "sat".
+    assert chrf(["sat."], ["sat ."], char_order=0, word_order=1).score == 100.0
+    assert str(chrf(["x"], ["x"], beta=1, word_order=1)) == "chrF1+ = 100.00"
+
+
+@pytest.mark.parametrize("call, exc, match", [
+    (lambda: chrf([], []), ValueError, "chrf: no hypotheses"),
+    (lambda: chrf(["a", "b"], [["a"]]), ValueError, "2 hypotheses but 1 reference"),
+    (lambda: chrf(["a"], [[]]), ValueError, "hypothesis 0 has no reference"),
+    (lambda: chrf("a b", [["a b"]]), TypeError, "not one string"),
+    (lambda: chrf([None], [["a"]]), TypeError, r"hypotheses\[0\]"),
+    (lambda: chrf(["a"], [["a", None]]), TypeError, r"chrf: references\[0\]"),
+    (lambda: chrf(["a"], ["a"], char_order=0), ValueError, "at least 1"),
+    (lambda: chrf(["a"], ["a"], word_order=-1), ValueError, "word_order must be"),
+    (lambda: chrf(["a"], ["a"], char_order=2.5), ValueError, "char_order must be"),
+    (lambda: chrf(["a"], ["a"], beta=0), ValueError, "beta must be positive"),
+])
+def test_chrf_errors(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_exact_match():
+    # Hits: 0 (after stripping), 2 (the second reference); misses: 1 (case), 3.
+    hyps = ["  Paris\n", "paris", "4", "blue"]
+    refs = ["Paris", ["Paris"], ["four", " 4 "], ["green"]]
+    assert exact_match(hyps, refs) == 0.5
+    assert exact_match(["a"], ["a"]) == 1.0 and exact_match([""], [" "]) == 1.0
+    with pytest.raises(ValueError, match="exact_match: 2 hypotheses but 1"):
+        exact_match(["a", "b"], ["a"])
+    with pytest.raises(TypeError, match="not one string"):
+        exact_match("a", ["a"])
+    with pytest.raises(ValueError, match="no hypotheses"):
+        exact_match([], [])
+
+
+# --- chrF: sacreBLEU oracle ---------------------------------------------------------------
+
+# chrF has no tokenizer: any text goes, so besides the BLEU sentences (punctuation, escapes,
+# non-ASCII letters and spaces) draw arbitrary unicode, and references that are edits of
+# their hypothesis so that long n-grams match.
+_chrf_text = _sentences | st.text(max_size=25)
+
+
+@st.composite
+def chrf_cases(draw):
+    """(hypotheses, reference streams): 1-5 sentences, 1-3 references each."""
+    hyps = draw(st.lists(_chrf_text, min_size=1, max_size=5))
+
+    def reference(h):
+        kind = draw(st.sampled_from(["copy", "edit", "other"]))
+        if kind == "copy":
+            return h
+        if kind == "edit":
+            i = draw(st.integers(0, len(h)))
+            return h[:i] + draw(_chrf_text) + h[i + draw(st.integers(0, 3)):]
+        return draw(_chrf_text)
+
+    streams = [[reference(h) for h in hyps] for _ in range(draw(st.integers(1, 3)))]
+    return hyps, streams
+
+
+def test_chrf_readme_example_with_sacrebleu(sacrebleu):
+    for kw in ({}, {"word_order": 2}, {"eps_smoothing": True}):
+        want = sacrebleu.corpus_chrf(README_HYPS, README_STREAMS, **kw)
+        got = chrf(README_HYPS, README_REFS, **kw)
+        assert got.score == want.score and str(got) == str(want)
+
+
+@settings(max_examples=150)
+@given(chrf_cases(), st.sampled_from([(6, 0), (6, 2), (1, 0), (3, 1), (0, 2)]),
+       st.sampled_from([2, 1, 3]), st.booleans(), st.booleans())
+def test_chrf_matches_sacrebleu(sacrebleu, case, orders, beta, whitespace, eps_smoothing):
+    from sacrebleu.metrics import CHRF
+    hyps, streams = case
+    char_order, word_order = orders
+    want = CHRF(char_order=char_order, word_order=word_order, beta=beta, whitespace=whitespace,
+                eps_smoothing=eps_smoothing).corpus_score(hyps, streams)
+    got = chrf(hyps, [list(refs) for refs in zip(*streams)], char_order=char_order,
+               word_order=word_order, beta=beta, whitespace=whitespace,
+               eps_smoothing=eps_smoothing)
+    # Same statistics and the same arithmetic in the same order: the floats agree exactly.
+    assert got.score == want.score
+    assert str(got) == str(want)
+
+
+@settings(max_examples=100)
+@given(chrf_cases())
+def test_chrf_default_matches_corpus_chrf(sacrebleu, case):
+    """The default call is sacreBLEU's default ``corpus_chrf`` (chrF2, whitespace removed)."""
+    hyps, streams = case
+    want = sacrebleu.corpus_chrf(hyps, streams)
+    got = chrf(hyps, [list(refs) for refs in zip(*streams)])
+    assert got.score == want.score and str(got) == str(want)
+    assert 0.0 <= got.score <= 100.0

@@ -1,4 +1,4 @@
-"""Evaluation numbers: language-model loss views, classification scores and corpus BLEU.
+"""Evaluation numbers: language-model loss views, classification scores, corpus BLEU and chrF.
 
 Language models
 ---------------
@@ -29,6 +29,10 @@ Translation / generation
 ------------------------
 ``bleu`` is corpus BLEU exactly as sacreBLEU computes it with its defaults (mteval-v13a
 tokenisation, 4-grams, "exp" smoothing), so the score is comparable with published ones.
+``chrf`` is sacreBLEU's corpus chrF (character n-gram F-score; ``word_order=2`` gives chrF++),
+which needs no tokenizer and gives partial credit for a word with the right stem but the
+wrong ending.  ``exact_match`` is the fraction of outputs equal to a reference.  All three
+take ``references[i]``: the reference(s) of hypothesis i, a list or one bare string.
 """
 from __future__ import annotations
 
@@ -375,16 +379,37 @@ class BLEUScore:
                 f"ref_len = {self.ref_len:d})")
 
 
-def _as_references(refs, i: int) -> list[str]:
+def _as_references(refs, i: int, fn: str) -> list[str]:
     if isinstance(refs, str):                 # a lone string is one reference, not characters
         return [refs]
     refs = list(refs)
     if not refs:
-        raise ValueError(f"bleu: hypothesis {i} has no reference")
+        raise ValueError(f"{fn}: hypothesis {i} has no reference")
     if not all(isinstance(r, str) for r in refs):
-        raise TypeError(f"bleu: references[{i}] must be a string or a list of strings, "
+        raise TypeError(f"{fn}: references[{i}] must be a string or a list of strings, "
                         f"got {refs!r}")
     return refs
+
+
+def _pairs(fn: str, hypotheses, references) -> list[tuple[str, list[str]]]:
+    """(hypothesis, its references) for each sentence, after the checks that catch the usual
+    mistakes: one string instead of a list, lengths that differ (often sacreBLEU-style
+    reference streams passed untransposed), a hypothesis that is not a string."""
+    if isinstance(hypotheses, str):
+        raise TypeError(f"{fn}: hypotheses must be a list of strings, not one string")
+    hypotheses, references = list(hypotheses), list(references)
+    if not hypotheses:
+        raise ValueError(f"{fn}: no hypotheses")
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{fn}: {len(hypotheses)} hypotheses but {len(references)} reference "
+                         f"lists; references[i] must hold the references of hypothesis i "
+                         f"(transpose sacreBLEU-style reference streams)")
+    pairs = []
+    for i, (hyp, refs) in enumerate(zip(hypotheses, references)):
+        if not isinstance(hyp, str):
+            raise TypeError(f"{fn}: hypotheses[{i}] must be a string, got {type(hyp).__name__}")
+        pairs.append((hyp, _as_references(refs, i, fn)))
+    return pairs
 
 
 def bleu(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> BLEUScore:
@@ -411,22 +436,11 @@ def bleu(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> BLEU
        else exp(1 - r / c) (0 if c == 0), since precision alone rewards saying very little.
     4. BLEU = 100 * BP * (p_1 p_2 p_3 p_4)^(1/4).
     """
-    if isinstance(hypotheses, str):
-        raise TypeError("bleu: hypotheses must be a list of strings, not one string")
-    hypotheses, references = list(hypotheses), list(references)
-    if not hypotheses:
-        raise ValueError("bleu: no hypotheses")
-    if len(hypotheses) != len(references):
-        raise ValueError(f"bleu: {len(hypotheses)} hypotheses but {len(references)} reference "
-                         f"lists; references[i] must hold the references of hypothesis i "
-                         f"(transpose sacreBLEU-style reference streams)")
     n_max = MAX_NGRAM_ORDER
     counts, totals = [0] * n_max, [0] * n_max
     sys_len = ref_len = 0
-    for i, (hyp, refs) in enumerate(zip(hypotheses, references)):
-        if not isinstance(hyp, str):
-            raise TypeError(f"bleu: hypotheses[{i}] must be a string, got {type(hyp).__name__}")
-        ref_tokens = [tokenize_13a(r) for r in _as_references(refs, i)]
+    for hyp, refs in _pairs("bleu", hypotheses, references):
+        ref_tokens = [tokenize_13a(r) for r in refs]
         # Clipping ceiling: each n-gram's largest count in any single reference.
         max_ref = Counter()
         for toks in ref_tokens:
@@ -455,3 +469,168 @@ def bleu(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> BLEU
     # Geometric mean, in log space.
     score = bp * math.exp(sum(math.log(p) for p in precisions) / n_max) if min(precisions) else 0.0
     return BLEUScore(score, precisions, bp, sys_len, ref_len, counts, totals)
+
+
+# --- chrF and chrF++ ----------------------------------------------------------------------
+
+# chrF++ splits one ASCII punctuation mark off the end (else the start) of each word, as the
+# reference chrF++.py and sacreBLEU do; "(hi)" becomes "(hi" ")" (sacreBLEU issue #124).
+_CHRF_PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+# sacreBLEU's stand-in for a precision or recall that has no denominator (eps_smoothing).
+_CHRF_EPS = 1e-16
+
+
+@dataclass(frozen=True)
+class CHRFScore:
+    """A corpus chrF score (0..100) and the settings that produced it.  ``str()`` prints it as
+    sacreBLEU does, "chrF2 = 51.23", with a "+" per word order ("chrF2++" for chrF++);
+    ``float()`` is the score."""
+    score: float
+    char_order: int = 6
+    word_order: int = 0
+    beta: float = 2
+
+    @property
+    def name(self) -> str:
+        return f"chrF{self.beta}" + "+" * self.word_order
+
+    def __float__(self) -> float:
+        return float(self.score)
+
+    def __str__(self) -> str:
+        return f"{self.name} = {self.score:.2f}"
+
+
+def _chrf_words(text: str) -> list[str]:
+    """The words of chrF++: split at whitespace, then one punctuation mark split off the end
+    of each word (or, failing that, off its start), so "dog." and "dog" share the word."""
+    words = []
+    for w in text.split():
+        if len(w) > 1 and w[-1] in _CHRF_PUNCTUATION:
+            words += [w[:-1], w[-1]]
+        elif len(w) > 1 and w[0] in _CHRF_PUNCTUATION:
+            words += [w[0], w[1:]]
+        else:
+            words.append(w)
+    return words
+
+
+def _chrf_ngrams(text: str, char_order: int, word_order: int, whitespace: bool) -> list[Counter]:
+    """One Counter per order: character n-grams for n = 1..char_order (substrings of the text,
+    whitespace removed unless ``whitespace``), then word n-grams for n = 1..word_order."""
+    chars = text if whitespace else "".join(text.split())
+    grams = [Counter(chars[i:i + n] for i in range(len(chars) - n + 1))
+             for n in range(1, char_order + 1)]
+    words = _chrf_words(text) if word_order else []
+    grams += [Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+              for n in range(1, word_order + 1)]
+    return grams
+
+
+def _chrf_match(hyp_grams: list[Counter], ref_grams: list[Counter]) -> list[list[int]]:
+    """Per order, [hypothesis n-grams, reference n-grams, matches] of one sentence against one
+    reference.  Matches are clipped: an n-gram counts at most as often as the reference has
+    it.  Where the reference has no n-grams of an order (it is too short), the hypothesis's
+    n-grams of that order are not counted either, as in sacreBLEU: a precision over n-grams
+    that could never match would only measure the reference's length."""
+    stats = []
+    for h, r in zip(hyp_grams, ref_grams):
+        matches = sum(min(c, r[g]) for g, c in h.items())     # r[g] is 0 if absent
+        stats.append([sum(h.values()) if r else 0, sum(r.values()), matches])
+    return stats
+
+
+def _chrf_f(stats: list[list[int]], beta: float, eps_smoothing: bool) -> float:
+    """chrF in 0..100 from per-order [hyp, ref, match] counts (steps 4-5 of ``chrf``).  The
+    arithmetic follows sacreBLEU's operation for operation, so the floats agree exactly."""
+    factor = beta ** 2
+    if eps_smoothing:
+        # Every order counts: an undefined ratio is eps, and so is an F with a zero denominator.
+        total = 0.0
+        for n_hyp, n_ref, n_match in stats:
+            prec = n_match / n_hyp if n_hyp > 0 else _CHRF_EPS
+            rec = n_match / n_ref if n_ref > 0 else _CHRF_EPS
+            denom = factor * prec + rec
+            total += (1 + factor) * prec * rec / denom if denom > 0 else _CHRF_EPS
+        return 100 * total / len(stats)
+    # Effective order: average P and R over the orders that have n-grams on both sides only.
+    avg_prec = avg_rec = 0.0
+    effective = 0
+    for n_hyp, n_ref, n_match in stats:
+        if n_hyp > 0 and n_ref > 0:
+            avg_prec += n_match / n_hyp
+            avg_rec += n_match / n_ref
+            effective += 1
+    if effective:
+        avg_prec /= effective
+        avg_rec /= effective
+    if not avg_prec + avg_rec:                # nothing matched (or nothing to compare)
+        return 0.0
+    score = (1 + factor) * avg_prec * avg_rec
+    score /= factor * avg_prec + avg_rec
+    return 100 * score
+
+
+def chrf(hypotheses: Sequence[str], references: Sequence[Sequence[str]], char_order: int = 6,
+         word_order: int = 0, beta: float = 2, whitespace: bool = False,
+         eps_smoothing: bool = False) -> CHRFScore:
+    """Corpus chrF (Popović, 2015) exactly as ``sacrebleu.corpus_chrf`` computes it; with
+    ``word_order=2``, chrF++ (Popović, 2017).  Arguments are laid out as for ``bleu``:
+    ``references[i]`` holds the reference(s) of ``hypotheses[i]`` (a bare string is one).
+
+    chrF compares characters, not words, so it needs no tokenizer and gives partial credit
+    for "walked" against "walks".  The computation (case kept):
+
+    1. n-grams.  Character n-grams for n = 1..``char_order``: every substring of length n,
+       counted, after removing all whitespace (so "New York" and "NewYork" agree; keep it
+       with ``whitespace=True``).  chrF++ adds word n-grams for n = 1..``word_order``, of the
+       whitespace-split words with one punctuation mark split off each word's end or start.
+    2. Statistics per sentence and order: hypothesis n-grams, reference n-grams and matches,
+       each n-gram matching at most as often as the reference has it (clipping, as in BLEU).
+       A hypothesis's n-grams of an order its reference has none of are not counted.
+    3. Several references: the sentence is scored against each (steps 4-5 on its own
+       statistics) and the statistics of the best one kept; ties go to the first.
+    4. The statistics are summed over the corpus (corpus chrF is not a mean of sentence
+       scores).  Per order n, precision P_n = matches / hypothesis n-grams and recall
+       R_n = matches / reference n-grams.  P and R are the means of P_n and R_n over the
+       "effective" orders, those with n-grams on both sides: a corpus of 4-character
+       sentences has no 6-grams, and is not punished for it.
+    5. chrF = 100 * (1 + beta^2) P R / (beta^2 P + R), 0 if P + R = 0 (no match, or an empty
+       hypothesis).  beta = 2 weighs recall twice as much as precision ("chrF2"): a system
+       that leaves words out loses more than one that adds a few.
+
+    ``eps_smoothing=True`` replaces step 4's averaging by the one of chrF++.py, Moses and
+    NLTK: an F-score per order (P_n or R_n taken as 1e-16 where undefined), averaged over all
+    ``char_order + word_order`` orders, so orders without n-grams pull the score down.
+    """
+    for name, value, low in (("char_order", char_order, 0), ("word_order", word_order, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"chrf: {name} must be a non-negative integer, got {value!r}")
+    if char_order + word_order == 0:
+        raise ValueError("chrf: char_order + word_order must be at least 1")
+    if not beta > 0:
+        raise ValueError(f"chrf: beta must be positive, got {beta!r}")
+    totals = [[0, 0, 0] for _ in range(char_order + word_order)]
+    for hyp, refs in _pairs("chrf", hypotheses, references):
+        hyp_grams = _chrf_ngrams(hyp, char_order, word_order, whitespace)
+        best, best_f = None, -1.0
+        for ref in refs:
+            stats = _chrf_match(hyp_grams, _chrf_ngrams(ref, char_order, word_order, whitespace))
+            f = _chrf_f(stats, beta, eps_smoothing)
+            if f > best_f:                    # strictly better: ties keep the first reference
+                best, best_f = stats, f
+        for total, stat in zip(totals, best):
+            for k in range(3):
+                total[k] += stat[k]
+    return CHRFScore(_chrf_f(totals, beta, eps_smoothing), char_order, word_order, beta)
+
+
+# --- exact match --------------------------------------------------------------------------
+
+def exact_match(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> float:
+    """Fraction (in [0, 1]) of hypotheses equal to one of their references, after stripping
+    whitespace at both ends; ``references[i]`` as for ``bleu``.  Nothing else is normalised:
+    SQuAD's EM also lower-cases and drops punctuation and articles before comparing."""
+    pairs = _pairs("exact_match", hypotheses, references)
+    hits = sum(hyp.strip() in {r.strip() for r in refs} for hyp, refs in pairs)
+    return hits / len(pairs)

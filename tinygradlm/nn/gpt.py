@@ -17,7 +17,7 @@ from .. import functional as F
 from ..creation import arange, randn, skip_init, zeros
 from ..tensor import Tensor
 from .attention import KVCache, TransformerBlock
-from .layers import Dropout, Embedding, LayerNorm, ModuleList
+from .layers import Dropout, Embedding, LayerNorm, ModuleList, SinusoidalPositionalEmbedding
 from .module import Module, Parameter
 from .pretrained import TransformerModel
 
@@ -146,22 +146,34 @@ class Transformer(Module):
     GELU may be the exact one (``approximate="none"``)."""
 
     def __init__(self, c, causal: bool, norm_first: bool = True, type_vocab_size: int = 0,
-                 approximate: str = "tanh"):
+                 approximate: str = "tanh", positions: str = "learned"):
         super().__init__()
         self.wte = Embedding(c.vocab_size, c.n_embd)
-        self.wpe = Embedding(c.block_size, c.n_embd)
+        if positions not in ("learned", "sinusoidal"):
+            raise ValueError(f"positions must be 'learned' or 'sinusoidal', not {positions!r}")
+        if positions == "learned":
+            self.wpe = Embedding(c.block_size, c.n_embd)
+        else:       # the paper's fixed table; tokens scaled by sqrt(C) to match its size
+            self.wpe = SinusoidalPositionalEmbedding(c.block_size, c.n_embd)
+        self.token_scale = math.sqrt(c.n_embd) if positions == "sinusoidal" else 1.0
         if type_vocab_size:
             self.wtt = Embedding(type_vocab_size, c.n_embd)
         if not norm_first:
             self.ln_e = LayerNorm(c.n_embd, eps=c.layer_norm_eps, bias=c.bias)
         self.drop = Dropout(c.dropout)
-        self.h = ModuleList(TransformerBlock(c.n_embd, c.n_head, c.dropout, c.bias,
-                                             causal=causal, layer_idx=i, eps=c.layer_norm_eps,
-                                             norm_first=norm_first, approximate=approximate)
+        self.h = ModuleList(self.make_block(c, i, causal, norm_first, approximate)
                             for i in range(c.n_layer))
         if norm_first:
             self.ln_f = LayerNorm(c.n_embd, eps=c.layer_norm_eps, bias=c.bias)
         self.block_size = c.block_size
+
+    def make_block(self, c, i: int, causal: bool, norm_first: bool, approximate: str) -> Module:
+        """Block ``i`` of the stack (the decoder of an encoder-decoder makes its own).  A config
+        without ``attention_dropout`` (GPT's, BERT's) drops attention weights at ``dropout``."""
+        return TransformerBlock(c.n_embd, c.n_head, c.dropout, c.bias, causal=causal,
+                                layer_idx=i, eps=c.layer_norm_eps, norm_first=norm_first,
+                                approximate=approximate,
+                                attn_dropout=getattr(c, "attention_dropout", None))
 
     def finish(self, x: Tensor) -> Tensor:
         """The last blocks' output as the heads read it: through ln_f when pre-LN."""
@@ -197,7 +209,10 @@ class Transformer(Module):
                                  f"{(ids.shape[0], T)} for {arg} {ids.shape}")
             pos = pos.data if pos.device == "cpu" else pos.to("cpu").data  # wpe checks range
         tokens = self.wte(ids if ids.device == device else ids.data)  # host ids: checked, copied
-        x = tokens + self.wpe(pos)                                  # (B, T, C)
+        if isinstance(self.wpe, SinusoidalPositionalEmbedding):
+            x = tokens * self.token_scale + self.wpe(pos, tokens.dtype, device)   # (B, T, C)
+        else:
+            x = tokens + self.wpe(pos)                              # (B, T, C)
         if hasattr(self, "wtt"):        # segment A/B; all type 0 when not given (as HF)
             types = (np.zeros(ids.shape, dtype=np.int64) if token_type_ids is None else
                      token_type_ids.to("cpu").data if isinstance(token_type_ids, Tensor)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 
+import numpy as np
+
 from .. import functional as F
 from ..creation import ones, rand, randn, skip_init, zeros
 from ..tensor import Tensor
@@ -52,6 +54,48 @@ class Embedding(Module):
 
     def extra_repr(self):
         return f"{self.num_embeddings}, {self.embedding_dim}"
+
+
+def sinusoidal_table(num_positions: int, dim: int):
+    """The original Transformer's positions (Vaswani et al., 2017, section 3.5), a NumPy
+    float64 array (num_positions, dim)::
+
+        PE[pos, 2i]     = sin(pos / 10000^(2i / dim))
+        PE[pos, 2i + 1] = cos(pos / 10000^(2i / dim))
+
+    Each pair of columns is a clock at its own frequency, from one turn every 2*pi positions
+    down to one every 10000*2*pi: nearby positions get similar vectors, and PE[pos + k] is a
+    fixed rotation of PE[pos], which makes relative offsets easy to attend to."""
+    pos = np.arange(num_positions, dtype=np.float64)[:, None]      # (P, 1)
+    freq = 10000.0 ** (-np.arange(0, dim, 2, dtype=np.float64) / dim)  # (ceil(dim/2),)
+    table = np.zeros((num_positions, dim))
+    table[:, 0::2] = np.sin(pos * freq)
+    table[:, 1::2] = np.cos(pos * freq[:dim // 2])
+    return table
+
+
+class SinusoidalPositionalEmbedding(Module):
+    """Fixed sinusoidal position vectors (``sinusoidal_table``): positions (...) ->
+    (..., embedding_dim).  No parameters, so nothing to learn or save, and it is defined for
+    any position up to ``num_positions``; its gradient simply stops here."""
+
+    def __init__(self, num_positions: int, embedding_dim: int):
+        super().__init__()
+        self.num_positions, self.embedding_dim = num_positions, embedding_dim
+        self.table = sinusoidal_table(num_positions, embedding_dim)   # NumPy, host
+
+    def forward(self, positions, dtype=None, device=None) -> Tensor:
+        """``dtype`` / ``device``: those of the token embeddings it is added to (default:
+        float32 on the default device), so that it never widens a float32 model."""
+        pos = np.asarray(positions.to("cpu").data if isinstance(positions, Tensor)
+                         else positions)
+        if pos.size and (pos.min() < 0 or pos.max() >= self.num_positions):
+            raise IndexError(f"SinusoidalPositionalEmbedding: position {int(pos.max())} is out "
+                             f"of range for {self.num_positions} positions")
+        return Tensor(self.table[pos], dtype=dtype or "float32", device=device)
+
+    def extra_repr(self):
+        return f"{self.num_positions}, {self.embedding_dim}"
 
 
 class LayerNorm(Module):

@@ -3,18 +3,18 @@ against the same model in PyTorch, same run; then greedy and beam-search generat
 
 The model is ``examples/train_seq2seq.py``'s default (``tinygradlm.train.seq2seq.Seq2SeqConfig``,
 read from it, so the two cannot drift apart): ``EncoderDecoder`` with a 3-block encoder and a
-3-block decoder, n_head 4, n_embd 128, sources up to 192 tokens, decoder inputs up to 40,
+3-block decoder, n_head 4, n_embd 128, sources up to 48 tokens, decoder inputs up to 40,
 learned positions, one 4096-token BPE vocabulary shared by both sides and tied to the output
 layer, biases, float32.  One change: dropout 0 (the example trains with 0.1), so that both
 frameworks compute exactly the same thing and their losses can be compared step by step.
 
 The data are the example's own: the built-in task (summarise a standard-library function in
 one sentence, ``data.stdlib_docstring_dataset``), its BPE tokenizer trained on the training
-pairs (~5 s), and batches of 32 random training pairs made by ``pair_batch`` as the training
-loop makes them: each side padded to its longest row (source padding masked, labels -100 after
-each target's end).  Sources average ~105 tokens, so a batch is ~192 wide with about half of it
-padding; targets average ~15 tokens, a batch ~33 wide.  A fixed list of such batches is drawn
-once with a seed, and both frameworks step through that same list in the same order.
+pairs (~5 s), and batches of 32 training pairs drawn as the training loop draws them
+(``similar_length_batch``: neighbours in source length, so little padding) and made by
+``pair_batch``: each side padded to its longest row (source padding masked, labels -100 after
+each target's end).  A fixed list of such batches is drawn once with a seed, and both
+frameworks step through that same list in the same order.
 
 Cases
   1. ``step``: ms per training step -- forward with labels (label smoothing 0.1), backward,
@@ -75,7 +75,7 @@ import tinygradlm as tg
 from tinygradlm import kernels, optim
 from tinygradlm.nn import EncoderDecoder, EncoderDecoderConfig
 from tinygradlm.train.seq2seq import (Seq2SeqConfig, build_tokenizer, encode_pairs, load_pairs,
-                                      pair_batch)
+                                      model_inputs, pair_batch, similar_length_batch)
 
 if torch:
     from torch_reference import build_torch_encoder_decoder, copy_weights_from
@@ -115,8 +115,9 @@ def load_task(seed):
     cfg = Seq2SeqConfig(seed=seed)
     task = load_pairs(cfg)
     tok = build_tokenizer(cfg, task)
-    train = encode_pairs(task.train, tok, cfg.block_size, cfg.tgt_block_size, "train")
-    test = encode_pairs(task.test, tok, cfg.block_size, cfg.tgt_block_size, "test")
+    train, test = (encode_pairs(model_inputs(cfg, pairs), tok, cfg.block_size,
+                                cfg.tgt_block_size, name)
+                   for name, pairs in (("train", task.train), ("test", task.test)))
     src_len = np.array([len(s) for s in train[0]])
     tgt_len = np.array([len(t) for t in train[1]])
     info = {"task": "stdlib docstring summarisation (data.stdlib_docstring_dataset)",
@@ -133,12 +134,14 @@ def load_task(seed):
 
 
 def training_batches(train, pad_id, seed, n=N_BATCHES, batch_size=TRAIN["batch_size"]):
-    """``n`` batches drawn as the training loop draws them (random pairs, no repeats within
-    a batch), each (src (B, Ts), mask (B, Ts) bool, labels (B, Tt) with -100 padding)."""
+    """``n`` batches drawn as the training loop draws them (``similar_length_batch``: pairs
+    of similar source length), each (src (B, Ts), mask (B, Ts) bool, labels (B, Tt) with
+    -100 padding)."""
     rng = np.random.default_rng(seed)
     sources, targets = train
-    return [pair_batch(sources, targets, rng.choice(len(sources), batch_size, replace=False),
-                       pad_id) for _ in range(n)]
+    order = np.argsort([len(s) for s in sources], kind="stable")
+    return [pair_batch(sources, targets, similar_length_batch(order, batch_size, rng), pad_id)
+            for _ in range(n)]
 
 
 def build_model(vocab_size, pad_id, start_id, seed=TRAIN["seed"]):

@@ -124,9 +124,9 @@ def cross_entropy(logits: Tensor, targets, weight: Tensor | None = None,
     ``ignore_index``, ``weight`` per class) or class probabilities of the logits' shape.
 
     ``label_smoothing`` = e mixes the targets with the uniform distribution: (1 - e) of the
-    loss is the target's, e of it the mean over all classes.  Plain integer targets on 2-D
-    logits run the fused kernel (``kernels/cross_entropy.py``) unless the reference is
-    selected.  A language model passes its (B, T, V) logits as (B*T, V).
+    loss is the target's, e of it the mean over all classes.  Integer targets on 2-D logits
+    without class weights run the fused kernel (``kernels/cross_entropy.py``) unless the
+    reference is selected.  A language model passes its (B, T, V) logits as (B*T, V).
     """
     _check_reduction("cross_entropy", reduction)
     if not 0.0 <= label_smoothing <= 1.0:
@@ -144,8 +144,7 @@ def cross_entropy(logits: Tensor, targets, weight: Tensor | None = None,
     if targets.dtype.kind not in "iu":
         raise TypeError(f"cross_entropy: targets must be integer class ids or float class "
                         f"probabilities, not {targets.dtype}")
-    if (weight is None and not label_smoothing and logits.ndim == 2
-            and kernels.fused_any(logits)):
+    if weight is None and logits.ndim == 2 and kernels.fused_any(logits):
         rows, t, out_shape, C = _classes_last("cross_entropy", logits, targets, False)
         bad = (t.data != ignore_index) & ((t.data < 0) | (t.data >= C))
         if bad.any():
@@ -153,7 +152,8 @@ def cross_entropy(logits: Tensor, targets, weight: Tensor | None = None,
                              f"for {C} classes (valid ids are 0..{C - 1}, or "
                              f"ignore_index={ignore_index})")
         return kernels.load("CrossEntropy").apply(rows, targets=t.data,
-                                                  ignore_index=ignore_index, reduction=reduction)
+                                                  ignore_index=ignore_index, reduction=reduction,
+                                                  label_smoothing=label_smoothing)
     logp = log_softmax(logits, dim=0 if logits.ndim == 1 else 1)
     nll = nll_loss(logp, targets, weight, ignore_index, reduction)
     if not label_smoothing:

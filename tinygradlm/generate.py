@@ -1,8 +1,8 @@
 """Text generation: greedy decoding, sampling (temperature, top-k, top-p, repetition penalty,
 n-gram blocking) and beam search, with a KV cache, following Hugging Face's ``generate``.
 
-Two loops share one picture of the model, a *steps adapter* (``DecoderOnly`` for GPT,
-``EncoderDecoder`` for a translation/summarisation model) that holds the sequences so far
+Two loops share one picture of the model, a *steps adapter* (``DecoderOnlySteps`` for GPT,
+``EncoderDecoderSteps`` for a translation/summarisation model) that holds the sequences so far
 and answers one question: "what are the next-token logits of each row?"
 
     greedy / sampling:  logits (N, V) -> repetition penalty -> n-gram ban -> / temperature ->
@@ -109,9 +109,9 @@ def generate(model, input_ids, attention_mask=None, max_length: int | None = Non
         with no_grad():
             if seq2seq:
                 start = _start_token(o, vocab)
-                steps = EncoderDecoder(model, ids, mask, rows, start, use_cache)
+                steps = EncoderDecoderSteps(model, ids, mask, rows, start, use_cache)
             else:
-                steps = DecoderOnly(model, ids, mask, rows, use_cache)
+                steps = DecoderOnlySteps(model, ids, mask, rows, use_cache)
             if o["num_beams"] == 1:
                 out = _greedy_or_sample(steps, new, o, eos, pad)
             else:
@@ -131,7 +131,7 @@ def generate(model, input_ids, attention_mask=None, max_length: int | None = Non
 #   append(tokens)      tokens (N,): one new token per row
 #   reorder(index)      index (N_new,): keep rows ``index`` in that order, cache included
 #                       (beam search continues each survivor from the beam it extends)
-class DecoderOnly:
+class DecoderOnlySteps:
     """GPT-style: the prompt and its continuation are one sequence; a KV cache of the window
     in view; left padding masked out and skipped by the positions."""
 
@@ -176,7 +176,7 @@ class DecoderOnly:
             self.cache.reorder(index)
 
 
-class EncoderDecoder:
+class EncoderDecoderSteps:
     """Translation / summarisation: the source is encoded ONCE into ``memory``, which every
     decoder step reads; the decoder's sequences start with ``decoder_start_token_id``.
 
@@ -192,6 +192,7 @@ class EncoderDecoder:
         copies = np.repeat(np.arange(len(ids)), rows)               # input b -> rows
         self.memory = memory[memory.xp.asarray(copies)]             # (N, Ts, C)
         self.mask = None if mask is None else mask[copies]          # (N, Ts) bool
+        self.copies = copies                                        # (N,) each row's source
         self.sequences = np.full((len(copies), 1), start, dtype=np.int64)   # (N, 1)
         self.cache = model.new_cache() if use_cache else None
 
@@ -208,11 +209,17 @@ class EncoderDecoder:
 
     def reorder(self, index):
         self.sequences = self.sequences[index]
-        rows = self.memory.xp.asarray(index)
-        self.memory = self.memory[rows]
-        self.mask = None if self.mask is None else self.mask[index]
+        # Beam search moves rows only among the copies of one source, which share the same
+        # memory, mask and cross-attention keys/values: copying those would change nothing.
+        copies = self.copies
+        same_source = len(index) == len(copies) and bool((copies[index] == copies).all())
+        if not same_source:
+            rows = self.memory.xp.asarray(index)
+            self.memory = self.memory[rows]
+            self.mask = None if self.mask is None else self.mask[index]
+            self.copies = copies[index]
         if self.cache is not None:
-            self.cache.reorder(index)
+            self.cache.reorder(index, cross=not same_source)
 
 
 def _last_position(logits: Tensor) -> np.ndarray:
@@ -423,8 +430,25 @@ def _gather(old, new, index):
 
 
 def _best(scores, k: int) -> np.ndarray:
-    """Indices of the k largest scores of each row (B, k), best first; ties: lower index."""
-    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    """Indices of the k largest scores of each row (B, k), best first; ties: lower index.
+
+    A row holds num_beams x vocab_size candidates and only a few are wanted, so instead of
+    sorting it all: find the k-th largest value (``np.partition``, linear time), keep every
+    index scoring at least that much (ties included, in index order), and sort those few."""
+    B, n = scores.shape
+    if k >= n:
+        return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1:k]        # (B, 1)
+    rows, cols = np.nonzero(scores >= kth)                          # by row, then index
+    if len(rows) > 4 * k * B:       # a flood of ties (all -inf, say): sorting is as good
+        return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    counts = np.bincount(rows, minlength=B)
+    slot = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+    index = np.zeros((B, counts.max()), dtype=np.int64)             # (B, m) the kept indices
+    value = np.full((B, counts.max()), -np.inf)                     # their scores
+    index[rows, slot], value[rows, slot] = cols, scores[rows, cols]
+    order = np.argsort(-value, axis=1, kind="stable")[:, :k]        # unused slots sort last
+    return np.take_along_axis(index, order, axis=1)
 
 
 def _log_softmax(z):

@@ -164,6 +164,17 @@ def test_function_name_baseline_needs_a_def(task):
     assert all(function_name_baseline(source).endswith(".") for source, _ in task.test)
 
 
+@pytest.mark.parametrize("code, split", [
+    ("def getFullURL(self, url_parts):", "def get full url(self, url parts):"),
+    ("return HTTPServer(__name__)", "return http server(name)"),
+    ("x = a1 + _", "x = a 1 + _"),
+    ("s = 'it''s' # no_change? yes", "s = 'it''s' # no change? yes"),
+])
+def test_split_identifiers_writes_names_as_words(code, split):
+    from tinygradlm.data import split_identifiers
+    assert split_identifiers(code) == split
+
+
 # --- pairs from files -------------------------------------------------------------------------
 
 def test_load_pairs_tsv_with_extra_columns(tmp_path):

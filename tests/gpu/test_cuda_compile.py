@@ -48,8 +48,8 @@ def signatures(nbt):
     return {
         "softmax_forward": (a2, a2),
         "softmax_backward": (a2, a2, a2),
-        "cross_entropy_forward": (a2, ids, types.int64, a1, a1),
-        "cross_entropy_backward": (a2, ids, types.int64, a1, a1, a2),
+        "cross_entropy_forward": (a2, ids, types.int64, nbt, a1, a1),       # nbt: smoothing
+        "cross_entropy_backward": (a2, ids, types.int64, nbt, a1, a1, a2),
         "attention_forward": attn + (nbt,) + flags + (a3, a2),
         "attention_backward_dq": attn + (a3, a3, a2, nbt) + flags + (a3,),
         "attention_backward_dkv": attn + (a3, a3, a2, nbt) + flags + (a3, a3),

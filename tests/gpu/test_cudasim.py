@@ -69,11 +69,12 @@ def test_softmax_forward_backward(ck, dtype, N, C):
 
 # ---- cross-entropy -----------------------------------------------------------------------
 
-def ce_reference(x, t, ignore_index, w):
+def ce_reference(x, t, ignore_index, w, smoothing=0.0):
     """Per-row loss, log-sum-exp and gradient (for per-row weights w) of the composite."""
     loss, (dx,) = reference(lambda z: F.cross_entropy(z, tg.Tensor(t),
                                                       ignore_index=ignore_index,
-                                                      reduction="none"), x, grad=w)
+                                                      reduction="none",
+                                                      label_smoothing=smoothing), x, grad=w)
     x64 = x.astype(np.float64)
     with kernels.use("reference"):
         lse = x64 - F.log_softmax(tg.Tensor(x64)).numpy()     # the same in every column
@@ -83,7 +84,8 @@ def ce_reference(x, t, ignore_index, w):
 @pytest.mark.cudasim
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("N,C", [(3, 1), (5, 7), (2, 130)])
-def test_cross_entropy_forward_backward(ck, dtype, N, C):
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_cross_entropy_forward_backward(ck, dtype, N, C, smoothing):
     r = rng(N * 7 + C)
     ignore_index = -100
     x = (r.standard_normal((N, C)) * 3).astype(dtype)
@@ -92,13 +94,14 @@ def test_cross_entropy_forward_backward(ck, dtype, N, C):
     t[-1] = C - 1                                           # the last column, past block 0
     w = r.standard_normal(N).astype(dtype)
     loss, lse = np.empty(N, dtype), np.empty(N, dtype)
-    ck.cross_entropy_forward_cuda(x, t, ignore_index, loss, lse)
-    loss_ref, lse_ref, dx_ref = ce_reference(x, t, ignore_index, w.astype(np.float64))
+    ck.cross_entropy_forward_cuda(x, t, ignore_index, smoothing, loss, lse)
+    loss_ref, lse_ref, dx_ref = ce_reference(x, t, ignore_index, w.astype(np.float64),
+                                             smoothing)
     np.testing.assert_allclose(loss, loss_ref, **TOL[dtype])
     np.testing.assert_allclose(lse, lse_ref, **TOL[dtype])
     assert loss[0] == 0
     dx = np.full_like(x, np.nan)                            # every element must be written
-    ck.cross_entropy_backward_cuda(x, t, ignore_index, lse, w, dx)
+    ck.cross_entropy_backward_cuda(x, t, ignore_index, smoothing, lse, w, dx)
     np.testing.assert_allclose(dx, dx_ref, **TOL[dtype])
     assert np.all(dx[0] == 0)
 
@@ -109,12 +112,12 @@ def test_cross_entropy_all_rows_ignored(ck):
     x = rng(5).standard_normal((N, C))
     t = np.full(N, ignore_index, np.int64)
     loss, lse = np.empty(N), np.empty(N)
-    ck.cross_entropy_forward_cuda(x, t, ignore_index, loss, lse)
+    ck.cross_entropy_forward_cuda(x, t, ignore_index, 0.1, loss, lse)
     assert np.all(loss == 0)
     np.testing.assert_allclose(lse, ce_reference(x, t, ignore_index, np.ones(N))[1],
                                **TOL[np.float64])
     dx = np.full_like(x, np.nan)
-    ck.cross_entropy_backward_cuda(x, t, ignore_index, lse, np.ones(N), dx)
+    ck.cross_entropy_backward_cuda(x, t, ignore_index, 0.1, lse, np.ones(N), dx)
     assert np.all(dx == 0)
 
 
@@ -299,6 +302,35 @@ def test_dispatch_gpt_forward_backward_equals_cpu():
     results = []
     for model, device in ((cpu, "cpu"), (dev, "cuda")):
         logits, loss = model(tg.Tensor(ids, device=device), tg.Tensor(ids, device=device))
+        loss.backward()
+        results.append([logits.numpy()] + [p.grad.numpy() for p in model.parameters()])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(b, a, **TOL[np.float64])
+
+
+@pytest.mark.cudasim
+def test_dispatch_encoder_decoder_forward_backward_equals_cpu():
+    # The encoder-decoder through the GPU kernels: padded self-attention, cross-attention with
+    # Tq != Tk and a source that is all padding, cross-entropy with label smoothing; equal to
+    # the CPU kernels, float64.
+    _cuda_or_skip()
+    from tinygradlm.nn import EncoderDecoder, EncoderDecoderConfig
+    tg.manual_seed(0)
+    cpu = EncoderDecoder(EncoderDecoderConfig(vocab_size=9, block_size=6, tgt_block_size=4,
+                                              n_layer=1, n_head=2, n_embd=8)).double()
+    dev = EncoderDecoder(cpu.config).double()
+    dev.load_state_dict(cpu.state_dict())
+    dev.to("cuda")
+    src = rng(4).integers(1, 9, (3, 6))
+    mask = np.ones((3, 6), bool)
+    mask[1, 4:] = False
+    mask[2] = False
+    labels = rng(5).integers(1, 9, (3, 4))
+    labels[0, 3] = -100
+    results = []
+    for model, device in ((cpu, "cpu"), (dev, "cuda")):
+        logits, loss = model(tg.Tensor(src, device=device), tg.Tensor(mask, device=device),
+                             labels=tg.Tensor(labels, device=device), label_smoothing=0.1)
         loss.backward()
         results.append([logits.numpy()] + [p.grad.numpy() for p in model.parameters()])
     for a, b in zip(*results):

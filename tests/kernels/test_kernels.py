@@ -61,8 +61,9 @@ def test_softmax_fused_gradcheck(data):
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-@given(data=logits(), ignore_frac=st.sampled_from([0.0, 0.3, 0.9]))
-def test_cross_entropy_fused_equals_reference(reduction, data, ignore_frac):
+@given(data=logits(), ignore_frac=st.sampled_from([0.0, 0.3, 0.9]),
+       smoothing=st.sampled_from([0.0, 0.1, 1.0]))
+def test_cross_entropy_fused_equals_reference(reduction, data, ignore_frac, smoothing):
     a, seed = data
     rng = np.random.default_rng(seed + 2)
     t = rng.integers(0, a.shape[-1], a.shape[:-1])
@@ -71,23 +72,24 @@ def test_cross_entropy_fused_equals_reference(reduction, data, ignore_frac):
     g = rng.standard_normal(t.size) if reduction == "none" else None
     targets = tg.Tensor(t.reshape(-1))
     (lf, gf, name_f), (lr, gr, name_r) = both_paths(      # rows (N, C): the kernel's layout
-        lambda z: F.cross_entropy(z.reshape(-1, z.shape[-1]), targets, reduction=reduction),
-        a, grad=g)
+        lambda z: F.cross_entropy(z.reshape(-1, z.shape[-1]), targets, reduction=reduction,
+                                  label_smoothing=smoothing), a, grad=g)
+    assert name_f == "CrossEntropy" and name_r != "CrossEntropy"
     np.testing.assert_allclose(lf, lr, **TOL[a.dtype.type])
     np.testing.assert_allclose(gf[0], gr[0], **TOL[a.dtype.type])
     assert gf[0].dtype == a.dtype
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-@given(data=logits(max_rows=6, max_cols=6))
-def test_cross_entropy_fused_gradcheck(reduction, data):
+@given(data=logits(max_rows=6, max_cols=6), smoothing=st.sampled_from([0.0, 0.25]))
+def test_cross_entropy_fused_gradcheck(reduction, data, smoothing):
     a, seed = data
     t = np.random.default_rng(seed).integers(0, a.shape[-1], a.shape[:-1])
     t.reshape(-1)[-1] = -100
     x = tg.Tensor(a.astype(np.float64), requires_grad=True)
     targets = tg.Tensor(t.reshape(-1))
     fn = lambda z: F.cross_entropy(z.reshape(-1, z.shape[-1]), targets,  # noqa: E731
-                                   reduction=reduction)
+                                   reduction=reduction, label_smoothing=smoothing)
     if reduction == "mean" and (t == -100).all():
         return
     assert gradcheck(fn, x)

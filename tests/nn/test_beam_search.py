@@ -19,10 +19,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 
 import tinygradlm as tg
 from tinygradlm import nn
-from tinygradlm.generate import EncoderDecoder, _beam_search, generate
+from tinygradlm.generate import EncoderDecoderSteps, _beam_search, generate
 
 from strategies import set_data
 
@@ -50,7 +51,7 @@ class StandInCache:
     def __len__(self):
         return self.tokens.shape[1]
 
-    def reorder(self, index):
+    def reorder(self, index, cross=True):      # no source state: ``cross`` changes nothing
         self.tokens = self.tokens[np.asarray(index)]
 
 
@@ -184,8 +185,8 @@ def test_one_beam_is_greedy():
     np.testing.assert_array_equal(generate(model, x, max_new_tokens=9, num_beams=1).numpy(),
                                   greedy)
     # The beam-search loop itself with a single beam (no eos: nothing ends early).
-    from tinygradlm.generate import DecoderOnly
-    steps = DecoderOnly(model, x, None, 1, use_cache=True)
+    from tinygradlm.generate import DecoderOnlySteps
+    steps = DecoderOnlySteps(model, x, None, 1, use_cache=True)
     with tg.no_grad():
         np.testing.assert_array_equal(_beam_search(steps, 9, 3, beam_options(), [], None),
                                       greedy)
@@ -405,7 +406,7 @@ def test_seq2seq_greedy_is_the_reference_and_one_beam():
         ids = np.concatenate([ids, nxt[:, None]], axis=1)
     np.testing.assert_array_equal(out, ids)
     with tg.no_grad():
-        steps = EncoderDecoder(model, src, None, 1, 0, use_cache=True)
+        steps = EncoderDecoderSteps(model, src, None, 1, 0, use_cache=True)
         np.testing.assert_array_equal(_beam_search(steps, 5, 3, beam_options(), [], None), out)
 
 
@@ -493,14 +494,14 @@ def test_seq2seq_length_errors():
 def test_adapters_reorder_every_row_wise_state():
     """The adapter contract: after reorder(index), scores() are those of the rows ``index``
     (sequence, padding mask, memory and cache all follow), here across inputs too."""
-    from tinygradlm.generate import DecoderOnly
+    from tinygradlm.generate import DecoderOnlySteps
     gpt, s2s = tiny_gpt(6), Seq2SeqStandIn(seed=6)
     src = np.array([[0, 1, 2, 3], [4, 5, 1, 2], [3, 3, 2, 1]])
     mask = src != 0
     index = np.array([2, 0, 0, 1])
     with tg.no_grad():
-        for make in (lambda s, m: DecoderOnly(gpt, s, m, 1, True),
-                     lambda s, m: EncoderDecoder(s2s, s, m, 1, 0, True)):
+        for make in (lambda s, m: DecoderOnlySteps(gpt, s, m, 1, True),
+                     lambda s, m: EncoderDecoderSteps(s2s, s, m, 1, 0, True)):
             steps = make(src, mask)
             first = steps.scores()
             steps.append(first.argmax(-1))
@@ -510,6 +511,35 @@ def test_adapters_reorder_every_row_wise_state():
             fresh.append(first.argmax(-1)[index])
             np.testing.assert_array_equal(steps.sequences, fresh.sequences)
             np.testing.assert_allclose(steps.scores(), fresh.scores(), atol=1e-12)
+
+
+def test_real_encoder_decoder_beam_rows_stay_with_their_source():
+    """With the real model, beam search reorders rows only among copies of one source: the
+    memory and cross-attention keys/values are left in place, and the result equals beam
+    search without the cache (which recomputes everything from the sequences)."""
+    tg.manual_seed(3)
+    model = nn.EncoderDecoder(nn.EncoderDecoderConfig(
+        vocab_size=9, block_size=6, tgt_block_size=8, n_layer=1, n_head=2, n_embd=8,
+        pad_token_id=0, bos_token_id=1, eos_token_id=2))
+    src = np.array([[3, 4, 5, 6, 0, 0], [7, 8, 3, 4, 5, 6]])
+    for kw in (dict(num_beams=3), dict(num_beams=4, num_return_sequences=2, length_penalty=0.5)):
+        cached = model.generate(src, max_new_tokens=6, **kw).numpy()
+        plain = model.generate(src, max_new_tokens=6, use_cache=False, **kw).numpy()
+        np.testing.assert_array_equal(cached, plain)
+        assert (cached[:, 0] == 1).all()
+
+
+@given(st.integers(1, 4), st.integers(1, 40), st.integers(1, 12), st.integers(0, 2**16),
+       st.booleans())
+def test_best_is_a_stable_sort_top_k(B, n, k, seed, ties):
+    """``_best`` (partition, then sort the few) equals the plain stable argsort's first k,
+    ties (lower index first) and -inf included."""
+    from tinygradlm.generate import _best
+    rng = np.random.default_rng(seed)
+    scores = (rng.integers(-3, 3, (B, n)).astype(float) if ties else rng.standard_normal((B, n)))
+    scores[rng.random((B, n)) < 0.2] = -np.inf
+    want = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    np.testing.assert_array_equal(_best(scores, k), want)
 
 
 # --- errors -----------------------------------------------------------------------------------

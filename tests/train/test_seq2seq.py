@@ -36,7 +36,7 @@ def tiny(data, out_dir, **kw):
     base = dict(data=data, out_dir=str(out_dir), vocab_size=300, n_layer=2, n_decoder_layer=2,
                 n_head=4, n_embd=64, block_size=16, tgt_block_size=12, dropout=0.0,
                 label_smoothing=0.0, batch_size=64, max_iters=400, lr_decay_iters=400,
-                warmup_iters=20, learning_rate=3e-3, min_lr=3e-4, eval_interval=200,
+                warmup_iters=20, learning_rate=1e-3, min_lr=1e-4, eval_interval=200,
                 eval_iters=2, num_beams=2, num_samples=2, progress=False, device="cpu")
     return Seq2SeqConfig(**{**base, **kw})
 

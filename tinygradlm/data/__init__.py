@@ -22,8 +22,8 @@ from .corpus import (DOWNLOAD_TIMEOUT_S, SHAKESPEARE_SHA256, SHAKESPEARE_URL,
                      load_corpus)
 from .pretrained_tokenizers import PretrainedTokenizer
 from .seq2seq import (SOURCE_MAX_CHARS, TARGET_MAX_WORDS, TARGET_MIN_WORDS, Seq2SeqData,
-                      function_name_baseline, load_pairs_file, pairs_from_file, split_pairs,
-                      stdlib_docstring_dataset)
+                      function_name_baseline, load_pairs_file, pairs_from_file,
+                      split_identifiers, split_pairs, stdlib_docstring_dataset)
 from .tasks import (DEFAULT_PACKAGES, FUNCTION_MAX_CHARS, FUNCTION_MIN_LINES, SPLIT_FRACTIONS,
                     LabelledData, classification_batches, encode_labelled,
                     label_budget_subsets, labelled_batch, labelled_from_file,

@@ -239,6 +239,21 @@ def function_name_baseline(source: str) -> str:
     return text[0].upper() + text[1:] + "."
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def split_identifiers(source: str) -> str:
+    """Code with every identifier written as its lower-case words, the way code-summarisation
+    models read code: ``def getFullURL(self, url_parts):`` -> ``def get full url(self, url
+    parts):``.  A docstring says "full URL", not "getFullURL"; split, the name's words are the
+    same tokens as the summary's, which a small model can learn to copy."""
+    def words(match):
+        found = [w.lower() for part in match.group(0).split("_")
+                 for w in (_NAME_WORD.findall(part) or [part]) if w]
+        return " ".join(found) or match.group(0)
+    return _IDENTIFIER.sub(words, source)
+
+
 # --- pairs from a user file ----------------------------------------------------------------
 
 _PAIR_FORMATS = (".tsv", ".txt", ".jsonl", ".ndjson")

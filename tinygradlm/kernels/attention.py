@@ -28,6 +28,9 @@ T=256 D=32 causal, forward + backward):
   store of a score carries four multiply-adds instead of one.
 * Backward takes query rows ``ROWS`` at a time, so each element of the dK and dV sums is
   loaded and stored once per ``ROWS`` rows (``add_outer``), not once per row.
+* Each query row stops at its last allowed key (``last_allowed_key``): in a batch padded to
+  its longest sequence the padding keys are never scored, which halves the work of a typical
+  batch of sources; a mask with holes is still applied key by key below that bound.
 * Work is split over (batch, head) pairs: B*H of them, equal in size even with a causal mask,
   so that each thread owns its own dK and dV rows and nothing races.
 """
@@ -113,8 +116,9 @@ def round_up(n, m):
 # Serial twin: for a generation step (one query against a few dozen keys) the thread start-up
 # of the parallel kernel costs more than the attention itself.
 @parallel_kernel()
-def attention_forward_cpu(q, k, v, scale, causal, mask, has_mask, H, out, lse):
+def attention_forward_cpu(q, k, v, scale, causal, mask, has_mask, key_end, H, out, lse):
     # q (BH, Tq, D), k (BH, Tk, D), v (BH, Tk, Dv) -> out (BH, Tq, Dv), lse (BH, Tq)
+    # key_end (B, H, Tq): one past row i's last allowed key; the keys after it are skipped.
     BH, Tq, D = q.shape
     Tk, Dv = k.shape[1], v.shape[2]
     Dp, Dvp, Tkp = round_up(D, 4), round_up(Dv, 4), round_up(Tk, KEY_PAD)
@@ -129,6 +133,7 @@ def attention_forward_cpu(q, k, v, scale, causal, mask, has_mask, H, out, lse):
         o = np.empty(Dvp, q.dtype)
         for i in range(Tq):
             n = min(i + 1, Tk) if causal else Tk    # causal: keys 0..i only
+            n = min(n, key_end[b, h, i])            # padding: none after the last real key
             n_pad = min(round_up(n, KEY_PAD), Tkp)  # whole vectors; extra keys masked
             for d in range(D):
                 qi[d] = q[bh, i, d] * sc
@@ -153,7 +158,7 @@ def attention_forward_cpu(q, k, v, scale, causal, mask, has_mask, H, out, lse):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
-def attention_backward_cpu(q, k, v, out, dout, lse, scale, causal, mask, has_mask, H,
+def attention_backward_cpu(q, k, v, out, dout, lse, scale, causal, mask, has_mask, key_end, H,
                            dq, dk, dv):
     # dq arrives zeroed.  Query rows are taken ROWS at a time: their P and dS rows are
     # computed first, then added into dK^T and dV^T in one pass (a rank-ROWS update).
@@ -175,7 +180,9 @@ def attention_backward_cpu(q, k, v, out, dout, lse, scale, causal, mask, has_mas
         g = np.empty(Dp, q.dtype)
         for i0 in range(0, Tq, ROWS):
             # the block's widest row decides how many keys the updates below cover
-            n_blk = min(i0 + ROWS, Tk) if causal else Tk
+            n_blk = 0
+            for i in range(i0, min(i0 + ROWS, Tq)):
+                n_blk = max(n_blk, min(min(i + 1, Tk) if causal else Tk, key_end[b, h, i]))
             n_pad = min(round_up(n_blk, KEY_PAD), Tkp)
             for r in range(ROWS):
                 i = i0 + r
@@ -186,7 +193,7 @@ def attention_backward_cpu(q, k, v, out, dout, lse, scale, causal, mask, has_mas
                     dS[r, :n_pad] = 0
                     continue
                 L = lse[bh, i]
-                n = min(i + 1, Tk) if causal else Tk
+                n = min(min(i + 1, Tk) if causal else Tk, key_end[b, h, i])
                 for d in range(D):
                     Qb[r, d] = q[bh, i, d]
                     qs[d] = q[bh, i, d] * sc
@@ -211,6 +218,24 @@ def attention_backward_cpu(q, k, v, out, dout, lse, scale, causal, mask, has_mas
         dv[bh] = dvT[:Dv, :Tk].T
 
 
+def last_allowed_key(mask, shape) -> np.ndarray:
+    """(B, H, Tq) int64: one past the last key each query row may see (0: none).  A padded
+    batch's rows stop at their sequence's real length, so the kernels skip the padding keys
+    instead of scoring them and masking the scores away: about half the work of a batch of
+    sources padded to twice their mean length.  Computed on the unexpanded mask, then
+    broadcast (no copy)."""
+    B, H, Tq, Tk = shape
+    if mask is None:
+        return np.broadcast_to(np.int64(Tk), (B, H, Tq))
+    m = np.asarray(mask, dtype=bool)
+    m = m.reshape((1,) * (4 - m.ndim) + m.shape)
+    if m.shape[-1] == 1:                            # one column broadcast over every key
+        end = np.where(m[..., 0], Tk, 0)
+    else:
+        end = np.where(m.any(-1), Tk - np.argmax(m[..., ::-1], axis=-1), 0)
+    return np.broadcast_to(end.astype(np.int64), (B, H, Tq))
+
+
 class Attention(Function):
     """softmax(Q K^T * scale) V on (B, H, T, D) inputs, causal and/or boolean-masked, fused
     (CPU and GPU).  ``mask`` (True = may attend) broadcasts to (B, H, Tq, Tk), unexpanded."""
@@ -231,7 +256,9 @@ class Attention(Function):
             has_mask = self.mask is not None
             self.mask4 = (np.broadcast_to(self.mask, (B, H, Tq, Tk)) if has_mask
                           else np.ones((1, 1, 1, 1), dtype=bool))
-            attention_forward_cpu(*args, self.mask4, has_mask, H, out, lse, size=q3.size * Tk)
+            self.key_end = last_allowed_key(self.mask, (B, H, Tq, Tk))
+            attention_forward_cpu(*args, self.mask4, has_mask, self.key_end, H, out, lse,
+                                  size=q3.size * Tk)
         else:
             # the GPU kernels read a (B, 1, 1, Tk) padding mask as it is, never expanded
             self.mask4 = (None if self.mask is None else xp.ascontiguousarray(
@@ -248,7 +275,8 @@ class Attention(Function):
         g3 = xp.ascontiguousarray(g.reshape(out.shape), dtype=q3.dtype)
         args = (q3, k3, v3, out, g3, lse, self.scale, self.causal)
         if xp is np:
-            attention_backward_cpu(*args, self.mask4, self.mask is not None, self.H, dq, dk, dv)
+            attention_backward_cpu(*args, self.mask4, self.mask is not None, self.key_end,
+                                   self.H, dq, dk, dv)
         else:
             gpu_kernels().attention_backward_cuda(*args, dq, dk, dv, mask=self.mask4, H=self.H)
         qs, ks, vs = self.shapes

@@ -106,25 +106,32 @@ def _build(ty):
             dx[row, j] = y[row, j] * (dy[row, j] - dot)
 
     @cuda.jit
-    def cross_entropy_forward(x, targets, ignore_index, loss, lse):
+    def cross_entropy_forward(x, targets, ignore_index, smoothing, loss, lse):
         # x (N, C), targets (N,) int64 -> loss (N,), lse (N,); one block per row.
         # lse is computed for ignored rows too (as on the CPU); their loss is 0.
+        # smoothing e: loss = L - (1 - e) x_t - e mean_j x_j (see cross_entropy.py).
         row, tid = cuda.blockIdx.x, cuda.threadIdx.x
+        C = x.shape[1]
         buf = cuda.shared.array(BLOCK, ty)
         m = row_max(x, row, tid, buf)               # max first, so that exp never overflows
         s = ZERO
-        for j in range(tid, x.shape[1], BLOCK):
+        total = ZERO
+        for j in range(tid, C, BLOCK):
             s += math.exp(x[row, j] - m)
+            total += x[row, j]
         L = m + math.log(block_sum(buf, tid, s))    # s >= 1 (the max contributes exp(0))
+        total = block_sum(buf, tid, total)
         if tid == 0:                                # one writer per row
             lse[row] = L
             t = targets[row]
-            loss[row] = L - x[row, t] if t != ignore_index else ZERO
+            e = smoothing
+            loss[row] = (L - (ONE - e) * x[row, t] - e * total / ty(C) if t != ignore_index
+                         else ZERO)
 
     @cuda.jit
-    def cross_entropy_backward(x, targets, ignore_index, lse, weight, dx):
-        # dx[i] = weight[i] * (exp(x[i] - lse[i]) - onehot(t_i)); zero rows where ignored.
-        # No reduction needed (lse is saved), so no shared memory: threads stride columns.
+    def cross_entropy_backward(x, targets, ignore_index, smoothing, lse, weight, dx):
+        # dx[i] = weight[i] * (exp(x[i] - lse[i]) - (1 - e) onehot(t_i) - e / C); zero rows
+        # where ignored.  No reduction needed (lse is saved): threads stride columns.
         row, tid = cuda.blockIdx.x, cuda.threadIdx.x
         C = x.shape[1]
         t = targets[row]
@@ -132,11 +139,11 @@ def _build(ty):
             for j in range(tid, C, BLOCK):
                 dx[row, j] = ZERO
             return
-        w, L = weight[row], lse[row]
+        w, L, spread = weight[row], lse[row], smoothing / ty(C)
         for j in range(tid, C, BLOCK):
-            g = w * math.exp(x[row, j] - L)
+            g = w * (math.exp(x[row, j] - L) - spread)
             if j == t:
-                g -= w
+                g -= w * (ONE - smoothing)
             dx[row, j] = g
 
     @cuda.jit(device=True)
@@ -333,18 +340,22 @@ def softmax_backward_cuda(y, dy, dx):
         _launch("softmax_backward", y.dtype, y.shape[0], BLOCK, _arg(y), _arg(dy), _arg(dx))
 
 
-def cross_entropy_forward_cuda(x, t, ignore_index, loss, lse):
-    """x (N, C), t (N,) int64 -> per-row loss (N,) (0 where ignored) and lse (N,)."""
+def cross_entropy_forward_cuda(x, t, ignore_index, smoothing, loss, lse):
+    """x (N, C), t (N,) int64 -> per-row loss (N,) (0 where ignored; label smoothing
+    ``smoothing``) and lse (N,)."""
     if x.shape[0]:
         _launch("cross_entropy_forward", x.dtype, x.shape[0], BLOCK,
-                _arg(x), _arg(t), np.int64(ignore_index), _arg(loss), _arg(lse))
+                _arg(x), _arg(t), np.int64(ignore_index), np.dtype(x.dtype).type(smoothing),
+                _arg(loss), _arg(lse))
 
 
-def cross_entropy_backward_cuda(x, t, ignore_index, lse, weight, dx):
-    """dx (N, C) = weight[:, None] * (softmax(x) - onehot(t)); zero rows where ignored."""
+def cross_entropy_backward_cuda(x, t, ignore_index, smoothing, lse, weight, dx):
+    """dx (N, C) = weight[:, None] * (softmax(x) - (1 - e) onehot(t) - e / C), e =
+    ``smoothing``; zero rows where ignored."""
     if x.shape[0]:
         _launch("cross_entropy_backward", x.dtype, x.shape[0], BLOCK,
-                _arg(x), _arg(t), np.int64(ignore_index), _arg(lse), _arg(weight), _arg(dx))
+                _arg(x), _arg(t), np.int64(ignore_index), np.dtype(x.dtype).type(smoothing),
+                _arg(lse), _arg(weight), _arg(dx))
 
 
 def attention_forward_cuda(q, k, v, scale, causal, out, lse, mask=None, H=1):

@@ -96,11 +96,12 @@ class EncoderDecoderCache:
         """How many target positions are cached."""
         return len(self.self_attn)
 
-    def reorder(self, index) -> None:
+    def reorder(self, index, cross: bool = True) -> None:
         """Keep rows ``index`` (N_new,) in that order (beam search: each surviving beam
-        continues from the cache of the beam it extends)."""
+        continues from the cache of the beam it extends).  ``cross=False`` leaves the source
+        keys/values as they are: right when rows only move among copies of one source."""
         self.self_attn.reorder(index)
-        for layer, kv in enumerate(self.cross):
+        for layer, kv in enumerate(self.cross if cross else ()):
             if kv is not None:
                 rows = kv[0].xp.asarray(index)
                 self.cross[layer] = (kv[0][rows], kv[1][rows])

@@ -53,9 +53,9 @@ Run from the repository root:
     python benchmarks/bench_seq2seq.py [--quick] [--repeats R] [--steps S] [--check-steps N]
                                        [--out PATH] [--threads N] [--system-malloc]
 
-A full run took 2.5 minutes on 2 busy CPUs, ``--quick`` (2 rounds of 2 steps, one
-generation repeat: a smoke test, its ratios mean little) 1-2 minutes; most of either is beam
-search and the steps other jobs slowed down.  Results go to
+A full run takes about 25 s on 2 quiet CPUs (building the task and tokenizer ~5 s);
+``--quick`` (2 rounds of 2 steps, one generation repeat) is a smoke test whose ratios mean
+little.  Results go to
 ``benchmarks/results/seq2seq.json`` unless ``--out`` says otherwise.  Nothing here asserts on
 a time; the only failure is a loss mismatch.
 """

@@ -68,7 +68,8 @@ def cross_entropy_backward(x, targets, ignore_index, smoothing, lse, weight, dx)
 
 class CrossEntropy(Function):
     """Mean / sum / per-row cross-entropy of (N, C) logits against (N,) ids, with optional
-    label smoothing, fused (CPU and GPU).  Targets are checked by ``functional.cross_entropy`` before they reach the kernel."""
+    label smoothing, fused (CPU and GPU).  Targets are checked by ``functional.cross_entropy``
+    before they reach the kernel."""
 
     def __init__(self, targets, ignore_index=-100, reduction="mean", label_smoothing=0.0):
         xp = get_array_module(targets)

@@ -132,7 +132,7 @@ class CrossAttention(Module):
             raise ValueError(f"CrossAttention: n_embd={n_embd} is not divisible by "
                              f"n_head={n_head}")
         self.n_embd, self.n_head, self.layer_idx = n_embd, n_head, layer_idx
-        self.dropout = dropout if attn_dropout is None else attn_dropout   # as in MultiHeadAttention
+        self.dropout = dropout if attn_dropout is None else attn_dropout   # as self-attention
         self.q_proj = Linear(n_embd, n_embd, bias=bias)
         self.kv_proj = Linear(n_embd, 2 * n_embd, bias=bias)
         self.c_proj = Linear(n_embd, n_embd, bias=bias)

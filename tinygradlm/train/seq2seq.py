@@ -109,7 +109,7 @@ def build_tokenizer(cfg: Seq2SeqConfig, task):
 
 def encode_pairs(pairs, tokenizer, max_source: int, max_target: int, split: str = "train"):
     """Token id lists: sources cut to ``max_source`` tokens, targets to ``max_target - 1``
-    followed by the end-of-text id ([SEP]).  One warning per split says how many were cut."""
+    followed by the end-of-text id ([SEP]).  One note per split says how many were cut."""
     sources = tokenizer.encode_many([s for s, _ in pairs])
     targets = tokenizer.encode_many([t for _, t in pairs])
     eos = tokenizer.sep_token_id
@@ -128,9 +128,9 @@ def pair_batch(sources, targets, pick, pad_id: int, device=None):
     """Rows ``pick`` -> (source ids (B, Ts), source mask (B, Ts) bool, labels (B, Tt)); each
     side padded to its longest row in the batch, labels with -100 (no loss) after the end."""
     src, mask = pad_rows([sources[i] for i in pick], max(len(sources[i]) for i in pick),
-                              pad_id)
+                         pad_id)                                    # (B, Ts) each
     tgt, tmask = pad_rows([targets[i] for i in pick], max(len(targets[i]) for i in pick),
-                               pad_id)
+                          pad_id)                                   # (B, Tt) each
     labels = np.where(tmask, tgt, -100)
     if device not in (None, "cpu"):
         from ..tensor import Tensor
@@ -176,15 +176,16 @@ def write_outputs(model, tokenizer, sources, batch_size: int, max_new_tokens: in
     pad_id = tokenizer.pad_token_id
     outputs = [None] * len(sources)
     batches = length_sorted_batches(len(sources), [len(s) for s in sources], batch_size)
-    for pick in tqdm(batches, desc=f"{desc} ({'greedy' if num_beams == 1 else f'{num_beams} beams'})",
-                     leave=False, disable=not sys.stderr.isatty()):
+    how = "greedy" if num_beams == 1 else f"{num_beams} beams"
+    for pick in tqdm(batches, desc=f"{desc} ({how})", leave=False,
+                     disable=not sys.stderr.isatty()):
         src, mask = pad_rows([sources[i] for i in pick], max(len(sources[i]) for i in pick),
-                                  pad_id)
+                             pad_id)
         out = model.generate(src, attention_mask=mask, max_new_tokens=max_new_tokens,
                              num_beams=num_beams, length_penalty=length_penalty,
                              early_stopping=True if num_beams > 1 else False).numpy()
         for i, row in zip(pick, out):
-            outputs[i] = tokenizer.decode(row[1:].tolist()).strip()  # start token, specials dropped
+            outputs[i] = tokenizer.decode(row[1:].tolist()).strip()  # no start token, eos, pad
     return outputs
 
 

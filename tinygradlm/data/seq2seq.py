@@ -33,7 +33,8 @@ import numpy as np
 from ..files import InputError
 from .batches import positive_int
 from .corpus import stdlib_files, stdlib_root
-from .tasks import FUNCTION_MIN_LINES, _clip, _jsonl_records, _split_files, _unindent
+from .tasks import (FUNCTION_MIN_LINES, _clip, _jsonl_records, _split_files, _unindent,
+                    checked_data_file)
 
 
 @dataclass(repr=False)
@@ -269,13 +270,7 @@ def load_pairs_file(path) -> list[tuple[str, str]]:
 
     Sources and targets are stripped of surrounding whitespace; blank lines are skipped; the
     file is UTF-8 (a byte-order mark is allowed).  An error names the file and the line."""
-    path = Path(path).expanduser()
-    where, suffix = str(path), path.suffix.lower()
-    if suffix not in _PAIR_FORMATS:
-        raise InputError(f"{where!r}: unknown extension {suffix or '(none)'!r}; expected "
-                         f"one of {', '.join(_PAIR_FORMATS)}")
-    if not path.is_file():
-        raise FileNotFoundError(f"pairs file not found: {where!r}")
+    path, where, suffix = checked_data_file(path, _PAIR_FORMATS, "pairs file")
     lines = _utf8_lines(path.read_bytes(), where)
     if suffix in (".jsonl", ".ndjson"):
         pairs = [_json_pair(record, where, line) for line, record in _jsonl_records(lines, where)]

@@ -240,19 +240,26 @@ def label_budget_subsets(labels, fractions, seed: int = 0) -> list[np.ndarray]:
 _LABELLED_FORMATS = {".csv": ",", ".tsv": "\t", ".jsonl": None, ".ndjson": None}
 
 
+def checked_data_file(path, formats, what: str) -> tuple[Path, str, str]:
+    """(path, its name for messages, its lower-case extension), once the extension is one of
+    ``formats`` and the file exists; otherwise an error that names the file."""
+    path = Path(path).expanduser()
+    where, suffix = str(path), path.suffix.lower()
+    if suffix not in formats:
+        raise InputError(f"{where!r}: unknown extension {suffix or '(none)'!r}; expected "
+                         f"one of {', '.join(formats)}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {where!r}")
+    return path, where, suffix
+
+
 def load_labelled_file(path, text_column: str = "text",
                        label_column: str = "label") -> tuple[list[str], list[str]]:
     """Texts and their labels (as strings) from a CSV, TSV or JSONL file, by extension.
 
     CSV/TSV files need a header row naming the columns; JSONL files hold one JSON object per
     line.  Blank lines are skipped; an error names the file and the line."""
-    path = Path(path).expanduser()
-    where, suffix = str(path), path.suffix.lower()
-    if suffix not in _LABELLED_FORMATS:
-        raise InputError(f"{where!r}: unknown extension {suffix or '(none)'!r}; expected "
-                         f"one of {', '.join(_LABELLED_FORMATS)}")
-    if not path.is_file():
-        raise FileNotFoundError(f"labelled data file not found: {where!r}")
+    path, where, suffix = checked_data_file(path, _LABELLED_FORMATS, "labelled data file")
     columns, delimiter = (text_column, label_column), _LABELLED_FORMATS[suffix]
     pairs = []
     try:

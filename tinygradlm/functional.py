@@ -473,6 +473,9 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if x.shape[-1:] != weight.shape[:1]:
         raise ValueError(f"linear: input {x.shape} has {x.shape[-1] if x.ndim else 0} features "
                          f"but the weight {weight.shape} expects {weight.shape[0]}")
+    if (weight.ndim == 2 and kernels.fused_arrays(x)
+            and (bias is None or bias.shape == weight.shape[1:])):
+        return kernels.load("Linear").apply(x, weight, *(() if bias is None else (bias,)))
     y = x @ weight
     return y if bias is None else y + bias
 

@@ -66,9 +66,14 @@ def fused_any(x) -> bool:
             and (x.device == "cpu" or gpu_kernels() is not None))
 
 
+def fused_arrays(x) -> bool:
+    """Run a fused op written in array calls alone (``Linear``), on any device, on ``x``?"""
+    return mode() == "fused" and x.dtype.name in FLOATS
+
+
 # Which module holds each fused Function.
 _MODULES = {"Softmax": "softmax", "CrossEntropy": "cross_entropy", "Attention": "attention",
-            "GELU": "gelu", "LayerNorm": "layer_norm"}
+            "GELU": "gelu", "LayerNorm": "layer_norm", "Linear": "linear"}
 
 
 @functools.lru_cache(maxsize=None)

@@ -42,13 +42,14 @@ class ParallelKernel:
     CuPy arrays, it runs the launcher ``gpu`` of ``cuda_kernels.py`` instead."""
 
     def __init__(self, f, fastmath, gpu):
-        self.parallel = numba.njit(parallel=True, cache=True, fastmath=fastmath)(f)
+        self.parallel = numba.njit(parallel=True, cache=True, fastmath=fastmath,
+                                   error_model="numpy")(f)
         # The twin is a copy of the function under another name, because Numba's on-disk cache
         # is keyed by the function's name, not by its options (they would overwrite each other).
         twin = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial",
                                   f.__defaults__, f.__closure__)
         twin.__qualname__ = f.__qualname__ + "_serial"
-        self.serial = numba.njit(cache=True, fastmath=fastmath)(twin)
+        self.serial = numba.njit(cache=True, fastmath=fastmath, error_model="numpy")(twin)
         self.gpu = gpu
 
     def __call__(self, *args, size=None):

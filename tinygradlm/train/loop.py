@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .. import backend, checkpoint, data, files, optim
+from .. import backend, checkpoint, data, files, optim, profiler
 from ..config import check_fields, flag
 from ..autograd import no_grad
 from ..tensor import get_default_device
@@ -323,6 +323,7 @@ def fit(cfg: TrainConfig, model, optimizer, next_loss, evaluate, tokenizer=None,
                disable=not cfg.progress, dynamic_ncols=True, unit="it")
     t_start = time.perf_counter()
     step_times = []
+    prof = profiler.from_env()      # TINYGRADLM_PROFILE=1: time the ops of every iteration
 
     def save(evaluated: bool):
         """The training state of the iteration just completed (see ``save_state``)."""
@@ -352,6 +353,8 @@ def fit(cfg: TrainConfig, model, optimizer, next_loss, evaluate, tokenizer=None,
                 # --- one iteration: the first Ctrl-C waits until it is complete ------------
                 if backend.normalize_device(cfg.device) == "cuda":
                     backend.reseed_device_generators()  # GPU dropout follows the CPU state
+                if prof is not None and step_times:     # not the first: it compiles kernels
+                    prof.start()
                 t0 = time.perf_counter()
                 train_loss = 0.0
                 for _ in range(cfg.gradient_accumulation_steps):
@@ -373,6 +376,9 @@ def fit(cfg: TrainConfig, model, optimizer, next_loss, evaluate, tokenizer=None,
                 optimizer.step()
                 optimizer.zero_grad()
                 scheduler.step()
+                if prof is not None and step_times:
+                    prof.stop()
+                    prof.step()
                 iter_num += 1
                 step_times.append(time.perf_counter() - t0)
                 bar.update(1)
@@ -396,6 +402,10 @@ def fit(cfg: TrainConfig, model, optimizer, next_loss, evaluate, tokenizer=None,
                 raise
         finally:
             bar.close()
+            if prof is not None:
+                prof.stop()                 # an error or Ctrl-C: the ops are put back
+    if prof is not None and prof.step_count:
+        print(prof.table())
     if stop.requested:
         print(f"\ninterrupted at iteration {iter_num}; the training state is saved in "
               f"{resume_dir}: continue with --resume --out_dir {cfg.out_dir}")

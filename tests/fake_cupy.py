@@ -144,6 +144,10 @@ class ndarray:
         self._a = array
         return self
 
+    @property
+    def base(self):             # as CuPy's: the array this one is a view of, else None
+        return None if self._a.base is None else ndarray._from(self._a.base)
+
     # -- the walls between host and device --
     def __array__(self, dtype=None, copy=None):
         raise TypeError("Implicit conversion to a NumPy array is not allowed. "

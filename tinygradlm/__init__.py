@@ -16,6 +16,7 @@ from .creation import (arange, cat, empty, empty_like, eye, full, full_like, lin
 from . import function_forms
 from .function_forms import *  # noqa: F401,F403 -- tg.sin, tg.gather, tg.einsum, ... (its __all__)
 from .gradcheck import gradcheck
+from .threads import get_num_threads, set_num_threads
 from . import checkpoint, data, files, functional, generate, hub, metrics, nn, optim, profiler, viz
 
 __version__ = "0.1.0"
@@ -48,7 +49,7 @@ def tensor(data, requires_grad=False, dtype=None, device=None) -> Tensor:
 
 __all__ = [
     "Tensor", "tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "manual_seed",
-    "get_rng_state", "set_rng_state", "gradcheck", "functional", "nn", "optim", "viz", "cuda",
+    "get_rng_state", "set_rng_state", "get_num_threads", "set_num_threads", "gradcheck", "functional", "nn", "optim", "viz", "cuda",
     "data", "checkpoint", "files", "generate", "hub", "metrics", "profiler",
     "arange", "cat", "stack", "where", "tril", "triu", "zeros", "ones", "full", "randn", "rand",
     "randint", "zeros_like", "ones_like", "randn_like", "rand_like", "full_like", "empty",

@@ -14,7 +14,11 @@ Read it top to bottom:
 4. **backward** -- walk the recorded graph from the output back to the leaves in reverse
    topological order (an explicit stack, no recursion), call each Function's ``backward``,
    sum the gradients that meet at a tensor, store the leaves' in ``.grad``, and free what the
-   graph saved.
+   graph saved.  Two economies, both about memory traffic, not math: gradients that meet are
+   summed in place into an array the walk made itself (never into one an op may have handed
+   to two inputs), and a slice's backward may return a ``SliceGrad`` (its gradient is zero
+   outside ``x[index]``), so the pieces of a ``split`` are added into one buffer instead of
+   each being zero-padded to the full shape first.
 
 This module never imports ``tensor.py`` (``tensor.py`` imports it): the output of an op is made
 by the class of its first input, so there is no import cycle.
@@ -24,6 +28,8 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
+
+from .backend import get_array_module
 
 
 # --- 1. grad mode -----------------------------------------------------------------------------
@@ -179,6 +185,21 @@ def _fit(grad, inp, fn):
 
 
 # --- 4. the graph walk ------------------------------------------------------------------------
+class SliceGrad:
+    """A gradient that is ``value`` on ``x[index]`` (a basic index: ints and slices) and zero
+    everywhere else, as a slice's backward returns it."""
+    __slots__ = ("index", "value")
+
+    def __init__(self, index, value):
+        self.index, self.value = index, value
+
+    def dense(self, shape, dtype):
+        """The whole gradient: zeros of ``shape`` with ``value`` written at ``index``."""
+        full = get_array_module(self.value).zeros(shape, dtype=dtype)
+        full[self.index] = self.value
+        return full
+
+
 def backward(root, grad, retain_graph: bool = False) -> None:
     """Propagate ``grad`` (an array shaped like ``root``) from ``root`` to every leaf that
     requires grad, adding into the leaves' ``.grad`` (``Tensor.backward`` calls this).
@@ -190,10 +211,13 @@ def backward(root, grad, retain_graph: bool = False) -> None:
         _accumulate(root, grad)
         return
     pending = {id(root): grad}          # gradients of non-leaf tensors still to propagate
+    owned = set()                       # ids of tensors whose pending array the walk made
+    handed = {id(grad)}                 # ids of arrays already given to a tensor
     for t in _topological_order(root):
         g = pending.pop(id(t), None)
         if g is None:
             continue
+        owned.discard(id(t))
         if t._retains_grad:
             _accumulate(t, g)
         fn = t._ctx
@@ -204,13 +228,32 @@ def backward(root, grad, retain_graph: bool = False) -> None:
         for inp, ig in zip(inputs, in_grads):
             if ig is None or not inp.requires_grad:
                 continue
-            ig = _fit(ig, inp, fn)
-            if inp._ctx is None:
-                _accumulate(inp, ig)
-            elif id(inp) in pending:
-                pending[id(inp)] = pending[id(inp)] + ig
+            key = id(inp)
+            if isinstance(ig, SliceGrad):
+                if inp._ctx is not None and key in pending:
+                    if key not in owned:    # add the slice into a copy the walk owns
+                        pending[key] = pending[key].copy()
+                        owned.add(key)
+                    pending[key][ig.index] += ig.value
+                    continue
+                ig, fresh = ig.dense(inp.shape, inp.dtype), True
             else:
-                pending[id(inp)] = ig
+                ig = _fit(ig, inp, fn)
+                # fresh: made by this op for this input alone (not its own incoming
+                # gradient, not an array it also gave another input, not a view of one)
+                fresh = ig.base is None and id(ig) not in handed
+            handed.add(id(ig))
+            if inp._ctx is None:
+                _accumulate(inp, ig, fresh)
+            elif key not in pending:
+                pending[key] = ig
+                if fresh:
+                    owned.add(key)
+            elif key in owned:
+                pending[key] += ig
+            else:
+                pending[key] = pending[key] + ig
+                owned.add(key)
 
 
 def _topological_order(root):
@@ -240,10 +283,12 @@ def _topological_order(root):
     return order
 
 
-def _accumulate(t, g):
-    """Add ``g`` into ``t.grad``.  A fresh array each time: an op may hand the same gradient
-    array to several inputs, so adding in place could change another tensor's gradient."""
+def _accumulate(t, g, fresh=False):
+    """Add ``g`` into ``t.grad``.  The first gradient is copied unless the walk knows the
+    array is ``fresh``: made by the op for this input alone, a view of nothing.  An op may
+    hand one array to several inputs (``Add``), or a view of its own input gradient, and a
+    ``.grad`` is changed in place later (``clip_grad_norm_``), so sharing one would be a bug."""
     if t.grad is None:
-        t.grad = type(t)._from_op(g.copy())
+        t.grad = type(t)._from_op(g if fresh else g.copy())
     else:
         t.grad = type(t)._from_op(t.grad.data + g)

@@ -73,13 +73,14 @@ def fused_arrays(x) -> bool:
 
 # Which module holds each fused Function.
 _MODULES = {"Softmax": "softmax", "CrossEntropy": "cross_entropy", "Attention": "attention",
-            "GELU": "gelu", "LayerNorm": "layer_norm", "Linear": "linear"}
+            "GELU": "gelu", "LayerNorm": "layer_norm", "Linear": "linear",
+            "adam_step": "adam"}
 
 
 @functools.lru_cache(maxsize=None)
 def load(name: str):
-    """The fused ``Function`` called ``name`` (e.g. ``"Softmax"``), importing its module, and
-    with it numba, the first time it is asked for."""
+    """The fused ``Function`` (or kernel function) called ``name`` (e.g. ``"Softmax"``),
+    importing its module, and with it numba, the first time it is asked for."""
     try:
         module = importlib.import_module("." + _MODULES[name], __name__)
     except ImportError as exc:

@@ -2,18 +2,27 @@
 serial twins for small inputs (with the switch to the GPU launchers), and ``fast_exp``.
 
 * **Threading layer.**  Numba's default OpenMP layer can hang a process that forks
-  (multiprocessing, pytest-xdist); the ``workqueue`` layer is fork-safe and needs no extra
-  library.  It is chosen here, before any parallel kernel runs, unless the user set
-  ``NUMBA_THREADING_LAYER``.
+  (multiprocessing, pytest-xdist), and its idle threads spin, fighting NumPy's BLAS threads
+  for the same cores (a training step ran 4x slower); the ``workqueue`` layer is fork-safe,
+  needs no extra library and sleeps when idle.  It is chosen here, before any parallel kernel
+  runs, unless the user set ``NUMBA_THREADING_LAYER``; its thread count is capped with BLAS's
+  (``threads.py``).
 * **Fast-math.**  ``FASTMATH`` lets LLVM reassociate sums (so row sums vectorise), contract
   into fused multiply-adds and use reciprocals.  It leaves out "no infinities": -inf marks
   masked keys and empty rows, and huge logits keep IEEE behaviour.
+* **error_model="numpy".**  Under Numba's default ("python"), every float division checks
+  for zero so that it can raise ``ZeroDivisionError``; that branch stops LLVM vectorising the
+  loop (a serial GELU ran 8x slower).  With NumPy's model x / 0 is inf, as in NumPy.
 * **Typed constants.**  Inside a kernel every constant is made from the data's dtype,
   ``x.dtype.type(0.5)``: a bare ``0.5`` or ``-np.inf`` is a float64 and would silently turn
   float32 arithmetic into float64.
-* **Small inputs.**  Starting a ``parallel=True`` kernel costs ~80 µs (waking the worker
-  threads) whatever the input size: more than the whole computation on, say, the one token of
-  a generation step.  Below ``SERIAL_BELOW`` elements a kernel's serial twin runs instead.
+* **Serial below a million elements.**  Waking the workqueue's threads costs ~130 µs per
+  kernel call, and right after a matmul one core is still taken by a spinning BLAS thread:
+  on 2 cores a LayerNorm of 100k numbers ran 3.5x faster on one thread than on two.  Below
+  ``SERIAL_BELOW`` elements a kernel's serial twin runs in the calling thread; only work big
+  enough to repay the start (about a millisecond of it) is split over threads.  The parallel
+  version is compiled the first time such an input comes, so a small model's first run
+  compiles only the (much quicker to compile) serial twins.
 """
 from __future__ import annotations
 
@@ -25,14 +34,16 @@ import numba
 import numpy as np
 from numba.extending import overload
 
+from .. import threads
 from . import gpu_kernels
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
+threads.apply_to_numba()        # no more threads than this process has CPUs (threads.py)
 
 FASTMATH = {"reassoc", "contract", "arcp"}
 
-SERIAL_BELOW = 1 << 14
+SERIAL_BELOW = 1 << 20
 
 
 class ParallelKernel:

@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import backend
 from ..backend import get_array_module
-from ..autograd import Function
+from ..autograd import Function, SliceGrad
 
 
 def _is_advanced(index) -> bool:
@@ -51,8 +51,10 @@ def _index_on_device(index, x, check_bounds=True):
 
 class GetItem(Function):
     """z = x[index] for ints, slices, None, ``...`` and integer/boolean arrays.
-    Backward scatters the gradient into zeros; with integer arrays a repeated index receives
-    the sum of its gradients (``add.at``), which plain ``z[index] += g`` would get wrong."""
+    Backward with ints and slices returns a ``SliceGrad``: the engine adds it into the input's
+    gradient at ``index`` (the pieces of a split share one buffer).  With integer arrays it
+    scatters into zeros, where a repeated index receives the sum of its gradients
+    (``add.at``), which plain ``z[index] += g`` would get wrong."""
 
     def __init__(self, index, check_bounds=True):
         self.index, self.check_bounds = index, check_bounds
@@ -66,12 +68,11 @@ class GetItem(Function):
             raise IndexError(f"index: {exc} (tensor shape {tuple(x.shape)})") from None
 
     def backward(self, g):
+        if not _is_advanced(self.index):    # a slice: the engine adds it in where it belongs
+            return (SliceGrad(self.index, g),)
         xp = get_array_module(g)
         gx = xp.zeros(self.in_shape, dtype=g.dtype)
-        if _is_advanced(self.index):
-            xp.add.at(gx, self.index, g)
-        else:
-            gx[self.index] = g
+        xp.add.at(gx, self.index, g)
         return (gx,)
 
 

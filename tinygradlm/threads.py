@@ -1,0 +1,101 @@
+"""How many threads the CPU work runs on: one number for NumPy's BLAS and Numba together.
+
+Two thread pools do a training step's work on the CPU: NumPy's BLAS (OpenBLAS in NumPy's
+wheels) runs every matmul, Numba's runs the fused kernels.  They take turns, never work at
+the same moment, so each may use every core -- but never more threads than there are cores:
+
+* a container or a job scheduler often lets a process use fewer CPUs than the machine has
+  (``os.cpu_count()`` counts the machine's), and a pool that starts one thread per machine
+  CPU then time-slices dozens of threads over two cores;
+* an idle OpenBLAS thread keeps spinning for a while after its matmul, waiting for the next
+  one, so a kernel that wanted that core waits for it to give up.
+
+``set_num_threads(n)`` sets both pools (PyTorch's ``torch.set_num_threads``).  By default,
+when the kernels first load, both are capped at ``available_cpus()``: the CPUs this process
+may run on, after CPU affinity and a cgroup CPU quota.
+"""
+from __future__ import annotations
+
+import ctypes
+import glob
+import math
+import os
+import sys
+
+import numpy as np
+
+_requested: list = []       # the last set_num_threads(n), applied to Numba when it loads
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup CPU quota."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    for path, parse in (("/sys/fs/cgroup/cpu.max", lambda t: t.split()),          # cgroup v2
+                        ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", None)):         # cgroup v1
+        try:
+            with open(path) as f:
+                text = f.read()
+            if parse:
+                quota, period = parse(text)
+            else:
+                with open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as f:
+                    quota, period = text.strip(), f.read().strip()
+            if quota not in ("max", "-1"):
+                n = min(n, max(1, math.ceil(int(quota) / int(period))))
+        except (OSError, ValueError):
+            continue
+    return max(1, n or 1)
+
+
+def _openblas():
+    """(get, set) thread functions of the OpenBLAS bundled with NumPy's wheels, or None."""
+    pattern = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "*openblas*")
+    for path in glob.glob(pattern):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in ("scipy_openblas_", "openblas_"):
+            for suffix in ("64_", ""):
+                get = getattr(lib, f"{prefix}get_num_threads{suffix}", None)
+                if get is not None:
+                    return get, getattr(lib, f"{prefix}set_num_threads{suffix}")
+    return None
+
+
+def blas_threads() -> int | None:
+    """Threads NumPy's BLAS uses, or None when it cannot be asked (not NumPy's OpenBLAS)."""
+    blas = _openblas()
+    return int(blas[0]()) if blas else None
+
+
+def get_num_threads() -> int:
+    """The threads CPU work uses (``set_num_threads``'s, else BLAS's, else the CPUs)."""
+    if _requested:
+        return _requested[-1]
+    return blas_threads() or available_cpus()
+
+
+def set_num_threads(n: int) -> None:
+    """Run matmuls (NumPy's BLAS) and the fused kernels (Numba) on ``n`` threads each."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads: expected a positive int, got {n!r}")
+    _requested.append(n)
+    blas = _openblas()
+    if blas:
+        blas[1](n)
+    apply_to_numba()
+
+
+def apply_to_numba() -> None:
+    """Give Numba the threads asked for (or, by default, no more than ``available_cpus()``)
+    and cap BLAS the same way; a no-op until numba is imported (``kernels.jit`` calls it)."""
+    if "numba" not in sys.modules:
+        return
+    import numba
+    n = _requested[-1] if _requested else available_cpus()
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    if not _requested:
+        blas = _openblas()
+        if blas and int(blas[0]()) > n:
+            blas[1](n)

@@ -1,8 +1,10 @@
-"""What the benchmark scripts share: the machine's set-up, record and flags, timing (repeats, or
-on a time budget with the GPU synchronised), the training step (tinygradlm's and its PyTorch
-peer's), FLOP counts, GPU memory readings, comparing one computation on two devices by the
-tests' tolerance rule, running the test suite in a subprocess, Markdown tables, and writing the
-results.  The scripts themselves hold their cases, their order and their printing.
+"""What the benchmark scripts share: the machine's set-up, record and flags, the CPU's record
+(model, SIMD flags, BLAS kernels, Numba's LLVM target), a busy neighbour process, timing
+(repeats, interleaved rounds, or on a time budget with the GPU synchronised), the training
+step (tinygradlm's and its PyTorch peer's), FLOP counts, GPU memory readings, comparing one
+computation on two devices by the tests' tolerance rule, running the test suite in a
+subprocess, Markdown tables, and writing the results.  The scripts themselves hold their
+cases, their order and their printing.
 
 Timing on a shared, noisy machine means little on its own, so every script times tinygradlm and
 its references in the same process and reports ratios of medians, with the spread of the repeats
@@ -23,6 +25,7 @@ next to them.  Measurement hygiene (each found to swing a ratio by 1.5-2x on a 2
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import gc
 import glob
@@ -198,6 +201,163 @@ def start_bench(args):
     return env
 
 
+# --- the CPU: what a reader needs to place the numbers (an AVX-512 machine or not) ----------
+CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512dq", "avx512cd",
+             "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile",
+             "amx_bf16", "amx_int8")
+
+
+def _cpuinfo():
+    """Model name, the ``CPU_FLAGS`` present and physical cores from ``/proc/cpuinfo``
+    (Linux); {} where there is none."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+    except OSError:
+        return {}
+    fields = {}
+    cores = set()
+    for block in text.strip().split("\n\n"):
+        entry = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
+        entry = {k.strip(): v.strip() for k, v in entry.items()}
+        fields = fields or entry                    # the first CPU's
+        if "physical id" in entry and "core id" in entry:
+            cores.add((entry["physical id"], entry["core id"]))
+    flags = set(fields.get("flags", "").split())
+    return {"model_name": fields.get("model name"),
+            "flags": [f for f in CPU_FLAGS if f in flags],
+            "flags_absent": [f for f in CPU_FLAGS if f not in flags],
+            "physical_cores": len(cores) or None}
+
+
+def _openblas_runtime():
+    """The kernel set NumPy's bundled OpenBLAS picked for this CPU at run time (its
+    ``get_corename``, e.g. ``Haswell`` or ``SkylakeX``) and its build line; {} elsewhere."""
+    libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "*openblas*")
+    for path in glob.glob(libs):
+        lib = ctypes.CDLL(path)
+        for prefix in ("scipy_openblas_", "openblas_"):
+            for suffix in ("64_", ""):
+                if hasattr(lib, f"{prefix}get_corename{suffix}"):
+                    out = {}
+                    for key in ("corename", "config"):
+                        fn = getattr(lib, f"{prefix}get_{key}{suffix}", None)
+                        if fn is not None:
+                            fn.restype = ctypes.c_char_p
+                            out[f"openblas_{key}"] = fn().decode()
+                    return out
+    return {}
+
+
+def numpy_blas_record():
+    """NumPy's BLAS: name and version (``np.show_config``), the CPU kernels it chose, its
+    threads, threadpoolctl's view when installed, and NumPy's own SIMD levels."""
+    rec = {}
+    try:
+        cfg = np.show_config(mode="dicts")
+        rec["build"] = {k: v for k, v in cfg["Build Dependencies"]["blas"].items()
+                        if k in ("name", "version", "openblas configuration")}
+        rec["numpy_simd"] = cfg.get("SIMD Extensions")
+    except Exception as exc:            # older NumPy: no mode="dicts"
+        rec["show_config_error"] = error_text(exc)
+    rec.update(_openblas_runtime())
+    rec["threads"], rec["threads_from"] = numpy_blas_threads()
+    try:
+        import threadpoolctl
+        rec["threadpoolctl"] = [{k: i.get(k) for k in ("internal_api", "version",
+                                                       "architecture", "num_threads")}
+                                for i in threadpoolctl.threadpool_info()]
+    except ImportError:
+        pass
+    return rec
+
+
+def numba_record():
+    """Numba's version, threading layer and threads, and the CPU LLVM compiles the kernels
+    for (``NUMBA_CPU_NAME`` if set, else the host's) with the ``CPU_FLAGS``-like features it
+    enables.  ``threading_layer_in_use`` exists only once a parallel kernel has run."""
+    rec = {"version": numba.__version__,
+           "threading_layer_configured": numba.config.THREADING_LAYER,
+           "num_threads": numba.get_num_threads(),
+           "NUMBA_NUM_THREADS": numba.config.NUMBA_NUM_THREADS,
+           "NUMBA_CPU_NAME": numba.config.CPU_NAME, "NUMBA_CPU_FEATURES": numba.config.CPU_FEATURES}
+    try:
+        rec["threading_layer_in_use"] = numba.threading_layer()
+    except ValueError:                  # no parallel kernel has run yet
+        rec["threading_layer_in_use"] = None
+    try:
+        import llvmlite
+        import llvmlite.binding as llvm
+        rec["llvmlite"] = llvmlite.__version__
+        rec["llvm_host_cpu"] = llvm.get_host_cpu_name()
+        features = llvm.get_host_cpu_features()
+        wanted = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512dq", "avx512cd", "avx512bw",
+                  "avx512vl", "avx512vnni", "avx512bf16", "avxvnni", "amx-tile")
+        rec["llvm_host_features"] = {k: bool(features.get(k)) for k in wanted if k in features}
+    except Exception as exc:            # some platforms cannot report features
+        rec["llvm_error"] = error_text(exc)
+    rec["llvm_target_cpu"] = rec["NUMBA_CPU_NAME"] or rec.get("llvm_host_cpu")
+    return rec
+
+
+def cpu_record():
+    """The CPU (model, the SIMD flags that matter, cores), NumPy's BLAS, Numba's compiler
+    target and threads, and torch's SIMD level: for every CPU benchmark's JSON."""
+    rec = {"processor": platform.processor() or platform.machine(),
+           "logical_cpus": os.cpu_count(), "cpus_usable": usable_cpus(), **_cpuinfo(),
+           "numpy_blas": numpy_blas_record(), "numba": numba_record()}
+    if torch:
+        rec["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        rec["torch_mkldnn"] = torch.backends.mkldnn.is_available()
+    return rec
+
+
+def cpu_summary(rec):
+    """``cpu_record`` in one line."""
+    flags = " ".join(rec.get("flags", [])) or "flags unknown"
+    no512 = "" if "avx512f" in rec.get("flags", ["avx512f"]) else " (no avx512f)"
+    blas, nb = rec["numpy_blas"], rec["numba"]
+    blas_name = blas.get("build", {}).get("name", "BLAS")
+    feats = nb.get("llvm_host_features", {})
+    llvm = " ".join(("+" if feats[k] else "-") + k for k in ("avx2", "avx512f") if k in feats)
+    line = (f"CPU: {rec.get('model_name') or rec['processor']}, {rec['logical_cpus']} logical "
+            f"/ {rec['cpus_usable']} usable CPUs, {flags}{no512} | NumPy {blas_name} "
+            f"{blas.get('build', {}).get('version', '')} kernels "
+            f"{blas.get('openblas_corename', '?')}, {blas['threads']} threads | numba "
+            f"{nb['version']} -> LLVM {nb.get('llvm_target_cpu')} ({llvm}), "
+            f"{nb['threading_layer_configured']}, {nb['num_threads']} threads")
+    if "torch_cpu_capability" in rec:
+        line += f" | torch {rec['torch_cpu_capability']}"
+    return line
+
+
+# --- a busy neighbour: one core spinning while something is timed -----------------------------
+# It stops by itself when its parent is gone (a parent killed with SIGKILL runs no cleanup)
+# or after an hour, whichever comes first.
+_SPIN = ("import os, time\nparent, end = os.getppid(), time.monotonic() + 3600\n"
+         "while os.getppid() == parent and time.monotonic() < end:\n"
+         "    for _ in range(200000):\n        pass\n")
+
+
+@contextlib.contextmanager
+def background_load(processes=1):
+    """``with background_load():`` runs ``processes`` busy pure-Python loops (one core each)
+    in subprocesses for the block and kills them when it ends, however it ends (an error,
+    Ctrl-C).  Yields the record for the JSON."""
+    procs = []
+    try:
+        for _ in range(processes):
+            procs.append(subprocess.Popen([sys.executable, "-c", _SPIN]))
+        time.sleep(SETTLE_S)            # let them start spinning
+        yield {"busy_processes": processes, "busy_loop": "pure-Python for loop, one core each",
+               "loadavg_at_start": loadavg()}
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+
+
 # --- the GPU's record (gpu_check.py): each probe records its error instead of raising ------
 def error_text(exc):
     return f"{type(exc).__name__}: {exc}"
@@ -366,6 +526,56 @@ def ratios(times, ours, refs):
     """median(ours) / median(ref) for each reference timed (``timeit``'s records)."""
     return {f"{ours} / {ref}": times[ours]["median_s"] / times[ref]["median_s"]
             for ref in refs if ref in times}
+
+
+def time_rounds(fns, rounds, steps, warmup, settle_s=SETTLE_S):
+    """Interleaved rounds: ``rounds`` times each ``fn()`` of the dict ``fns`` in turn pauses
+    ``settle_s`` (``timeit``: the last one's idle BLAS / OpenMP threads stop spinning), makes
+    ``warmup`` untimed and ``steps`` timed calls (with ``warmup`` 0, every function is called
+    once before the first round: it compiles, grows the heap).  The order rotates from round to round, so that none is always
+    first.  A slow drift of the machine (another job starting) then hits every function
+    alike, and ``round_ratios`` shows how much a ratio moves from round to round.
+
+    Returns {name: ``summary`` of all timed calls, plus ``round_medians_s``, ``times_s`` and
+    page faults per call}; every function has made the same number of calls."""
+    if not warmup:
+        for fn in fns.values():
+            fn()
+    names = list(fns)
+    per_round = {name: [] for name in names}
+    faults = dict.fromkeys(names, 0)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            fn = fns[name]
+            time.sleep(settle_s)
+            for _ in range(warmup):
+                fn()
+            f0, ts = minor_page_faults(), []
+            for _ in range(steps):
+                t0 = time.perf_counter()
+                fn()
+                ts.append(time.perf_counter() - t0)
+            faults[name] += minor_page_faults() - f0
+            per_round[name].append(ts)
+    out = {}
+    for name, rs in per_round.items():
+        flat = [t for ts in rs for t in ts]
+        out[name] = {**summary(flat), "rounds": rounds, "steps_per_round": steps,
+                     "warmup_per_round": warmup,
+                     "round_medians_s": [statistics.median(ts) for ts in rs],
+                     "page_faults_per_call": faults[name] / len(flat), "times_s": flat}
+    return out
+
+
+def round_ratios(times, other, this):
+    """``time_rounds``' records -> other's time over this one's (above 1 = this one is
+    faster): per round (ratio of the round's medians), their mean and standard deviation,
+    and the ratio of the overall medians."""
+    per = [a / b for a, b in zip(times[other]["round_medians_s"],
+                                 times[this]["round_medians_s"])]
+    return {"per_round": per, "mean": statistics.fmean(per),
+            "std": statistics.stdev(per) if len(per) > 1 else 0.0,
+            "ratio_of_medians": times[other]["median_s"] / times[this]["median_s"]}
 
 
 # --- one training step, tinygradlm's and PyTorch's ------------------------------------------

@@ -39,7 +39,7 @@ from . import gpu_kernels
 from .jit import fast_exp, parallel_kernel
 
 SCORES_BUDGET = 1 << 21     # elements of one chunk's (B, H, rows, keys) score block (8 MiB f32)
-CAUSAL_ROWS = 128           # causal: query rows per chunk, so later chunks skip fewer keys
+CAUSAL_ROWS = 64            # causal: query rows per chunk, so later chunks skip fewer keys
 
 
 @numba.njit(inline="always")

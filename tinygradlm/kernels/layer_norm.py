@@ -12,7 +12,10 @@ and backward, with gw = dy w::
     dw = sum over rows of dy xhat,   db = sum over rows of dy
 
 The composite is ~10 ops (mean, subtract, square, mean, add, sqrt, divide, multiply, add) and
-their backwards.  Forward here saves xhat and rstd; rows run in parallel.  For dw and db,
+their backwards.  Forward here saves only each row's mean and rstd (x is kept alive by the
+graph anyway, as the input of the residual add); backward recomputes xhat from them, which
+costs a subtraction and a multiply per element but no (N, C) array per LayerNorm (13 of them
+in a 6-layer GPT).  Rows run in parallel.  For dw and db,
 each thread sums its own block of rows into its own row of a (blocks, C) buffer, and NumPy
 adds the few blocks afterwards: no two threads ever write the same element.
 
@@ -33,8 +36,8 @@ from .jit import parallel_kernel
 
 
 @parallel_kernel(fastmath={"reassoc"})
-def layer_norm_forward(x, w, b, eps, y, xhat, rstd):
-    # x, y, xhat: (N, C) C-contiguous; w, b: (C,); rstd: (N,).
+def layer_norm_forward(x, w, b, eps, y, mean, rstd):
+    # x, y: (N, C) C-contiguous; w, b: (C,); mean, rstd: (N,).
     N, C = x.shape
     zero, one, n, eps_ = (x.dtype.type(0), x.dtype.type(1), x.dtype.type(C),
                           x.dtype.type(eps))
@@ -42,22 +45,21 @@ def layer_norm_forward(x, w, b, eps, y, xhat, rstd):
         s = zero
         for j in range(C):
             s += x[i, j]
-        mean = s / n
+        mu = s / n
         v = zero
         for j in range(C):
-            d = x[i, j] - mean
+            d = x[i, j] - mu
             v += d * d
         r = one / np.sqrt(v / n + eps_)
+        mean[i] = mu
         rstd[i] = r
         for j in range(C):
-            h = (x[i, j] - mean) * r
-            xhat[i, j] = h
-            y[i, j] = h * w[j] + b[j]
+            y[i, j] = (x[i, j] - mu) * r * w[j] + b[j]
 
 
 @parallel_kernel(fastmath={"reassoc"})
-def layer_norm_backward(g, xhat, rstd, w, dx, dw_part, db_part):
-    # g, xhat, dx: (N, C); rstd: (N,); w: (C,); dw_part, db_part: (blocks, C), zeroed.
+def layer_norm_backward(g, x, mean, rstd, w, dx, dw_part, db_part):
+    # g, x, dx: (N, C); mean, rstd: (N,); w: (C,); dw_part, db_part: (blocks, C), zeroed.
     N, C = g.shape
     zero, n = g.dtype.type(0), g.dtype.type(C)
     blocks = dw_part.shape[0]
@@ -65,19 +67,20 @@ def layer_norm_backward(g, xhat, rstd, w, dx, dw_part, db_part):
         lo = blk * N // blocks
         hi = (blk + 1) * N // blocks
         for i in range(lo, hi):
+            mu, r = mean[i], rstd[i]
             a = zero                    # sum(gw)
             c = zero                    # sum(gw * xhat)
             for j in range(C):
+                h = (x[i, j] - mu) * r  # xhat, recomputed as forward computed it
                 gw = g[i, j] * w[j]
                 a += gw
-                c += gw * xhat[i, j]
-                dw_part[blk, j] += g[i, j] * xhat[i, j]
+                c += gw * h
+                dw_part[blk, j] += g[i, j] * h
                 db_part[blk, j] += g[i, j]
             a = a / n
             c = c / n
-            r = rstd[i]
             for j in range(C):
-                dx[i, j] = r * (g[i, j] * w[j] - a - xhat[i, j] * c)
+                dx[i, j] = r * (g[i, j] * w[j] - a - (x[i, j] - mu) * r * c)
 
 
 class LayerNorm(Function):
@@ -95,23 +98,23 @@ class LayerNorm(Function):
         wb = [np.ascontiguousarray(a, dtype=rows.dtype).reshape(C) for a in wb]
         w = wb.pop(0) if self.has_weight else np.ones(C, rows.dtype)
         b = wb.pop(0) if self.has_bias else np.zeros(C, rows.dtype)
-        y, xhat = np.empty_like(rows), np.empty_like(rows)
-        rstd = np.empty(rows.shape[0], rows.dtype)
+        y = np.empty_like(rows)
+        mean, rstd = np.empty(rows.shape[0], rows.dtype), np.empty(rows.shape[0], rows.dtype)
         if rows.size:
-            layer_norm_forward(rows, w, b, float(self.eps), y, xhat, rstd)
+            layer_norm_forward(rows, w, b, float(self.eps), y, mean, rstd)
         self.shape = x.shape
-        self.save_for_backward(xhat, rstd, w)
+        self.save_for_backward(rows, mean, rstd, w)
         return y.reshape(x.shape)
 
     def backward(self, g):
-        xhat, rstd, w = self.saved
-        N, C = xhat.shape
-        g = np.ascontiguousarray(g.reshape(N, C), dtype=xhat.dtype)
-        dx = np.empty_like(xhat)
+        rows, mean, rstd, w = self.saved
+        N, C = rows.shape
+        g = np.ascontiguousarray(g.reshape(N, C), dtype=rows.dtype)
+        dx = np.empty_like(rows)
         blocks = max(1, min(N, numba.get_num_threads()))
-        dw_part, db_part = np.zeros((blocks, C), xhat.dtype), np.zeros((blocks, C), xhat.dtype)
-        if xhat.size:
-            layer_norm_backward(g, xhat, rstd, w, dx, dw_part, db_part)
+        dw_part, db_part = np.zeros((blocks, C), rows.dtype), np.zeros((blocks, C), rows.dtype)
+        if rows.size:
+            layer_norm_backward(g, rows, mean, rstd, w, dx, dw_part, db_part)
         grads = [dx.reshape(self.shape)]
         if self.has_weight:
             grads.append(dw_part.sum(axis=0))

@@ -13,14 +13,21 @@ the same moment, so each may use every core -- but never more threads than there
 ``set_num_threads(n)`` sets both pools (PyTorch's ``torch.set_num_threads``).  By default,
 when the kernels first load, both are capped at ``available_cpus()``: the CPUs this process
 may run on, after CPU affinity and a cgroup CPU quota.
+
+``in_parts(fn, n)`` is the third way to use the cores, for many small products (attention's,
+one per (batch, head) pair): OpenBLAS splits one small matmul over its threads for almost no
+gain, so instead each thread takes a share of the batch with BLAS on one thread.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import functools
 import glob
 import math
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -47,6 +54,7 @@ def available_cpus() -> int:
     return max(1, n or 1)
 
 
+@functools.lru_cache(maxsize=None)
 def _openblas():
     """(get, set) thread functions of the OpenBLAS bundled with NumPy's wheels, or None."""
     pattern = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "*openblas*")
@@ -99,3 +107,47 @@ def apply_to_numba() -> None:
         blas = _openblas()
         if blas and int(blas[0]()) > n:
             blas[1](n)
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """NumPy's BLAS on one thread inside the block (its thread count restored after)."""
+    blas = _openblas()
+    n = int(blas[0]()) if blas else 1
+    if n > 1:
+        blas[1](1)
+    try:
+        yield
+    finally:
+        if n > 1:
+            blas[1](n)
+
+
+_pool: dict = {}
+if hasattr(os, "register_at_fork"):     # a forked child has none of its parent's threads
+    os.register_at_fork(after_in_child=_pool.clear)
+
+
+def in_parts(fn, n_items: int) -> None:
+    """Call ``fn(part)`` for slices ``part`` that split ``range(n_items)`` into one share per
+    thread, the shares at the same time (the main thread takes the first), with BLAS on one
+    thread meanwhile.  ``fn`` must release the GIL to gain anything: NumPy's matmuls do, and
+    so do Numba functions compiled with ``nogil=True``.  Runs ``fn(slice(None))`` alone when
+    one thread is all there is, or NumPy's BLAS cannot be told to use one thread."""
+    n = min(get_num_threads(), n_items)
+    if n <= 1 or (_openblas() is None and (blas_threads() or 1) > 1):
+        fn(slice(None))
+        return
+    if _pool.get("workers") != n - 1:
+        if "pool" in _pool:
+            _pool["pool"].shutdown()
+        _pool["pool"], _pool["workers"] = ThreadPoolExecutor(n - 1), n - 1
+    bounds = [n_items * i // n for i in range(n + 1)]
+    parts = [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+    with single_threaded_blas():
+        futures = [_pool["pool"].submit(fn, part) for part in parts[1:]]
+        try:
+            fn(parts[0])
+        finally:
+            for f in futures:
+                f.result()

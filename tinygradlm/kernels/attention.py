@@ -33,6 +33,7 @@ import numba
 import numpy as np
 from numba import prange
 
+from .. import threads
 from ..autograd import Function
 from ..backend import get_array_module
 from . import gpu_kernels
@@ -133,41 +134,56 @@ def heads_buffer(B, H, T, D, dtype):
 
 
 def attention_forward_cpu(q, k, v, scale, causal, mask, has_mask, key_end):
-    """q (B, H, Tq, D), k (B, H, Tk, D), v (B, H, Tk, Dv) -> out (B, H, Tq, Dv), lse (B, H, Tq)."""
+    """q (B, H, Tq, D), k (B, H, Tk, D), v (B, H, Tk, Dv) -> out (B, H, Tq, Dv), lse (B, H, Tq).
+    The batch is shared among the threads (``threads.in_parts``)."""
     B, H, Tq, _ = q.shape
     Tk, Dv = k.shape[2], v.shape[3]
     out = heads_buffer(B, H, Tq, Dv, q.dtype)
     lse = np.empty((B, H, Tq), q.dtype)
-    for i0, i1, keys in query_chunks(B * H, Tq, Tk, causal, key_end):
-        s = np.matmul(q[:, :, i0:i1], k[:, :, :keys].swapaxes(-1, -2))     # (B, H, R, keys)
-        softmax_scores(s, scale, causal, i0, mask, has_mask, key_end, lse)
-        np.matmul(s, v[:, :, :keys], out=out[:, :, i0:i1])
+    chunks = query_chunks(B * H, Tq, Tk, causal, key_end)
+
+    def part(b):                    # the sequences b of the batch, on one thread
+        qb, kb, vb, ends = q[b], k[b], v[b], key_end[b]
+        mb = mask[b] if has_mask else mask
+        for i0, i1, keys in chunks:
+            s = np.matmul(qb[:, :, i0:i1], kb[:, :, :keys].swapaxes(-1, -2))   # (b, H, R, keys)
+            softmax_scores.serial(s, scale, causal, i0, mb, has_mask, ends, lse[b])
+            np.matmul(s, vb[:, :, :keys], out=out[b, :, i0:i1])
+    threads.in_parts(part, B)
     return out, lse
 
 
 def attention_backward_cpu(q, k, v, out, g, lse, scale, causal, mask, has_mask, key_end):
-    """The gradients (dq, dk, dv) for the output gradient g (B, H, Tq, Dv)."""
+    """The gradients (dq, dk, dv) for the output gradient g (B, H, Tq, Dv), the batch shared
+    among the threads as in forward."""
     B, H, Tq, D = q.shape
     Tk, Dv = k.shape[2], v.shape[3]
-    delta = np.einsum("bhid,bhid->bhi", g, out)                             # D_i = dO_i . O_i
     dq = heads_buffer(B, H, Tq, D, q.dtype)
     chunks = query_chunks(B * H, Tq, Tk, causal, key_end)
-    if len(chunks) == 1 and chunks[0][2] == Tk:     # one block: the products write the result
+    whole = len(chunks) == 1 and chunks[0][2] == Tk     # one block: products write the result
+    if whole:
         dk, dv = heads_buffer(B, H, Tk, D, q.dtype), heads_buffer(B, H, Tk, Dv, q.dtype)
-    else:                                           # several: each adds its keys' share
+    else:                                               # several: each adds its keys' share
         dk, dv = (np.zeros((B, Tk, H, n), q.dtype).transpose(0, 2, 1, 3) for n in (D, Dv))
-    for i0, i1, keys in chunks:
-        qc, gc, kc, vc = q[:, :, i0:i1], g[:, :, i0:i1], k[:, :, :keys], v[:, :, :keys]
-        s = np.matmul(qc, kc.swapaxes(-1, -2))                              # (B, H, R, keys)
-        dp = np.matmul(gc, vc.swapaxes(-1, -2))                             # dO_i . v_j
-        softmax_scores_backward(s, dp, delta, scale, causal, i0, mask, has_mask, key_end, lse)
-        np.matmul(dp, kc, out=dq[:, :, i0:i1])
-        if len(chunks) == 1 and keys == Tk:
-            np.matmul(s.swapaxes(-1, -2), gc, out=dv)
-            np.matmul(dp.swapaxes(-1, -2), qc, out=dk)
-        else:
-            dv[:, :, :keys] += np.matmul(s.swapaxes(-1, -2), gc)
-            dk[:, :, :keys] += np.matmul(dp.swapaxes(-1, -2), qc)
+
+    def part(b):
+        qb, kb, vb, gb, ends = q[b], k[b], v[b], g[b], key_end[b]
+        mb = mask[b] if has_mask else mask
+        delta = np.einsum("bhid,bhid->bhi", gb, out[b])                 # D_i = dO_i . O_i
+        for i0, i1, keys in chunks:
+            qc, gc, kc, vc = qb[:, :, i0:i1], gb[:, :, i0:i1], kb[:, :, :keys], vb[:, :, :keys]
+            s = np.matmul(qc, kc.swapaxes(-1, -2))                          # (b, H, R, keys)
+            dp = np.matmul(gc, vc.swapaxes(-1, -2))                         # dO_i . v_j
+            softmax_scores_backward.serial(s, dp, delta, scale, causal, i0, mb, has_mask, ends,
+                                           lse[b])
+            np.matmul(dp, kc, out=dq[b, :, i0:i1])
+            if whole:
+                np.matmul(s.swapaxes(-1, -2), gc, out=dv[b])
+                np.matmul(dp.swapaxes(-1, -2), qc, out=dk[b])
+            else:
+                dv[b, :, :keys] += np.matmul(s.swapaxes(-1, -2), gc)
+                dk[b, :, :keys] += np.matmul(dp.swapaxes(-1, -2), qc)
+    threads.in_parts(part, B)
     return dq, dk, dv
 
 

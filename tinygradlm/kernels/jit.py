@@ -60,7 +60,9 @@ class ParallelKernel:
         twin = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial",
                                   f.__defaults__, f.__closure__)
         twin.__qualname__ = f.__qualname__ + "_serial"
-        self.serial = numba.njit(cache=True, fastmath=fastmath, error_model="numpy")(twin)
+        # nogil: several Python threads may run the twin at once (threads.in_parts)
+        self.serial = numba.njit(cache=True, fastmath=fastmath, error_model="numpy",
+                                 nogil=True)(twin)
         self.gpu = gpu
 
     def __call__(self, *args, size=None):

@@ -75,7 +75,10 @@ def test_cross_entropy_fused_equals_reference(reduction, data, ignore_frac, smoo
         lambda z: F.cross_entropy(z.reshape(-1, z.shape[-1]), targets, reduction=reduction,
                                   label_smoothing=smoothing), a, grad=g)
     assert name_f == "CrossEntropy" and name_r != "CrossEntropy"
-    np.testing.assert_allclose(lf, lr, **TOL[a.dtype.type])
+    tol = dict(TOL[a.dtype.type])
+    if reduction == "sum":      # N rows' roundings add up: a loss of 0 can come out as N ulps
+        tol["atol"] *= t.size
+    np.testing.assert_allclose(lf, lr, **tol)
     np.testing.assert_allclose(gf[0], gr[0], **TOL[a.dtype.type])
     assert gf[0].dtype == a.dtype
 

@@ -14,9 +14,11 @@ the same moment, so each may use every core -- but never more threads than there
 when the kernels first load, both are capped at ``available_cpus()``: the CPUs this process
 may run on, after CPU affinity and a cgroup CPU quota.
 
-``in_parts(fn, n)`` is the third way to use the cores, for many small products (attention's,
-one per (batch, head) pair): OpenBLAS splits one small matmul over its threads for almost no
-gain, so instead each thread takes a share of the batch with BLAS on one thread.
+``in_parts(fn, n)`` shares work out over tinygradlm's own threads, BLAS on one thread in each,
+for attention's many small products (one per (batch, head) pair): OpenBLAS splits one small
+product over its threads for almost no gain, so instead each thread takes a share of the
+batch.  (Big products, a Linear layer's, are left to BLAS's own threads: sharing them out this
+way measured slower.)
 """
 from __future__ import annotations
 
@@ -78,14 +80,13 @@ def blas_threads() -> int | None:
 
 
 def get_num_threads() -> int:
-    """The threads CPU work uses (``set_num_threads``'s, else BLAS's, else the CPUs)."""
-    if _requested:
-        return _requested[-1]
-    return blas_threads() or available_cpus()
+    """The threads tinygradlm's CPU work runs on (``set_num_threads``'s, else the CPUs)."""
+    return _requested[-1] if _requested else available_cpus()
 
 
 def set_num_threads(n: int) -> None:
-    """Run matmuls (NumPy's BLAS) and the fused kernels (Numba) on ``n`` threads each."""
+    """Run tinygradlm's CPU work on ``n`` threads: its matmuls and attention (shared out by
+    ``in_parts``), the Numba kernels, and NumPy's BLAS for everything else."""
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"set_num_threads: expected a positive int, got {n!r}")
     _requested.append(n)
@@ -128,26 +129,31 @@ if hasattr(os, "register_at_fork"):     # a forked child has none of its parent'
     os.register_at_fork(after_in_child=_pool.clear)
 
 
-def in_parts(fn, n_items: int) -> None:
+def in_parts(fn, n_items: int, parts: int | None = None) -> None:
     """Call ``fn(part)`` for slices ``part`` that split ``range(n_items)`` into one share per
-    thread, the shares at the same time (the main thread takes the first), with BLAS on one
-    thread meanwhile.  ``fn`` must release the GIL to gain anything: NumPy's matmuls do, and
-    so do Numba functions compiled with ``nogil=True``.  Runs ``fn(slice(None))`` alone when
-    one thread is all there is, or NumPy's BLAS cannot be told to use one thread."""
-    n = min(get_num_threads(), n_items)
-    if n <= 1 or (_openblas() is None and (blas_threads() or 1) > 1):
+    thread (or ``parts`` shares), the shares at the same time (the main thread takes the
+    first), with BLAS on one thread meanwhile.  ``fn`` must release the GIL to gain anything:
+    NumPy's matmuls do, and so do Numba functions compiled with ``nogil=True``.  When NumPy's
+    BLAS cannot be told to use one thread (it is not NumPy's own OpenBLAS), ``fn`` runs once
+    on everything and BLAS shares it out as it does."""
+    n = max(1, min(get_num_threads() if parts is None else parts, n_items))
+    if _openblas() is None:
         fn(slice(None))
+        return
+    if n == 1:
+        with single_threaded_blas():
+            fn(slice(None))
         return
     if _pool.get("workers") != n - 1:
         if "pool" in _pool:
             _pool["pool"].shutdown()
         _pool["pool"], _pool["workers"] = ThreadPoolExecutor(n - 1), n - 1
     bounds = [n_items * i // n for i in range(n + 1)]
-    parts = [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+    shares = [slice(a, b) for a, b in zip(bounds, bounds[1:])]
     with single_threaded_blas():
-        futures = [_pool["pool"].submit(fn, part) for part in parts[1:]]
+        futures = [_pool["pool"].submit(fn, share) for share in shares[1:]]
         try:
-            fn(parts[0])
+            fn(shares[0])
         finally:
             for f in futures:
                 f.result()

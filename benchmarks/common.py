@@ -24,13 +24,18 @@ next to them.  Measurement hygiene (each found to swing a ratio by 1.5-2x on a 2
 """
 from __future__ import annotations
 
-import argparse
+import os
+
+# As ``import tinygradlm`` does when it comes before NumPy: OpenBLAS's idle threads sleep at
+# once instead of spinning (tinygradlm/threads.py); here NumPy is imported first, so set it now.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+import argparse  # noqa: E402
 import contextlib
 import ctypes
 import gc
 import glob
 import importlib.metadata
-import os
 import platform
 import re
 import shutil

@@ -5,7 +5,15 @@
     loss = (x @ x.T).sum()
     loss.backward()          # x.grad now holds d loss / d x
 """
-from . import backend
+import os
+
+# Before NumPy loads OpenBLAS (when tinygradlm is imported first): OpenBLAS's idle threads go
+# to sleep at once instead of spinning for ~0.1 s after each matmul and taking a core from
+# the kernel that runs next (a 2-core training step ran ~10% faster).  ``threads.py`` tells
+# the rest; a value set by the user is kept.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+from . import backend  # noqa: E402
 from .backend import get_rng_state, manual_seed, set_rng_state
 from .autograd import Function, enable_grad, is_grad_enabled, no_grad
 from .tensor import (Tensor, bool_, float16, float32, float64, get_default_device, int32, int64,

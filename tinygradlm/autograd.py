@@ -99,10 +99,15 @@ class Function:
     def apply(cls, *inputs, **params):
         """Run the op on Tensors: ``Mul.apply(x, y)``, ``Sum.apply(x, dim=1, keepdim=True)``."""
         fn = cls(**params)
-        _check_devices(fn.name, inputs)
-        if cls.broadcasts:
-            _check_broadcast(fn.name, inputs)
-        arrays = _unify_dtypes(fn.name, inputs)
+        arrays = [t.data for t in inputs]
+        if len(arrays) > 1:
+            kind, dtype = type(arrays[0]), arrays[0].dtype
+            # the common case, one array type and one dtype, needs no more than this look
+            if not all(type(a) is kind and a.dtype == dtype for a in arrays):
+                _check_devices(fn.name, inputs)
+                arrays = _unify_dtypes(fn.name, inputs)
+            if cls.broadcasts:
+                _check_broadcast(fn.name, inputs)
         track = _GradMode.enabled and any(t.requires_grad for t in inputs)
         fn.needs_input_grad = tuple(t.requires_grad for t in inputs) if track else ()
         out = type(inputs[0])._from_op(fn.forward(*arrays), requires_grad=track)

@@ -7,8 +7,12 @@ the same moment, so each may use every core -- but never more threads than there
 * a container or a job scheduler often lets a process use fewer CPUs than the machine has
   (``os.cpu_count()`` counts the machine's), and a pool that starts one thread per machine
   CPU then time-slices dozens of threads over two cores;
-* an idle OpenBLAS thread keeps spinning for a while after its matmul, waiting for the next
-  one, so a kernel that wanted that core waits for it to give up.
+* an idle OpenBLAS thread keeps spinning for a while after its matmul (~0.1 s by default),
+  waiting for the next one, so the kernel or attention that wanted that core runs at half
+  speed.  ``import tinygradlm`` sets ``OPENBLAS_THREAD_TIMEOUT=4`` (unless the user has set
+  it): idle BLAS threads then sleep at once.  OpenBLAS reads it when NumPy loads it, so this
+  works when tinygradlm is imported before NumPy (as the examples do); otherwise set the
+  variable in the shell.
 
 ``set_num_threads(n)`` sets both pools (PyTorch's ``torch.set_num_threads``).  By default,
 when the kernels first load, both are capped at ``available_cpus()``: the CPUs this process

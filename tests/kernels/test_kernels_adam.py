@@ -8,7 +8,7 @@ from hypothesis import given, strategies as st
 import tinygradlm as tg
 from tinygradlm import kernels, optim
 
-TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-14)}
+TOL = {np.float32: dict(rtol=2e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-14)}
 
 
 def run(mode, cls, arrays, grads, **hyper):
@@ -41,10 +41,16 @@ def test_fused_adam_equals_reference(dtype, shapes, decoupled, lr, betas, eps, w
     hyper = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
     fused, ref = run("fused", cls, arrays, grads, **hyper), run("reference", cls, arrays, grads,
                                                                  **hyper)
-    for got_list, want_list in zip(fused, ref):
+    # Each step moves a weight by up to ~lr, and m by up to ~|g|: where the result is close to 0
+    # after such moves (a cancellation), the error is relative to the moves, not to the result.
+    rtol = TOL[dtype]["rtol"]
+    g_max = max((float(np.abs(g).max()) for gs in grads for g in gs if g.size), default=1.0)
+    moves = {"p": lr * steps, "m": g_max, "v": g_max ** 2}
+    for what, got_list, want_list in zip("pmv", fused, ref):
+        atol = TOL[dtype]["atol"] + rtol * moves[what]
         for got, want in zip(got_list, want_list):
             assert got.dtype == dtype and got.shape == want.shape
-            np.testing.assert_allclose(got, want, **TOL[dtype])
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
 
 
 def test_fused_adam_is_used_and_the_reference_covers_the_rest(monkeypatch):

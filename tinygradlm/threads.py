@@ -40,8 +40,10 @@ import numpy as np
 _requested: list = []       # the last set_num_threads(n), applied to Numba when it loads
 
 
+@functools.lru_cache(maxsize=None)
 def available_cpus() -> int:
-    """CPUs this process may use: its affinity mask, capped by a cgroup CPU quota."""
+    """CPUs this process may use: its affinity mask, capped by a cgroup CPU quota (read once:
+    the ops ask for it every call)."""
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     for path, parse in (("/sys/fs/cgroup/cpu.max", lambda t: t.split()),          # cgroup v2
                         ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", None)):         # cgroup v1

@@ -228,3 +228,16 @@ def test_bad_indices_get_clear_errors():
         x.masked_select(tg.ones(2, 3))
     with pytest.raises(ValueError, match="diagonal: dim1 and dim2 are the same"):
         x.diagonal(0, 1, -1)
+
+
+@given(n_rows=st.integers(1, 7), row_shape=st.sampled_from([(), (3,), (2, 0), (2, 3)]),
+       ids=st.lists(st.integers(-7, 6), max_size=12), seed=st.integers(0, 2**31 - 1))
+def test_add_rows_equals_numpy_add_at(n_rows, row_shape, ids, seed):
+    # the row lookup's backward (an embedding's): repeated and negative ids summed as add.at
+    from tinygradlm.ops.indexing import add_rows
+    ids = np.array([i % n_rows - (n_rows if i < 0 else 0) for i in ids], dtype=np.int64)
+    g = np.random.default_rng(seed).standard_normal((len(ids),) + row_shape)
+    want, got = np.zeros((n_rows,) + row_shape), np.zeros((n_rows,) + row_shape)
+    np.add.at(want, ids, g)
+    add_rows(got, ids, g)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)

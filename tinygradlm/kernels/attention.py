@@ -169,7 +169,7 @@ def attention_backward_cpu(q, k, v, out, g, lse, scale, causal, mask, has_mask, 
     def part(b):
         qb, kb, vb, gb, ends = q[b], k[b], v[b], g[b], key_end[b]
         mb = mask[b] if has_mask else mask
-        delta = np.einsum("bhid,bhid->bhi", gb, out[b])                 # D_i = dO_i . O_i
+        delta = (gb * out[b]).sum(-1)                                   # D_i = dO_i . O_i
         for i0, i1, keys in chunks:
             qc, gc, kc, vc = qb[:, :, i0:i1], gb[:, :, i0:i1], kb[:, :, :keys], vb[:, :, :keys]
             s = np.matmul(qc, kc.swapaxes(-1, -2))                          # (b, H, R, keys)

@@ -9,10 +9,12 @@ the same moment, so each may use every core -- but never more threads than there
   CPU then time-slices dozens of threads over two cores;
 * an idle OpenBLAS thread keeps spinning for a while after its matmul (~0.1 s by default),
   waiting for the next one, so the kernel or attention that wanted that core runs at half
-  speed.  ``import tinygradlm`` sets ``OPENBLAS_THREAD_TIMEOUT=4`` (unless the user has set
-  it): idle BLAS threads then sleep at once.  OpenBLAS reads it when NumPy loads it, so this
-  works when tinygradlm is imported before NumPy (as the examples do); otherwise set the
-  variable in the shell.
+  speed.  ``import tinygradlm`` sets ``OPENBLAS_THREAD_TIMEOUT=16`` (unless the user has set
+  it): idle BLAS threads then spin for 2^16 cycles (~25 µs, enough to bridge the products of
+  one layer's backward) and then sleep.  A scan of 4 (sleep at once: every product pays a
+  wake-up), 16, 20, 24 and 28 (the default) put 16-20 best for both benchmark shapes.
+  OpenBLAS reads it when NumPy loads it, so this works when tinygradlm is imported before
+  NumPy (as the examples do); otherwise set the variable in the shell.
 
 ``set_num_threads(n)`` sets both pools (PyTorch's ``torch.set_num_threads``).  By default,
 when the kernels first load, both are capped at ``available_cpus()``: the CPUs this process

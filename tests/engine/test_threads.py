@@ -47,7 +47,7 @@ def test_import_lets_idle_blas_threads_sleep_unless_the_user_said_otherwise():
     code = "import tinygradlm, os; print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert out.stdout.strip() == "4", out.stderr
+    assert out.stdout.strip() == "16", out.stderr
     out = subprocess.run([sys.executable, "-c", code], env={**env, "OPENBLAS_THREAD_TIMEOUT": "7"},
                          capture_output=True, text=True)
     assert out.stdout.strip() == "7", out.stderr

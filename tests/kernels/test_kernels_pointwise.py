@@ -291,3 +291,14 @@ def test_serial_twins_equal_the_parallel_kernels(monkeypatch, dtype):
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     for a, s in zip(parallel, serial):
         np.testing.assert_allclose(a, s, rtol=rtol, atol=rtol)
+
+
+def test_kernel_cache_names_follow_their_options():
+    # Numba's disk cache finds a kernel by its qualified name: new options (or a new jit.py)
+    # must give a new name, or the old machine code would keep running
+    def k(x):
+        return x
+    a, b = jit._copy(k, "k", {"fastmath": True}), jit._copy(k, "k", {"fastmath": False})
+    assert a.__name__ == b.__name__ == "k" and a.__qualname__ != b.__qualname__
+    assert jit._copy(k, "k_serial", {}).__qualname__.startswith(k.__qualname__ + "_serial_")
+    assert jit._copy(k, "k", {"fastmath": True}).__qualname__ == a.__qualname__   # stable

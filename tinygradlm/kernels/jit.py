@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import os
 import types
+import zlib
 
 import numba
 import numpy as np
@@ -53,16 +54,11 @@ class ParallelKernel:
     CuPy arrays, it runs the launcher ``gpu`` of ``cuda_kernels.py`` instead."""
 
     def __init__(self, f, fastmath, gpu):
-        self.parallel = numba.njit(parallel=True, cache=True, fastmath=fastmath,
-                                   error_model="numpy")(f)
-        # The twin is a copy of the function under another name, because Numba's on-disk cache
-        # is keyed by the function's name, not by its options (they would overwrite each other).
-        twin = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial",
-                                  f.__defaults__, f.__closure__)
-        twin.__qualname__ = f.__qualname__ + "_serial"
+        options = dict(cache=True, fastmath=fastmath, error_model="numpy")
+        self.parallel = numba.njit(parallel=True, **options)(_copy(f, f.__name__, options))
         # nogil: several Python threads may run the twin at once (threads.in_parts)
-        self.serial = numba.njit(cache=True, fastmath=fastmath, error_model="numpy",
-                                 nogil=True)(twin)
+        self.serial = numba.njit(nogil=True, **options)(_copy(f, f.__name__ + "_serial",
+                                                              options))
         self.gpu = gpu
 
     def __call__(self, *args, size=None):
@@ -70,6 +66,22 @@ class ParallelKernel:
             return getattr(gpu_kernels(), self.gpu)(*args)
         size = args[0].size if size is None else size
         return (self.serial if size < SERIAL_BELOW else self.parallel)(*args)
+
+
+with open(__file__, "rb") as _source:
+    _THIS_FILE_CRC = zlib.crc32(_source.read())
+
+
+def _copy(f, name, options):
+    """``f`` under ``name``, with a qualified name that carries a fingerprint of ``options`` and
+    of this file.  Numba's on-disk cache finds a kernel by its qualified name and trusts it
+    while the kernel's own file is unchanged: it would not notice new options (the twin's
+    and the parallel version's would even overwrite each other) or a change here (fast_exp is
+    compiled into every kernel), and would keep running the old machine code."""
+    tag = zlib.crc32(repr(sorted(options.items())).encode(), _THIS_FILE_CRC)
+    g = types.FunctionType(f.__code__, f.__globals__, name, f.__defaults__, f.__closure__)
+    g.__qualname__ = f"{f.__qualname__}{name[len(f.__name__):]}_{tag:08x}"
+    return g
 
 
 def parallel_kernel(fastmath=FASTMATH, gpu=None):

@@ -10,6 +10,9 @@ kernel's sigmoid form does not, so GELU is held to ``TOL`` against an accurate f
 LayerNorm's gradients are held to ``LN_GRAD_TOL`` (see there).
 """
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -302,3 +305,10 @@ def test_kernel_cache_names_follow_their_options():
     assert a.__name__ == b.__name__ == "k" and a.__qualname__ != b.__qualname__
     assert jit._copy(k, "k_serial", {}).__qualname__.startswith(k.__qualname__ + "_serial_")
     assert jit._copy(k, "k", {"fastmath": True}).__qualname__ == a.__qualname__   # stable
+    # ... from one process to the next too: a set's order changes with string hashing
+    code = ("from tinygradlm.kernels import jit\n"
+            "print(jit._copy(lambda x: x, 'k', {'fastmath': jit.FASTMATH}).__qualname__)")
+    names = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONHASHSEED": str(seed)}
+                            ).stdout for seed in (1, 2, 3)}
+    assert len(names) == 1 and names != {""}

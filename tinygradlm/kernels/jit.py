@@ -78,7 +78,10 @@ def _copy(f, name, options):
     while the kernel's own file is unchanged: it would not notice new options (the twin's
     and the parallel version's would even overwrite each other) or a change here (fast_exp is
     compiled into every kernel), and would keep running the old machine code."""
-    tag = zlib.crc32(repr(sorted(options.items())).encode(), _THIS_FILE_CRC)
+    # sets sorted: their order (string hashing) changes from one process to the next
+    spelled = sorted((k, sorted(v) if isinstance(v, (set, frozenset)) else v)
+                     for k, v in options.items())
+    tag = zlib.crc32(repr(spelled).encode(), _THIS_FILE_CRC)
     g = types.FunctionType(f.__code__, f.__globals__, name, f.__defaults__, f.__closure__)
     g.__qualname__ = f"{f.__qualname__}{name[len(f.__name__):]}_{tag:08x}"
     return g

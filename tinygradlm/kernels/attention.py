@@ -188,10 +188,10 @@ def attention_backward_cpu(q, k, v, out, g, lse, scale, causal, mask, has_mask, 
 
 
 def last_allowed_key(mask, shape) -> np.ndarray:
-    """(B, H, Tq) int64: one past the last key each query row may see (0: none).  A padded
-    batch's rows stop at their sequence's real length, so the kernels skip the padding keys
-    instead of scoring them and masking the scores away: about half the work of a batch of
-    sources padded to twice their mean length.  Computed on the unexpanded mask, then
+    """(B, H, Tq) int64: one past the last key each query row may see (0: none).  In a padded
+    batch the softmax passes stop each row at its sequence's real length (the padding keys'
+    scores are never exponentiated or summed), and a chunk of query rows multiplies only the
+    keys up to the longest such row in the batch.  Computed on the unexpanded mask, then
     broadcast (no copy)."""
     B, H, Tq, Tk = shape
     if mask is None:

@@ -231,3 +231,39 @@ def test_one_no_grad_instance_nests_and_decorates_a_recursive_function():
             assert tg.is_grad_enabled()
         assert not tg.is_grad_enabled()
     assert tg.is_grad_enabled()
+
+
+def test_gradients_the_walk_adds_in_place_never_reach_another_tensor():
+    # Add hands one array to both inputs; the walk then sums more gradients into each.  Summing
+    # in place into an array an op handed to two tensors would change the other's gradient.
+    x = tg.Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    a, b = x * 1.0, x * 1.0             # two non-leaf tensors
+    s = a + b                           # s's backward gives a and b the same array
+    loss = (s + a * 3.0 + b * 5.0).sum()
+    loss.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [10.0, 10.0])     # 1 + 1 + 3 + 5
+    y = tg.Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    z = tg.Tensor(np.array([3.0, 4.0]), requires_grad=True)
+    (y + z).sum().backward()            # two leaves, one array from Add
+    assert not np.shares_memory(y.grad.numpy(), z.grad.numpy())
+    tg.optim.clip_grad_norm_([y, z], 0.5)
+    np.testing.assert_allclose(y.grad.numpy(), z.grad.numpy())      # scaled once each
+
+
+@pytest.mark.parametrize("leaf", [True, False])
+def test_split_gradients_are_added_into_one_buffer(leaf):
+    # the pieces of a split (slices: SliceGrad) add up to the gradient of the whole, also
+    # when other gradients reach the same tensor
+    rng = np.random.default_rng(0)
+    w = tg.Tensor(rng.standard_normal((2, 3, 6)), requires_grad=True)
+    t = w if leaf else w * 2.0
+    q, k, v = t.split(2, dim=2)
+    loss = (q * 1.0).sum() + (k * 2.0).sum() + (v * 3.0).sum() + (t * t).sum()
+    loss.backward()
+    scale = 1.0 if leaf else 2.0
+    want = np.concatenate([np.full((2, 3, 2), c) for c in (1.0, 2.0, 3.0)], axis=2) * scale
+    want = want + 2 * t.numpy() * scale
+    np.testing.assert_allclose(w.grad.numpy(), want, rtol=1e-12)
+    p = tg.Tensor(rng.standard_normal(5), requires_grad=True)
+    p[1:3].sum().backward()                         # a slice of a leaf alone: dense, zeros
+    np.testing.assert_array_equal(p.grad.numpy(), [0.0, 1.0, 1.0, 0.0, 0.0])

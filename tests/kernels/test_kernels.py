@@ -241,6 +241,28 @@ def test_attention_fused_gradcheck(case):
         a, b, c, attn_mask=m, is_causal=causal), q, k, v)
 
 
+@given(case=attention_case(), budget=st.integers(1, 600), rows=st.integers(1, 9))
+def test_attention_in_many_query_chunks_equals_reference(case, budget, rows):
+    # long sequences run in chunks of query rows (a score block within SCORES_BUDGET, causal
+    # chunks of CAUSAL_ROWS rows): made tiny here, so that every case takes many chunks
+    from tinygradlm.kernels import attention
+    q, k, v, causal, mask, g = case
+    m = None if mask is None else tg.Tensor(mask)
+    saved = attention.SCORES_BUDGET, attention.CAUSAL_ROWS
+    attention.SCORES_BUDGET, attention.CAUSAL_ROWS = budget, rows
+    try:
+        (of, gf, name_f), (orf, gr, _) = both_paths(
+            lambda a, b, c: F.scaled_dot_product_attention(a, b, c, attn_mask=m,
+                                                           is_causal=causal), q, k, v, grad=g)
+    finally:
+        attention.SCORES_BUDGET, attention.CAUSAL_ROWS = saved
+    assert name_f == "Attention"
+    tol = dict(rtol=1e-4, atol=1e-5) if q.dtype == np.float32 else TOL[np.float64]
+    np.testing.assert_allclose(of, orf, **tol)
+    for a, b in zip(gf, gr):
+        np.testing.assert_allclose(a, b, **tol)
+
+
 def test_attention_single_token_and_all_masked():
     rng = np.random.default_rng(3)
     q, k, v = (tg.Tensor(rng.standard_normal((1, 2, 1, 8)), requires_grad=True)

@@ -230,6 +230,8 @@ def backward(root, grad, retain_graph: bool = False) -> None:
         in_grads = fn.backward(g)
         if not retain_graph:
             fn.saved, fn.inputs, fn.freed = (), (), True
+        # an op that returns a view of one of its gradients may share memory among them
+        shares = any(getattr(a, "base", None) is not None for a in in_grads)
         for inp, ig in zip(inputs, in_grads):
             if ig is None or not inp.requires_grad:
                 continue
@@ -246,7 +248,7 @@ def backward(root, grad, retain_graph: bool = False) -> None:
                 ig = _fit(ig, inp, fn)
                 # fresh: made by this op for this input alone (not its own incoming
                 # gradient, not an array it also gave another input, not a view of one)
-                fresh = ig.base is None and id(ig) not in handed
+                fresh = not shares and ig.base is None and id(ig) not in handed
             handed.add(id(ig))
             if inp._ctx is None:
                 _accumulate(inp, ig, fresh)

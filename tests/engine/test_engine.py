@@ -267,3 +267,23 @@ def test_split_gradients_are_added_into_one_buffer(leaf):
     p = tg.Tensor(rng.standard_normal(5), requires_grad=True)
     p[1:3].sum().backward()                         # a slice of a leaf alone: dense, zeros
     np.testing.assert_array_equal(p.grad.numpy(), [0.0, 1.0, 1.0, 0.0, 0.0])
+
+
+def test_a_gradient_and_a_view_of_it_from_one_op_stay_apart():
+    # a user's Function may return an array for one input and a view of it for another: the
+    # walk must not add into the first in place while the second still looks at it
+    class TwoFromOne(tg.Function):
+        def forward(self, a, b):
+            return a + b.reshape(a.shape)
+
+        def backward(self, g):
+            ga = g * 1.0
+            return ga, ga.reshape(-1)           # a view of ga
+
+    a = tg.Tensor(np.array([[1.0, 2.0]]), requires_grad=True)
+    b = tg.Tensor(np.array([3.0, 4.0]), requires_grad=True)
+    a2, b2 = a * 1.0, b * 1.0
+    out = TwoFromOne.apply(a2, b2)
+    (out.sum() + (a2 * 10.0).sum()).backward()  # more gradient into a2 after TwoFromOne's
+    np.testing.assert_array_equal(a.grad.numpy(), [[11.0, 11.0]])
+    np.testing.assert_array_equal(b.grad.numpy(), [1.0, 1.0])

@@ -3,9 +3,11 @@
 The reference is the composite in ``functional.py``: plain primitive ops whose gradients come
 for free.  A fused kernel computes the same thing as one ``Function`` with a hand-written
 forward and backward (``softmax.py``, ``cross_entropy.py``, ``attention.py``, ``gelu.py``,
-``layer_norm.py``; the tests hold each one to its composite).  ``functional.py`` runs the
-fused kernels by default; run the reference to compare, either for the whole process with the
-environment variable ``TINYGRADLM_KERNELS=reference`` or for a block of code with::
+``layer_norm.py``, ``linear.py``; the tests hold each one to its composite), and ``adam.py``
+does the Adam/AdamW update in one pass (its reference is ``optim.Adam.update``'s array
+formulas).  ``functional.py`` and ``optim.py`` run the fused versions by default; run the
+reference to compare, either for the whole process with the environment variable
+``TINYGRADLM_KERNELS=reference`` or for a block of code with::
 
     with tinygradlm.kernels.use("reference"):
         loss = model(x, y)
@@ -14,8 +16,9 @@ The CPU kernels are Numba code; their modules (and numba) are imported on the fi
 call (``load``), so ``import tinygradlm`` and the reference path need NumPy alone.  On the GPU
 (CuPy arrays) softmax, cross-entropy and attention run the ``numba.cuda`` kernels of
 ``cuda_kernels.py``; when numba-cuda cannot launch kernels there (not installed, or no driver
-it can use) the CuPy composites run instead, after a one-time warning.  GELU and LayerNorm
-have CPU kernels only: on the GPU their composites are already a few CuPy calls.
+it can use) the CuPy composites run instead, after a one-time warning.  GELU, LayerNorm and
+the Adam update have CPU kernels only: on the GPU their composites are already a few CuPy
+calls.  ``Linear`` is written in array calls and runs fused on both.
 """
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ from ..backend import get_array_module
 from . import gpu_kernels
 from .jit import fast_exp, parallel_kernel
 
-SCORES_BUDGET = 1 << 21     # elements of one chunk's (B, H, rows, keys) score block (8 MiB f32)
+SCORES_BUDGET = 1 << 23     # elements of a chunk's (B, H, rows, keys) score block (32 MiB f32)
 CAUSAL_ROWS = 64            # causal: query rows per chunk, so later chunks skip fewer keys
 
 

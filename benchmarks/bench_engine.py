@@ -40,10 +40,10 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 
 import common                       # first: puts the checkout on sys.path
 from common import fresh_heap, print_table, ratios, summary, timeit, torch, write_json
+import numpy as np
 
 import tinygradlm as tg
 from tinygradlm import nn

@@ -50,10 +50,10 @@ import tempfile
 import time
 import tracemalloc
 
-import numpy as np
 
 import common                       # first: puts the checkout on sys.path
 from common import ROOT, fresh_heap, print_table, timeit, torch, write_json
+import numpy as np
 
 import tinygradlm as tg
 from tinygradlm import kernels

@@ -245,10 +245,10 @@ import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 
-import numpy as np  # noqa: E402
 
 import common  # noqa: E402  (first of the project's: puts the checkout on sys.path)
 from common import fresh_heap, print_table, summary, timeit, torch, write_json  # noqa: E402
+import numpy as np  # noqa: E402
 
 import tinygradlm as tg  # noqa: E402
 from tinygradlm.nn import GPT  # noqa: E402

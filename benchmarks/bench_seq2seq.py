@@ -65,11 +65,11 @@ import statistics
 import sys
 import time
 
-import numpy as np
 
 import common                       # first: puts the checkout and tests/ on sys.path
 from common import (SETTLE_S, TORCH, fresh_heap, print_table, summary, timeit, torch,
                     write_json)
+import numpy as np
 
 import tinygradlm as tg
 from tinygradlm import kernels, optim

@@ -89,10 +89,10 @@ import sys
 import tempfile
 import time
 
-import numpy as np
 
 import common                       # first: puts the checkout on sys.path
 from common import FUSED, REF, TORCH, TRAIN, fresh_heap, print_table, timeit, torch, write_json
+import numpy as np
 
 from tinygradlm import kernels, profiler
 

@@ -27,7 +27,8 @@ from __future__ import annotations
 import os
 
 # As ``import tinygradlm`` does when it comes before NumPy: OpenBLAS's idle threads spin for
-# ~25 µs, not ~0.1 s (tinygradlm/threads.py); here NumPy is imported first, so set it now.
+# ~25 µs, not ~0.1 s (tinygradlm/threads.py).  Every bench script imports this module before
+# NumPy, for this line to count: OpenBLAS reads the variable when NumPy loads it.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "16")
 
 import argparse  # noqa: E402

@@ -60,11 +60,11 @@ import time
 import warnings
 
 import numba
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the tests load it by path
 import common                       # noqa: E402  (first: puts the checkout on sys.path)
 from common import FUSED, REF, TORCH, TRAIN, guarded, write_json
+import numpy as np
 
 import tinygradlm as tg
 from tinygradlm import backend, kernels

@@ -35,7 +35,6 @@ import argparse  # noqa: E402
 import contextlib
 import ctypes
 import gc
-import glob
 import importlib.metadata
 import platform
 import re
@@ -55,7 +54,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)            # run from a checkout without installing
 
 import tinygradlm as tg             # noqa: E402
-from tinygradlm import backend, data, files, kernels, optim  # noqa: E402
+from tinygradlm import backend, data, files, kernels, optim, threads  # noqa: E402
 # The kernels choose Numba's threading layer (workqueue) when they load, and Numba fixes its
 # layer the first time anything asks it about threads (numba.get_num_threads() below): load
 # them first, so the benchmarks run what a training run runs.
@@ -85,7 +84,8 @@ MODES = {FUSED: "fused", REF: "reference"}     # tinygradlm's implementations: k
 
 # --- the machine ----------------------------------------------------------------------------
 def usable_cpus():
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    """The CPUs this process may use (affinity mask, cgroup quota): ``threads.available_cpus``."""
+    return threads.available_cpus()
 
 
 def loadavg():
@@ -95,16 +95,10 @@ def loadavg():
 def _bundled_openblas():
     """(get_num_threads, set_num_threads, name) of the OpenBLAS that NumPy wheels bundle (in
     ``numpy.libs``), or None."""
-    libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "*openblas*")
-    for path in glob.glob(libs):
-        lib = ctypes.CDLL(path)
-        for prefix in ("scipy_openblas_", "openblas_"):
-            for suffix in ("64_", ""):
-                if hasattr(lib, f"{prefix}get_num_threads{suffix}"):
-                    return (getattr(lib, f"{prefix}get_num_threads{suffix}"),
-                            getattr(lib, f"{prefix}set_num_threads{suffix}"),
-                            f"{os.path.basename(path)}:{prefix}get_num_threads{suffix}")
-    return None
+    get = threads.openblas_function("get_num_threads")
+    if get is None:
+        return None
+    return get, threads.openblas_function("set_num_threads"), f"numpy.libs openblas:{get.__name__}"
 
 
 def numpy_blas_threads():
@@ -239,20 +233,13 @@ def _cpuinfo():
 def _openblas_runtime():
     """The kernel set NumPy's bundled OpenBLAS picked for this CPU at run time (its
     ``get_corename``, e.g. ``Haswell`` or ``SkylakeX``) and its build line; {} elsewhere."""
-    libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "*openblas*")
-    for path in glob.glob(libs):
-        lib = ctypes.CDLL(path)
-        for prefix in ("scipy_openblas_", "openblas_"):
-            for suffix in ("64_", ""):
-                if hasattr(lib, f"{prefix}get_corename{suffix}"):
-                    out = {}
-                    for key in ("corename", "config"):
-                        fn = getattr(lib, f"{prefix}get_{key}{suffix}", None)
-                        if fn is not None:
-                            fn.restype = ctypes.c_char_p
-                            out[f"openblas_{key}"] = fn().decode()
-                    return out
-    return {}
+    out = {}
+    for key in ("corename", "config"):
+        fn = threads.openblas_function(f"get_{key}")
+        if fn is not None:
+            fn.restype = ctypes.c_char_p
+            out[f"openblas_{key}"] = fn().decode()
+    return out
 
 
 def numpy_blas_record():

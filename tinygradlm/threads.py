@@ -65,8 +65,10 @@ def available_cpus() -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def _openblas():
-    """(get, set) thread functions of the OpenBLAS bundled with NumPy's wheels, or None."""
+def openblas_function(name: str):
+    """The function ``name`` (e.g. ``"get_num_threads"``) of the OpenBLAS bundled with NumPy's
+    wheels (``numpy.libs``, its symbols prefixed ``scipy_openblas_`` or ``openblas_``, with
+    ``64_`` after them in the 64-bit-integer build), or None."""
     pattern = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "*openblas*")
     for path in glob.glob(pattern):
         try:
@@ -75,10 +77,16 @@ def _openblas():
             continue
         for prefix in ("scipy_openblas_", "openblas_"):
             for suffix in ("64_", ""):
-                get = getattr(lib, f"{prefix}get_num_threads{suffix}", None)
-                if get is not None:
-                    return get, getattr(lib, f"{prefix}set_num_threads{suffix}")
+                fn = getattr(lib, f"{prefix}{name}{suffix}", None)
+                if fn is not None:
+                    return fn
     return None
+
+
+def _openblas():
+    """(get, set) thread functions of NumPy's bundled OpenBLAS, or None."""
+    get = openblas_function("get_num_threads")
+    return None if get is None else (get, openblas_function("set_num_threads"))
 
 
 def blas_threads() -> int | None:

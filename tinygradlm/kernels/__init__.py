@@ -54,25 +54,24 @@ def use(name: str):
         _override.pop()
 
 
-FLOATS = ("float32", "float64")
-_FLOAT_CHARS = "fd"         # their dtype.char: a C attribute, cheaper than dtype.name
+FLOATS = "fd"               # float32, float64 by dtype.char: a C attribute, cheaper than .name
 
 
 def fused_cpu(x) -> bool:
     """Run a CPU-only fused kernel (GELU, LayerNorm) on tensor ``x``?"""
-    return mode() == "fused" and x.device == "cpu" and x.dtype.char in _FLOAT_CHARS
+    return mode() == "fused" and x.device == "cpu" and x.dtype.char in FLOATS
 
 
 def fused_any(x) -> bool:
     """Run a fused kernel that exists for both devices (softmax, cross-entropy, attention)
     on tensor ``x``?  On the GPU only when the numba.cuda kernels can run there."""
-    return (mode() == "fused" and x.dtype.char in _FLOAT_CHARS
+    return (mode() == "fused" and x.dtype.char in FLOATS
             and (x.device == "cpu" or gpu_kernels() is not None))
 
 
 def fused_arrays(x) -> bool:
     """Run a fused op written in array calls alone (``Linear``), on any device, on ``x``?"""
-    return mode() == "fused" and x.dtype.char in _FLOAT_CHARS
+    return mode() == "fused" and x.dtype.char in FLOATS
 
 
 # Which module holds each fused Function.
